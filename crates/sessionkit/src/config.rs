@@ -1,0 +1,311 @@
+//! Session configuration: cookie attributes, lifetimes, touch throttling and
+//! limits, with secure defaults.
+
+use std::time::Duration;
+
+/// `SameSite` attribute of the session cookie.
+pub use cookie::SameSite;
+
+/// How long a non-permanent session lives without activity (the seed's 1 day).
+pub const DEFAULT_IDLE_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long a permanent session lives (31 days, as Flask's `PERMANENT_SESSION_LIFETIME`).
+pub const DEFAULT_PERMANENT_LIFETIME: Duration = Duration::from_secs(31 * 24 * 60 * 60);
+/// Largest encoded session accepted by default (1 MiB).
+pub const DEFAULT_MAX_SIZE: usize = 1024 * 1024;
+
+/// Settings shared by every request: build one with [`SessionConfig::builder`]
+/// or take [`SessionConfig::default`].
+///
+/// | setting | default | why |
+/// |---|---|---|
+/// | cookie name | `session` | the seed's name |
+/// | `HttpOnly` | on | scripts cannot read the id (XSS cannot steal it) |
+/// | `Secure` | on | the id never travels over plain HTTP |
+/// | `SameSite` | `Lax` | no session on cross-site subrequests (CSRF) |
+/// | `Path` | `/` | one session for the whole site |
+/// | `Domain` | none | host-only cookie |
+/// | idle lifetime | 1 day | non-permanent sessions: browser-session cookie, store TTL |
+/// | permanent lifetime | 31 days | cookie `Max-Age` and store TTL after `set_permanent(true)` |
+/// | absolute lifetime | none | optional hard end, counted from creation |
+/// | touch interval | 1/10 of the lifetime | rolling expiry costs at most one touch per interval |
+/// | max size | 1 MiB | encoded size of one session |
+///
+/// ```
+/// use std::time::Duration;
+/// use sessionkit::SessionConfig;
+///
+/// let config = SessionConfig::builder()
+///     .with_cookie_name("__Host-sid")
+///     .with_idle_lifetime(Duration::from_secs(30 * 60))
+///     .build()
+///     .unwrap();
+/// assert_eq!(config.cookie_name(), "__Host-sid");
+/// ```
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    pub(crate) cookie_name: String,
+    pub(crate) cookie_path: String,
+    pub(crate) cookie_domain: Option<String>,
+    pub(crate) secure: bool,
+    pub(crate) http_only: bool,
+    pub(crate) same_site: SameSite,
+    pub(crate) idle_lifetime: Duration,
+    pub(crate) permanent_lifetime: Duration,
+    pub(crate) absolute_lifetime: Option<Duration>,
+    pub(crate) touch_interval: Option<Duration>,
+    pub(crate) max_size: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            cookie_name: "session".to_owned(),
+            cookie_path: "/".to_owned(),
+            cookie_domain: None,
+            secure: true,
+            http_only: true,
+            same_site: SameSite::Lax,
+            idle_lifetime: DEFAULT_IDLE_LIFETIME,
+            permanent_lifetime: DEFAULT_PERMANENT_LIFETIME,
+            absolute_lifetime: None,
+            touch_interval: None,
+            max_size: DEFAULT_MAX_SIZE,
+        }
+    }
+}
+
+impl SessionConfig {
+    /// A builder starting from the defaults.
+    pub fn builder() -> SessionConfigBuilder {
+        SessionConfigBuilder(SessionConfig::default())
+    }
+
+    /// The session cookie's name.
+    pub fn cookie_name(&self) -> &str {
+        &self.cookie_name
+    }
+
+    /// Lifetime of a non-permanent session.
+    pub fn idle_lifetime(&self) -> Duration {
+        self.idle_lifetime
+    }
+
+    /// Lifetime of a permanent session.
+    pub fn permanent_lifetime(&self) -> Duration {
+        self.permanent_lifetime
+    }
+
+    /// Optional hard limit on a session's age.
+    pub fn absolute_lifetime(&self) -> Option<Duration> {
+        self.absolute_lifetime
+    }
+
+    /// Maximum encoded size of one session.
+    pub fn max_size(&self) -> usize {
+        self.max_size
+    }
+
+    /// The touch interval for a session of the given lifetime: an unchanged
+    /// session's expiry is pushed back only once this much of it has passed.
+    pub(crate) fn touch_interval_for(&self, lifetime: Duration) -> Duration {
+        self.touch_interval.unwrap_or(lifetime / 10).min(lifetime)
+    }
+}
+
+/// Builds a [`SessionConfig`]; [`build`](Self::build) checks it.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct SessionConfigBuilder(SessionConfig);
+
+impl SessionConfigBuilder {
+    /// Cookie name. `__Host-` names are checked to be `Secure`, `Path=/` and
+    /// without `Domain`; `__Secure-` names to be `Secure`.
+    pub fn with_cookie_name(mut self, name: impl Into<String>) -> Self {
+        self.0.cookie_name = name.into();
+        self
+    }
+
+    /// Cookie `Path` (default `/`).
+    pub fn with_cookie_path(mut self, path: impl Into<String>) -> Self {
+        self.0.cookie_path = path.into();
+        self
+    }
+
+    /// Cookie `Domain` (default: none, a host-only cookie). Setting it shares
+    /// the session with every subdomain.
+    pub fn with_cookie_domain(mut self, domain: impl Into<String>) -> Self {
+        self.0.cookie_domain = Some(domain.into());
+        self
+    }
+
+    /// The `Secure` attribute (default on).
+    ///
+    /// **Warning:** off sends the session id over plain HTTP, where anyone on
+    /// the path can take it. Turn it off only for local development.
+    pub fn with_secure(mut self, secure: bool) -> Self {
+        self.0.secure = secure;
+        self
+    }
+
+    /// The `HttpOnly` attribute (default on).
+    ///
+    /// **Warning:** off lets page scripts (and any XSS) read the session id.
+    pub fn with_http_only(mut self, http_only: bool) -> Self {
+        self.0.http_only = http_only;
+        self
+    }
+
+    /// The `SameSite` attribute (default `Lax`). `None` requires `Secure`.
+    pub fn with_same_site(mut self, same_site: SameSite) -> Self {
+        self.0.same_site = same_site;
+        self
+    }
+
+    /// Lifetime of a non-permanent session since its last use (default 1 day).
+    pub fn with_idle_lifetime(mut self, lifetime: Duration) -> Self {
+        self.0.idle_lifetime = lifetime;
+        self
+    }
+
+    /// Lifetime of a permanent session since its last use (default 31 days).
+    pub fn with_permanent_lifetime(mut self, lifetime: Duration) -> Self {
+        self.0.permanent_lifetime = lifetime;
+        self
+    }
+
+    /// A hard limit on a session's age, counted from its creation, however
+    /// active it is (default: none).
+    pub fn with_absolute_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.0.absolute_lifetime = lifetime;
+        self
+    }
+
+    /// How much of its lifetime must pass before a read-only request pushes a
+    /// session's expiry back (default: a tenth of the lifetime). `ZERO` touches
+    /// on every request.
+    pub fn with_touch_interval(mut self, interval: Duration) -> Self {
+        self.0.touch_interval = Some(interval);
+        self
+    }
+
+    /// Maximum encoded size of one session in bytes (default 1 MiB).
+    pub fn with_max_size(mut self, bytes: usize) -> Self {
+        self.0.max_size = bytes;
+        self
+    }
+
+    /// Checks the settings and returns the config.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when the cookie name is not a valid token, a `__Host-` or
+    /// `__Secure-` name is used without the attributes browsers require of it,
+    /// `SameSite=None` is used without `Secure`, or a lifetime is zero.
+    pub fn build(self) -> Result<SessionConfig, ConfigError> {
+        let c = self.0;
+        let name = &c.cookie_name;
+        let is_token = |s: &str| {
+            !s.is_empty()
+                && s.bytes().all(|b| {
+                    b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)
+                })
+        };
+        if !is_token(name) {
+            return Err(ConfigError::new(format!(
+                "cookie name {name:?} is not a valid cookie-name token"
+            )));
+        }
+        if name.starts_with("__Host-")
+            && (!c.secure || c.cookie_path != "/" || c.cookie_domain.is_some())
+        {
+            return Err(ConfigError::new(
+                "a __Host- cookie must be Secure, have Path=/ and no Domain",
+            ));
+        }
+        if name.starts_with("__Secure-") && !c.secure {
+            return Err(ConfigError::new("a __Secure- cookie must be Secure"));
+        }
+        if c.same_site == SameSite::None && !c.secure {
+            return Err(ConfigError::new("SameSite=None requires Secure"));
+        }
+        if !c.cookie_path.starts_with('/') || c.cookie_path.contains(';') {
+            return Err(ConfigError::new("cookie path must start with '/' and contain no ';'"));
+        }
+        if c.cookie_domain.as_deref().is_some_and(|d| !is_token(d)) {
+            return Err(ConfigError::new("cookie domain is not valid"));
+        }
+        if c.idle_lifetime.is_zero() || c.permanent_lifetime.is_zero() {
+            return Err(ConfigError::new("session lifetimes must be greater than zero"));
+        }
+        if c.absolute_lifetime.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::new("the absolute lifetime must be greater than zero"));
+        }
+        Ok(c)
+    }
+}
+
+/// A [`SessionConfig`] that browsers would reject or that cannot work.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid session config: {0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    fn new(msg: impl Into<String>) -> Self {
+        ConfigError(msg.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_prefix_is_checked() {
+        assert!(SessionConfig::builder().with_cookie_name("__Host-s").build().is_ok());
+        let err = SessionConfig::builder()
+            .with_cookie_name("__Host-s")
+            .with_cookie_domain("example.com")
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("__Host-"));
+        assert!(SessionConfig::builder()
+            .with_cookie_name("__Host-s")
+            .with_cookie_path("/app")
+            .build()
+            .is_err());
+        assert!(SessionConfig::builder()
+            .with_cookie_name("__Host-s")
+            .with_secure(false)
+            .build()
+            .is_err());
+        assert!(SessionConfig::builder()
+            .with_cookie_name("__Secure-s")
+            .with_secure(false)
+            .build()
+            .is_err());
+    }
+
+    #[test]
+    fn bad_names_and_lifetimes_are_rejected() {
+        assert!(SessionConfig::builder().with_cookie_name("a b").build().is_err());
+        assert!(SessionConfig::builder().with_cookie_name("").build().is_err());
+        assert!(SessionConfig::builder()
+            .with_idle_lifetime(Duration::ZERO)
+            .build()
+            .is_err());
+        assert!(SessionConfig::builder()
+            .with_same_site(SameSite::None)
+            .with_secure(false)
+            .build()
+            .is_err());
+    }
+
+    #[test]
+    fn touch_interval_defaults_to_a_tenth() {
+        let c = SessionConfig::default();
+        assert_eq!(
+            c.touch_interval_for(Duration::from_secs(1000)),
+            Duration::from_secs(100)
+        );
+    }
+}

@@ -1,0 +1,97 @@
+//! The crate's error type.
+//!
+//! Errors carry their cause (`#[source]`) for logs, but never a session id or a
+//! cookie value: an error may be logged or shown, an id must not be.
+
+use std::fmt;
+
+/// What went wrong in a session operation.
+///
+/// Handlers get these as values from [`Session`](crate::Session) calls; the
+/// middleware turns the ones it meets itself into a bare status code (503 when
+/// the store is unavailable) and a `tracing` event with the error chain.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The session store could not be reached, timed out, or failed.
+    #[error("session store unavailable")]
+    Unavailable(#[source] BoxError),
+    /// A stored value could not be decoded into the requested type.
+    #[error("session value for key {key:?} could not be decoded")]
+    Decode {
+        /// The session key whose value failed to decode.
+        key: String,
+        /// The codec's error.
+        #[source]
+        source: BoxError,
+    },
+    /// A value could not be encoded.
+    #[error("session value for key {key:?} could not be encoded")]
+    Encode {
+        /// The session key whose value failed to encode.
+        key: String,
+        /// The codec's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The encoded session would exceed the configured maximum size.
+    #[error("session too large: {size} bytes encoded, the limit is {limit}")]
+    TooLarge {
+        /// Encoded size the session would have.
+        size: usize,
+        /// The configured limit ([`SessionConfigBuilder::with_max_size`](crate::SessionConfigBuilder::with_max_size)).
+        limit: usize,
+    },
+    /// A stored record did not have the expected layout (wrong type, unknown
+    /// version, undecodable metadata).
+    #[error("stored session record is corrupt: {0}")]
+    Corrupt(String),
+    /// The request has no session: the middleware is not installed on this route.
+    #[error("no session in this request: is the SessionLayer / SessionMiddleware installed?")]
+    MissingMiddleware,
+}
+
+/// A boxed error, as kept in [`Error`] sources.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+impl Error {
+    /// Wraps a store failure.
+    pub fn unavailable(err: impl Into<BoxError>) -> Self {
+        Error::Unavailable(err.into())
+    }
+
+    /// Is this a failure to reach or use the store (retrying later may work)?
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unavailable(_))
+    }
+
+    /// Is this a value that could not be decoded into the requested type?
+    pub fn is_decode(&self) -> bool {
+        matches!(self, Error::Decode { .. })
+    }
+
+    /// Is this the session size limit?
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, Error::TooLarge { .. })
+    }
+
+    /// Is this a corrupt stored record?
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, Error::Corrupt(_))
+    }
+}
+
+/// Formats an error with its whole `source()` chain, for log lines.
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cur = self.0.source();
+        while let Some(err) = cur {
+            write!(f, ": {err}")?;
+            cur = err.source();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,194 @@
+//! Session ids and the storage ids derived from them.
+//!
+//! A [`SessionId`] is what the cookie carries: 192 bits from the operating
+//! system's CSPRNG, base64url without padding (32 characters). It is never
+//! stored: stores see only a [`StorageId`], a versioned SHA-256 digest of it, so
+//! a read-only leak of the store yields no usable cookie, and a storage id sent
+//! back as a cookie fails to parse (wrong length) and resolves to nothing.
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use rand::TryRngCore as _;
+use sha2::{Digest, Sha256};
+
+/// Number of random bytes in a session id.
+const ID_BYTES: usize = 24;
+/// Length of a session id in base64url characters (24 bytes → 32 chars, no padding).
+const ID_LEN: usize = 32;
+
+/// A session id, as carried by the cookie.
+///
+/// `Debug` and `Display` never show it; use [`SessionId::expose`] only to
+/// write the cookie.
+///
+/// ```
+/// use sessionkit::SessionId;
+/// let id = SessionId::generate();
+/// let parsed: SessionId = id.expose().parse().unwrap();
+/// assert_eq!(parsed, id);
+/// assert_eq!(format!("{id:?}"), "SessionId(<redacted>)");
+/// assert!("not an id".parse::<SessionId>().is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SessionId([u8; ID_BYTES]);
+
+impl SessionId {
+    /// A new id from the operating system's CSPRNG.
+    ///
+    /// # Panics
+    ///
+    /// Only if the operating system cannot provide random bytes at all, in
+    /// which case no secure session can be issued.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; ID_BYTES];
+        // `OsRng` fails only when the OS has no entropy source; continuing with
+        // a predictable id would be a security hole, so this is a hard stop.
+        #[allow(clippy::expect_used)]
+        rand::rngs::OsRng
+            .try_fill_bytes(&mut bytes)
+            .expect("the OS random number generator failed");
+        SessionId(bytes)
+    }
+
+    /// The id's cookie form (base64url). The only way to see the secret.
+    pub fn expose(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// The storage id: what a store may see and keep.
+    pub fn storage_id(&self) -> StorageId {
+        StorageId::derive(self)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionId(<redacted>)")
+    }
+}
+
+/// Why a cookie value is not a session id. Carries no part of the input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseIdError {
+    /// Not exactly 32 characters.
+    #[error("session id has the wrong length")]
+    Length,
+    /// A character outside the base64url alphabet, or non-canonical trailing bits.
+    #[error("session id is not canonical base64url")]
+    Alphabet,
+}
+
+impl FromStr for SessionId {
+    type Err = ParseIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // Length and alphabet first: cheap, and everything after sees clean input.
+        if s.len() != ID_LEN {
+            return Err(ParseIdError::Length);
+        }
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(ParseIdError::Alphabet);
+        }
+        let mut bytes = [0u8; ID_BYTES];
+        match URL_SAFE_NO_PAD.decode_slice(s, &mut bytes) {
+            Ok(ID_BYTES) => Ok(SessionId(bytes)),
+            _ => Err(ParseIdError::Alphabet),
+        }
+    }
+}
+
+/// Current version of the storage-id scheme; the first character of every
+/// [`StorageId`], so a later scheme can be introduced next to this one.
+const STORAGE_SCHEME: &str = "1";
+
+/// What a store keys a session by: `1.` followed by base64url(SHA-256(id)).
+///
+/// Safe to log and to keep: it cannot be turned back into a cookie.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct StorageId(String);
+
+impl StorageId {
+    fn derive(id: &SessionId) -> Self {
+        let digest = Sha256::digest(id.0);
+        let mut s = String::with_capacity(2 + 43);
+        s.push_str(STORAGE_SCHEME);
+        s.push('.');
+        URL_SAFE_NO_PAD.encode_string(digest, &mut s);
+        StorageId(s)
+    }
+
+    /// The storage id as text (what a store puts after its key prefix).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A short prefix of the storage id for log lines: enough to correlate
+    /// events, too short to look anything up with.
+    pub fn short(&self) -> &str {
+        // Storage ids are ASCII; 10 chars is a safe char boundary.
+        self.0.get(..10).unwrap_or(&self.0)
+    }
+}
+
+impl fmt::Debug for StorageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StorageId({}…)", self.short())
+    }
+}
+
+impl fmt::Display for StorageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_round_trip_and_differ() {
+        let a = SessionId::generate();
+        let b = SessionId::generate();
+        assert_ne!(a, b);
+        assert_eq!(a.expose().len(), ID_LEN);
+        assert_eq!(a.expose().parse::<SessionId>(), Ok(a));
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert_eq!("".parse::<SessionId>(), Err(ParseIdError::Length));
+        assert_eq!("a".repeat(33).parse::<SessionId>(), Err(ParseIdError::Length));
+        assert_eq!("a".repeat(31).parse::<SessionId>(), Err(ParseIdError::Length));
+        let mut bad = "a".repeat(31);
+        bad.push('+');
+        assert_eq!(bad.parse::<SessionId>(), Err(ParseIdError::Alphabet));
+        assert_eq!("é".repeat(16).parse::<SessionId>(), Err(ParseIdError::Alphabet));
+    }
+
+    #[test]
+    fn storage_id_is_not_a_session_id() {
+        let id = SessionId::generate();
+        let sid = id.storage_id();
+        assert!(sid.as_str().starts_with("1."));
+        assert!(!sid.as_str().contains(&id.expose()));
+        assert!(sid.as_str().parse::<SessionId>().is_err());
+        assert!(sid.as_str()[2..].parse::<SessionId>().is_err());
+        assert_eq!(sid, id.storage_id(), "derivation is deterministic");
+    }
+
+    #[test]
+    fn debug_redacts() {
+        let id = SessionId::generate();
+        assert!(!format!("{id:?}").contains(&id.expose()));
+        let sid = id.storage_id();
+        assert!(!format!("{sid:?}").contains(sid.as_str()));
+    }
+}

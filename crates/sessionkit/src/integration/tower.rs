@@ -1,0 +1,163 @@
+//! The tower middleware ([`SessionLayer`] → [`SessionService`]) and, with the
+//! `axum` feature, the `Session` extractor.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::{CACHE_CONTROL, COOKIE, RETRY_AFTER, SET_COOKIE, VARY};
+use http::{HeaderValue, Request, Response, StatusCode};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::lifecycle::{self, Failure, Finish, Shared};
+use crate::store::SessionStore;
+use crate::SessionConfig;
+
+/// Adds a [`Session`](crate::Session) to every request and saves it after
+/// the response. Build it once and share it (`Clone` is cheap).
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use sessionkit::{MemoryStore, Session, SessionConfig, SessionLayer};
+///
+/// async fn hello(session: Session) -> String {
+///     let name: Option<String> = session.get("name").await.ok().flatten();
+///     format!("hello {}", name.as_deref().unwrap_or("stranger"))
+/// }
+///
+/// let app: Router = Router::new()
+///     .route("/", get(hello))
+///     .layer(SessionLayer::new(MemoryStore::new(), SessionConfig::default()));
+/// ```
+#[derive(Clone)]
+pub struct SessionLayer {
+    shared: Arc<Shared>,
+}
+
+impl SessionLayer {
+    /// A layer storing sessions in `store`, configured by `config`.
+    pub fn new(store: impl SessionStore, config: SessionConfig) -> Self {
+        SessionLayer { shared: Shared::new(store, config) }
+    }
+}
+
+impl std::fmt::Debug for SessionLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionLayer").field("config", &self.shared.config).finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService { inner, shared: Arc::clone(&self.shared) }
+    }
+}
+
+/// The service made by [`SessionLayer`].
+#[derive(Clone)]
+pub struct SessionService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> SessionService<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for SessionService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionService").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let cookies = req.headers().get_all(COOKIE).into_iter().map(HeaderValue::as_bytes);
+        let session = lifecycle::open(&self.shared, cookies);
+        req.extensions_mut().insert(session.clone());
+        // Call the service that was polled ready, leave a fresh clone in its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let res = inner.call(req).await?;
+            let finish = lifecycle::finish(&session, res.status().as_u16()).await;
+            Ok(apply(finish, res.headers().contains_key(CACHE_CONTROL), res, ResBody::default))
+        })
+    }
+}
+
+fn apply<B>(finish: Finish, app_cache_control: bool, mut res: Response<B>, empty: impl FnOnce() -> B) -> Response<B> {
+    if let Some(failure) = finish.failure {
+        let mut bare = Response::new(empty());
+        *bare.status_mut() = StatusCode::from_u16(failure.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        if failure == Failure::Unavailable {
+            bare.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        return bare;
+    }
+    let headers = res.headers_mut();
+    if finish.vary_cookie {
+        headers.append(VARY, HeaderValue::from_static("Cookie"));
+    }
+    if let Some(cookie) = finish.set_cookie {
+        // Cookie values are built from validated config and base64url ids.
+        if let Ok(v) = HeaderValue::try_from(cookie) {
+            headers.append(SET_COOKIE, v);
+            if !app_cache_control {
+                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            }
+        }
+    }
+    res
+}
+
+#[cfg(feature = "axum")]
+mod extract {
+    use axum_core::extract::FromRequestParts;
+    use http::request::Parts;
+    use http::StatusCode;
+
+    use crate::Session;
+
+    impl<S: Send + Sync> FromRequestParts<S> for Session {
+        type Rejection = (StatusCode, &'static str);
+
+        async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+            parts.extensions.get::<Session>().cloned().ok_or_else(|| {
+                tracing::error!("{}", crate::Error::MissingMiddleware);
+                (StatusCode::INTERNAL_SERVER_ERROR, "session middleware missing")
+            })
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Server-side web sessions for Rust, kept in Redis.
+//!
+//! sessionkit starts from the classic Flask recipe — a session that behaves
+//! like a map and tracks its changes, a cookie that holds only a random id,
+//! data in Redis under `session:<id>` with a TTL, an emptied session deleting
+//! its key and cookie — and makes it correct under concurrency:
+//!
+//! - **Lazy**: a handler that never touches the session costs no Redis call.
+//! - **Deltas**: each changed key is one hash field; concurrent requests
+//!   changing different keys lose nothing.
+//! - **No resurrection**: a save never recreates a session deleted meanwhile
+//!   (logout in another tab), and never overwrites on create.
+//! - **No raw ids in Redis**: keys are a versioned SHA-256 of the cookie id.
+//! - **Bounded**: every Redis call has a timeout; failures are values for
+//!   handlers and a bare 503 from the middleware, never a hang.
+//!
+//! # Example (axum)
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use sessionkit::{RedisStore, Session, SessionConfig, SessionLayer};
+//!
+//! async fn visits(session: Session) -> Result<String, sessionkit::Error> {
+//!     let n: u64 = session.get("visits").await?.unwrap_or(0) + 1;
+//!     session.insert("visits", &n).await?;
+//!     Ok(format!("{n} visits"))
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = RedisStore::connect("redis://127.0.0.1:6379/").await?;
+//! let app: Router = Router::new()
+//!     .route("/", get(visits))
+//!     .layer(SessionLayer::new(store, SessionConfig::default()));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Features
+//!
+//! | feature | default | enables |
+//! |---|---|---|
+//! | `redis` | yes | [`RedisStore`] |
+//! | `tower` | yes (via `axum`) | [`SessionLayer`], [`SessionService`] |
+//! | `axum` | yes | `tower` + [`Session`] as an axum extractor |
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![deny(missing_docs)]
+
+mod config;
+mod cookie;
+mod error;
+mod id;
+mod integration;
+mod lifecycle;
+mod session;
+pub mod store;
+
+pub use config::{
+    ConfigError, SameSite, SessionConfig, SessionConfigBuilder, DEFAULT_IDLE_LIFETIME,
+    DEFAULT_MAX_SIZE, DEFAULT_PERMANENT_LIFETIME,
+};
+pub use error::{BoxError, Error};
+pub use id::{ParseIdError, SessionId, StorageId};
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use integration::tower::{SessionLayer, SessionService};
+pub use session::Session;
+pub use store::memory::MemoryStore;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use store::redis::{RedisStore, RedisStoreBuilder};
+pub use store::SessionStore;

@@ -1,0 +1,114 @@
+//! The storage interface: what a backend must do, and the record it keeps.
+//!
+//! A store sees only [`StorageId`]s and encoded values; it never sees a
+//! session id or a cookie. Every operation is one atomic step on one session,
+//! so the lifecycle's guarantees hold for every backend:
+//!
+//! - [`create`](SessionStore::create) never overwrites an existing record;
+//! - [`update`](SessionStore::update) never recreates a record that is gone;
+//! - [`take`](SessionStore::take) reads and deletes in one step.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::{Error, StorageId};
+
+pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
+
+/// A boxed, `Send` future, as returned by [`SessionStore`] methods (keeps the
+/// trait usable as `dyn SessionStore`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Current version of the record layout; stores write it and refuse others.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// One session as a store holds it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Record {
+    /// Encoded values by key.
+    pub data: HashMap<String, Vec<u8>>,
+    /// Timestamps and flags.
+    pub meta: Meta,
+}
+
+/// A session's metadata. Times are Unix milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// When the session was created.
+    pub created_ms: u64,
+    /// When the session expires (the store's TTL is set to this instant).
+    pub expires_ms: u64,
+    /// Whether the session is permanent (long-lived, persistent cookie).
+    pub permanent: bool,
+    /// A lifetime for this session only, overriding the configured one.
+    pub lifetime_ms: Option<u64>,
+}
+
+/// A change to an existing record: the keys set, the keys removed, and the
+/// new metadata (always written; its `expires_ms` becomes the TTL).
+#[derive(Clone, Debug)]
+pub struct Changes<'a> {
+    /// Keys to set, with their encoded values.
+    pub set: Vec<(&'a str, &'a [u8])>,
+    /// Keys to remove.
+    pub remove: Vec<&'a str>,
+    /// New metadata (`created_ms` is not rewritten).
+    pub meta: Meta,
+    /// Delete the record when no data key remains after this change.
+    pub delete_if_empty: bool,
+}
+
+/// What [`SessionStore::update`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UpdateOutcome {
+    /// The changes were applied.
+    Saved,
+    /// The record no longer exists (deleted or expired meanwhile); nothing
+    /// was written.
+    Gone,
+    /// The changes left no data, so the record was deleted.
+    Deleted,
+}
+
+/// A session backend.
+///
+/// Implement it for a new storage; [`MemoryStore`](memory::MemoryStore) is a
+/// complete reference implementation.
+pub trait SessionStore: Send + Sync + 'static {
+    /// Loads a record; `None` if there is none (or it has expired).
+    ///
+    /// A record that exists but cannot be read (wrong type, unknown layout)
+    /// is an [`Error::Corrupt`]; the caller deletes it.
+    fn load<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<Option<Record>, Error>>;
+
+    /// Stores a new record, expiring at `record.meta.expires_ms`. Returns
+    /// `false`, writing nothing, if a record with this id already exists.
+    fn create<'a>(&'a self, id: &'a StorageId, record: &'a Record)
+        -> BoxFuture<'a, Result<bool, Error>>;
+
+    /// Applies `changes` to an existing record and sets its expiry, in one
+    /// atomic step. A record that no longer exists is not recreated.
+    fn update<'a>(
+        &'a self,
+        id: &'a StorageId,
+        changes: &'a Changes<'a>,
+    ) -> BoxFuture<'a, Result<UpdateOutcome, Error>>;
+
+    /// Deletes a record (no error if there is none).
+    fn delete<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Reads and deletes a record in one atomic step (used to move a session
+    /// to a new id without losing concurrent writes).
+    fn take<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<Option<Record>, Error>>;
+}
+
+/// Current time in Unix milliseconds.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
