@@ -1,1 +1,469 @@
-fn main() {}
+//! sessionkit demo: a small server-rendered site with sign-in, a visit
+//! counter and a shopping cart, all kept in a server-side session.
+//!
+//! ```text
+//! cargo run -p demo --release                      # Redis if reachable, else memory
+//! cargo run -p demo -- --store memory --insecure-cookie --addr 127.0.0.1:3000
+//! REDIS_URL=redis://127.0.0.1:6390/ cargo run -p demo -- --store redis
+//! ```
+//!
+//! Session keys: `user` (the signed-in name), `visits` (a counter bumped by
+//! every visit to `/`) and `cart` (item name → quantity).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use axum::extract::Form;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+use sessionkit::{MemoryStore, RedisStore, Session, SessionConfig, SessionLayer};
+use tracing_subscriber::EnvFilter;
+
+/// Longest accepted name or item, in characters.
+const MAX_LEN: usize = 100;
+/// Most distinct items a cart may hold.
+const MAX_ITEMS: usize = 50;
+/// Highest quantity of one item.
+const MAX_QTY: u32 = 99;
+
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
+
+/// Command-line options.
+#[derive(Parser, Debug)]
+#[command(
+    name = "demo",
+    about = "sessionkit demo site: sign-in, visit counter and cart"
+)]
+struct Args {
+    /// Session store: `redis`, `memory`, or `auto` (Redis if reachable, else memory).
+    /// The Redis URL comes from the REDIS_URL environment variable.
+    #[arg(long, value_enum, default_value_t = StoreKind::Auto)]
+    store: StoreKind,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    addr: SocketAddr,
+    /// Send the session cookie without the `Secure` attribute, so that clients
+    /// such as curl send it back over plain http. For local testing only.
+    #[arg(long)]
+    insecure_cookie: bool,
+}
+
+/// Which session store to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum StoreKind {
+    Memory,
+    Redis,
+    Auto,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned());
+    let shown_url = redact(&url);
+
+    if args.insecure_cookie {
+        eprintln!(
+            "warning: --insecure-cookie: the session cookie is sent without `Secure`, \
+             so its id travels in clear text over http. Use only for local testing."
+        );
+    }
+    let config = SessionConfig::builder()
+        .with_secure(!args.insecure_cookie)
+        .build()
+        .map_err(|e| e.to_string())?;
+
+    let (layer, store_name) = match args.store {
+        StoreKind::Memory => (SessionLayer::new(MemoryStore::new(), config), "memory"),
+        StoreKind::Redis => match RedisStore::connect(url.as_str()).await {
+            Ok(store) => (SessionLayer::new(store, config), "redis"),
+            Err(e) => {
+                return Err(format!(
+                    "Redis not reachable at {shown_url} ({})",
+                    chain(&e)
+                ))
+            }
+        },
+        StoreKind::Auto => match RedisStore::connect(url.as_str()).await {
+            Ok(store) => (SessionLayer::new(store, config), "redis"),
+            Err(e) => {
+                eprintln!(
+                    "warning: Redis not reachable at {shown_url} ({}); falling back to the \
+                     in-memory store (sessions are lost on restart)",
+                    chain(&e)
+                );
+                (SessionLayer::new(MemoryStore::new(), config), "memory")
+            }
+        },
+    };
+
+    let app = Router::new()
+        .route("/", get(index))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/cart/add", post(cart_add))
+        .route("/cart/remove", post(cart_remove))
+        .fallback(not_found)
+        .layer(layer);
+
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("sessionkit demo listening on http://{addr} (store: {store_name})");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
+    println!("sessionkit demo stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or, on Unix, SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+// ---------------------------------------------------------------- handlers
+
+type Cart = BTreeMap<String, u32>;
+
+async fn index(session: Session) -> Result<Html<String>, AppError> {
+    let visits: u64 = session
+        .get::<u64>("visits")
+        .await?
+        .unwrap_or(0)
+        .saturating_add(1);
+    session.insert("visits", &visits).await?;
+    let user: Option<String> = session.get("user").await?;
+    let cart: Cart = session.get("cart").await?.unwrap_or_default();
+
+    let mut body = String::new();
+    match &user {
+        Some(name) => {
+            let _ = write!(
+                body,
+                r#"<section><p>Signed in as <strong>{}</strong></p>
+<form method="post" action="/logout"><button>Sign out</button></form></section>"#,
+                escape(name)
+            );
+        }
+        None => body.push_str(&format!(
+            r#"<section><p>You are not signed in.</p>
+<form method="post" action="/login">
+<input name="name" placeholder="Your name" maxlength="{MAX_LEN}" required autofocus>
+<button>Sign in</button></form></section>"#
+        )),
+    }
+    let _ = write!(
+        body,
+        r#"<section><p>You have visited this page <strong>{visits}</strong> time{}.</p></section>"#,
+        if visits == 1 { "" } else { "s" }
+    );
+    body.push_str("<section><h2>Cart</h2>");
+    if cart.is_empty() {
+        body.push_str("<p class=muted>Your cart is empty.</p>");
+    } else {
+        body.push_str("<ul>");
+        for (item, qty) in &cart {
+            let item = escape(item);
+            let _ = write!(
+                body,
+                r#"<li><span>{item} <span class=muted>× {qty}</span></span>
+<form method="post" action="/cart/remove"><input type="hidden" name="item" value="{item}"><button class=small>Remove</button></form></li>"#
+            );
+        }
+        body.push_str("</ul>");
+    }
+    let _ = write!(
+        body,
+        r#"<form method="post" action="/cart/add">
+<input name="item" placeholder="Item" maxlength="{MAX_LEN}" required>
+<button>Add item</button></form></section>
+<section><form method="post" action="/logout"><button class=small>Sign out and clear session</button></form></section>"#
+    );
+    Ok(Html(page("sessionkit demo", &body)))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    name: String,
+}
+
+async fn login(session: Session, Form(form): Form<LoginForm>) -> Result<Redirect, AppError> {
+    let name = validate(&form.name, "name")?;
+    // A new id on sign-in defeats session fixation; the cart and counter move along.
+    session.cycle_id().await?;
+    session.insert("user", &name).await?;
+    session.set_permanent(true).await?;
+    tracing::info!("signed in");
+    Ok(Redirect::to("/"))
+}
+
+async fn logout(session: Session) -> Redirect {
+    session.flush().await;
+    Redirect::to("/")
+}
+
+#[derive(Deserialize)]
+struct ItemForm {
+    #[serde(default)]
+    item: String,
+}
+
+async fn cart_add(session: Session, Form(form): Form<ItemForm>) -> Result<Redirect, AppError> {
+    let item = validate(&form.item, "item")?;
+    let mut cart: Cart = session.get("cart").await?.unwrap_or_default();
+    if !cart.contains_key(&item) && cart.len() >= MAX_ITEMS {
+        return Err(AppError::BadInput(format!(
+            "the cart holds at most {MAX_ITEMS} different items"
+        )));
+    }
+    let qty = cart.entry(item).or_insert(0);
+    *qty = (*qty + 1).min(MAX_QTY);
+    session.insert("cart", &cart).await?;
+    Ok(Redirect::to("/"))
+}
+
+async fn cart_remove(session: Session, Form(form): Form<ItemForm>) -> Result<Redirect, AppError> {
+    let item = validate(&form.item, "item")?;
+    let mut cart: Cart = session.get("cart").await?.unwrap_or_default();
+    if cart.remove(&item).is_some() {
+        if cart.is_empty() {
+            session.remove("cart").await?;
+        } else {
+            session.insert("cart", &cart).await?;
+        }
+    }
+    Ok(Redirect::to("/"))
+}
+
+async fn not_found() -> Response {
+    error_page(
+        StatusCode::NOT_FOUND,
+        "Page not found",
+        "There is nothing here.",
+    )
+}
+
+// ------------------------------------------------------------------ errors
+
+/// A handler failure, rendered as a small HTML page.
+enum AppError {
+    Session(sessionkit::Error),
+    BadInput(String),
+}
+
+impl From<sessionkit::Error> for AppError {
+    fn from(e: sessionkit::Error) -> Self {
+        AppError::Session(e)
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        match self {
+            AppError::BadInput(msg) => error_page(StatusCode::BAD_REQUEST, "Invalid input", &msg),
+            AppError::Session(e) if e.is_unavailable() => {
+                tracing::error!(error = %chain(&e), "session store unavailable");
+                error_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Temporarily unavailable",
+                    "The session store cannot be reached right now. Please try again in a moment.",
+                )
+            }
+            AppError::Session(e) => {
+                tracing::error!(error = %chain(&e), "session error");
+                error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "Your session could not be used.",
+                )
+            }
+        }
+    }
+}
+
+fn error_page(status: StatusCode, title: &str, msg: &str) -> Response {
+    let body = format!(
+        r#"<section><h2>{}</h2><p>{}</p><p><a href="/">Back to the home page</a></p></section>"#,
+        escape(title),
+        escape(msg)
+    );
+    let mut res = Html(page(title, &body)).into_response();
+    *res.status_mut() = status;
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        res.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+    }
+    res
+}
+
+/// Trims `raw` and checks it is a non-empty, printable string of at most [`MAX_LEN`] characters.
+fn validate(raw: &str, what: &str) -> Result<String, AppError> {
+    let s = raw.trim();
+    if s.is_empty() {
+        return Err(AppError::BadInput(format!("The {what} must not be empty.")));
+    }
+    if s.chars().count() > MAX_LEN {
+        return Err(AppError::BadInput(format!(
+            "The {what} must be at most {MAX_LEN} characters."
+        )));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(AppError::BadInput(format!(
+            "The {what} must not contain control characters."
+        )));
+    }
+    Ok(s.to_owned())
+}
+
+// ----------------------------------------------------------------- helpers
+
+/// Escapes text for HTML element content and quoted attribute values.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The page skeleton; `body` must already be escaped HTML.
+fn page(title: &str, body: &str) -> String {
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{}</title>
+<style>
+body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 36rem; margin: 2rem auto; padding: 0 1rem; color: #222; }}
+h1 {{ font-size: 1.5rem; }} h2 {{ font-size: 1.15rem; margin: 0 0 .5rem; }}
+section {{ border: 1px solid #ddd; border-radius: 8px; padding: .75rem 1rem; margin: 1rem 0; }}
+form {{ display: inline-flex; gap: .5rem; margin: 0; }}
+input {{ padding: .3rem .5rem; border: 1px solid #bbb; border-radius: 4px; }}
+button {{ padding: .3rem .8rem; border: 0; border-radius: 4px; background: #2563eb; color: #fff; cursor: pointer; }}
+button.small {{ padding: .15rem .6rem; background: #6b7280; font-size: .85rem; }}
+ul {{ padding: 0; list-style: none; }} li {{ display: flex; justify-content: space-between; align-items: center; padding: .25rem 0; border-bottom: 1px solid #eee; }}
+.muted {{ color: #6b7280; }} footer {{ color: #6b7280; font-size: .85rem; text-align: center; }}
+</style></head>
+<body><h1><a href="/" style="color:inherit;text-decoration:none">sessionkit demo</a></h1>
+{body}
+<footer>Server-side sessions with sessionkit &middot; axum</footer>
+</body></html>"#,
+        escape(title)
+    )
+}
+
+/// An error with its `source()` chain, for messages and logs.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        let _ = write!(s, ": {inner}");
+        cur = inner.source();
+    }
+    s
+}
+
+/// `url` with any password replaced by `***`, for printing.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_html() {
+        assert_eq!(
+            escape(r#"<a href="x">'&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn validates_input() {
+        assert_eq!(validate("  milk ", "item").ok(), Some("milk".to_owned()));
+        assert!(validate("   ", "item").is_err());
+        assert!(validate(&"x".repeat(MAX_LEN + 1), "item").is_err());
+        assert!(validate(&"é".repeat(MAX_LEN), "item").is_ok());
+        assert!(validate("a\nb", "item").is_err());
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact("redis://:secret@host:6379/0"),
+            "redis://:***@host:6379/0"
+        );
+        assert_eq!(redact("redis://u:p@h/"), "redis://u:***@h/");
+        assert_eq!(redact("redis://127.0.0.1:6379/"), "redis://127.0.0.1:6379/");
+    }
+}

@@ -1,0 +1,65 @@
+//! The conformance matrix: {MemoryStore, RedisStore} × {axum}.
+
+use std::time::Duration;
+
+use sessionkit::SessionConfig;
+use testkit::conformance::{self as c, Framework, StoreKind, Subject};
+
+fn short_lived() -> SessionConfig {
+    SessionConfig::builder()
+        .with_idle_lifetime(Duration::from_millis(1500))
+        .build()
+        .expect("valid config")
+}
+
+fn small() -> SessionConfig {
+    SessionConfig::builder().with_max_size(1024).build().expect("valid config")
+}
+
+macro_rules! matrix {
+    ($store:expr, $fw:expr; $($name:ident $(with $config:expr)?),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                #[allow(unused_mut, unused_assignments)]
+                let mut config = SessionConfig::default();
+                $( config = $config; )?
+                let subject = Subject::start_with($store, $fw, config).await;
+                c::$name(&subject).await;
+            }
+        )*
+    };
+}
+
+macro_rules! suite {
+    ($store:expr, $fw:expr) => {
+        matrix!($store, $fw;
+            basic_flow,
+            untouched_request_costs_nothing,
+            malformed_cookie_costs_nothing,
+            round_trip_budget,
+            forged_id_is_not_adopted,
+            raw_id_absent_from_store,
+            emptied_session_is_deleted,
+            login_cycles_id,
+            logout_destroys,
+            concurrent_different_keys,
+            logout_during_slow_write_does_not_resurrect,
+            cookie_and_cache_headers,
+            values_round_trip,
+            expired_session_is_gone with short_lived(),
+            touch_is_throttled with short_lived(),
+            oversized_value_is_refused with small(),
+        );
+    };
+}
+
+mod memory_axum {
+    use super::*;
+    suite!(StoreKind::Memory, Framework::Axum);
+}
+
+mod redis_axum {
+    use super::*;
+    suite!(StoreKind::Redis, Framework::Axum);
+}

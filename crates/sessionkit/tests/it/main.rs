@@ -1,0 +1,7 @@
+//! sessionkit's integration tests: one binary (link once), modules inside.
+//!
+//! `conformance` runs every behaviour in `testkit::conformance` against each
+//! store through each framework; the other modules test one store or one
+//! failure mode directly.
+
+mod conformance;

@@ -1,0 +1,125 @@
+//! [`Browser`]: an HTTP client that keeps the session cookie the way a
+//! browser does (sets it from `Set-Cookie`, drops it on `Max-Age=0`), but
+//! sends it over plain HTTP regardless of `Secure`, for loopback tests.
+
+use std::time::Duration;
+
+/// One response, read whole.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Body as text.
+    pub body: String,
+    /// Every response header.
+    pub headers: reqwest::header::HeaderMap,
+    /// The `Set-Cookie` values.
+    pub set_cookies: Vec<String>,
+}
+
+impl Reply {
+    /// All values of a header, joined with ", ".
+    pub fn header(&self, name: &str) -> Option<String> {
+        let values: Vec<&str> = self
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.join(", "))
+    }
+}
+
+/// A client holding at most one session cookie.
+#[derive(Debug, Clone)]
+pub struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookie_name: String,
+    /// The session cookie's value, as a browser would send it.
+    pub cookie: Option<String>,
+}
+
+impl Browser {
+    /// A client for the server at `base` (e.g. `http://127.0.0.1:3000`) whose
+    /// session cookie is named `cookie_name`.
+    pub fn new(base: impl Into<String>, cookie_name: impl Into<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_else(|e| panic!("reqwest client: {e}"));
+        Browser { http, base: base.into(), cookie_name: cookie_name.into(), cookie: None }
+    }
+
+    /// A second client with the same cookie (another tab, or an attacker
+    /// replaying it).
+    pub fn fork(&self) -> Self {
+        self.clone()
+    }
+
+    /// The same client sending `cookie` as its session cookie.
+    pub fn with_cookie(mut self, cookie: Option<&str>) -> Self {
+        self.cookie = cookie.map(str::to_owned);
+        self
+    }
+
+    /// `GET path`.
+    ///
+    /// # Panics
+    ///
+    /// If the request fails at the HTTP level (no response).
+    pub async fn get(&mut self, path: &str) -> Reply {
+        let req = self.http.get(format!("{}{path}", self.base));
+        self.send(req).await
+    }
+
+    /// `POST path` with a text body.
+    ///
+    /// # Panics
+    ///
+    /// If the request fails at the HTTP level (no response).
+    pub async fn post(&mut self, path: &str, body: impl Into<String>) -> Reply {
+        let req = self.http.post(format!("{}{path}", self.base)).body(body.into());
+        self.send(req).await
+    }
+
+    /// Sends `raw` as the whole `Cookie` header, whatever the stored cookie.
+    ///
+    /// # Panics
+    ///
+    /// If the request fails at the HTTP level (no response).
+    pub async fn get_with_cookie_header(&mut self, path: &str, raw: &str) -> Reply {
+        let req = self.http.get(format!("{}{path}", self.base)).header("cookie", raw);
+        self.apply(req.send().await).await
+    }
+
+    async fn send(&mut self, mut req: reqwest::RequestBuilder) -> Reply {
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", format!("{}={c}", self.cookie_name));
+        }
+        self.apply(req.send().await).await
+    }
+
+    async fn apply(&mut self, res: reqwest::Result<reqwest::Response>) -> Reply {
+        let res = res.unwrap_or_else(|e| panic!("request failed: {e}"));
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = res.text().await.unwrap_or_default();
+        let set_cookies: Vec<String> = headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
+        for sc in &set_cookies {
+            let Some((name, rest)) = sc.split_once('=') else { continue };
+            if name != self.cookie_name {
+                continue;
+            }
+            let value = rest.split(';').next().unwrap_or("").to_owned();
+            let removal = value.is_empty() || sc.contains("Max-Age=0");
+            self.cookie = (!removal).then_some(value);
+        }
+        Reply { status, body, headers, set_cookies }
+    }
+}

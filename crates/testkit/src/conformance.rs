@@ -1,0 +1,497 @@
+//! Session behaviour, written once and run against every subject: each store
+//! ([`StoreKind`]) through each framework ([`Framework`]). The test binary in
+//! `crates/sessionkit/tests/it` instantiates the matrix.
+//!
+//! Every check drives the test-bed app over real HTTP on loopback, like a
+//! browser would, and inspects the store only from outside (Redis commands,
+//! keys and TTLs; store call counts through [`CountingStore`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sessionkit::store::{BoxFuture, Changes, Record, UpdateOutcome};
+use sessionkit::{Error, MemoryStore, RedisStore, SessionConfig, SessionStore, StorageId};
+
+use crate::client::Browser;
+use crate::RedisServer;
+
+/// Which store a subject uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// [`MemoryStore`].
+    Memory,
+    /// [`RedisStore`] on a private redis-server.
+    Redis,
+}
+
+/// Which framework serves the test-bed app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framework {
+    /// axum, through `SessionLayer`.
+    Axum,
+}
+
+/// A store wrapper that counts calls (one call = one round trip).
+#[derive(Clone)]
+pub struct CountingStore<S> {
+    inner: S,
+    calls: Arc<AtomicU64>,
+}
+
+impl<S> CountingStore<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        CountingStore { inner, calls: Arc::new(AtomicU64::new(0)) }
+    }
+
+    /// The shared counter.
+    pub fn counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.calls)
+    }
+
+    fn count(&self) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl<S: SessionStore> SessionStore for CountingStore<S> {
+    fn load<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<Option<Record>, Error>> {
+        self.count();
+        self.inner.load(id)
+    }
+    fn create<'a>(&'a self, id: &'a StorageId, r: &'a Record) -> BoxFuture<'a, Result<bool, Error>> {
+        self.count();
+        self.inner.create(id, r)
+    }
+    fn update<'a>(
+        &'a self,
+        id: &'a StorageId,
+        c: &'a Changes<'a>,
+    ) -> BoxFuture<'a, Result<UpdateOutcome, Error>> {
+        self.count();
+        self.inner.update(id, c)
+    }
+    fn delete<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<(), Error>> {
+        self.count();
+        self.inner.delete(id)
+    }
+    fn take<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<Option<Record>, Error>> {
+        self.count();
+        self.inner.take(id)
+    }
+}
+
+/// A running test-bed app on one store and framework.
+pub struct Subject {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// The store.
+    pub kind: StoreKind,
+    /// The private Redis, for [`StoreKind::Redis`].
+    pub redis: Option<RedisServer>,
+    /// The in-process store, for [`StoreKind::Memory`].
+    pub memory: Option<MemoryStore>,
+    /// The config the app runs with.
+    pub config: SessionConfig,
+    calls: Arc<AtomicU64>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Subject {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl Subject {
+    /// Starts the app with the default config.
+    pub async fn start(kind: StoreKind, fw: Framework) -> Self {
+        Self::start_with(kind, fw, SessionConfig::default()).await
+    }
+
+    /// Starts the app with `config`.
+    ///
+    /// # Panics
+    ///
+    /// If the store or the server cannot be set up.
+    pub async fn start_with(kind: StoreKind, fw: Framework, config: SessionConfig) -> Self {
+        let (redis, memory, calls, app) = match kind {
+            StoreKind::Memory => {
+                let mem = MemoryStore::new();
+                let store = CountingStore::new(mem.clone());
+                let calls = store.counter();
+                (None, Some(mem), calls, build(fw, store, config.clone()))
+            }
+            StoreKind::Redis => {
+                let server = RedisServer::start();
+                let store = RedisStore::connect(server.url())
+                    .await
+                    .unwrap_or_else(|e| panic!("connect to test redis: {e}"));
+                let store = CountingStore::new(store);
+                let calls = store.counter();
+                (Some(server), None, calls, build(fw, store, config.clone()))
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Subject {
+            base: format!("http://{addr}"),
+            kind,
+            redis,
+            memory,
+            config,
+            calls,
+            server,
+        }
+    }
+
+    /// A new browser with no cookie.
+    pub fn browser(&self) -> Browser {
+        Browser::new(self.base.clone(), self.config.cookie_name())
+    }
+
+    /// Store calls since the last [`reset_counts`](Self::reset_counts).
+    pub fn store_calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Zeroes the store call counter and, with Redis, the command statistics.
+    pub fn reset_counts(&self) {
+        self.calls.store(0, Ordering::SeqCst);
+        if let Some(r) = &self.redis {
+            r.reset_stats();
+        }
+    }
+
+    /// Number of stored sessions.
+    pub fn stored_sessions(&self) -> usize {
+        match (&self.redis, &self.memory) {
+            (Some(r), _) => self.redis_keys(r).len(),
+            (None, Some(m)) => m.len(),
+            (None, None) => 0,
+        }
+    }
+
+    fn redis_keys(&self, r: &RedisServer) -> Vec<String> {
+        r.cmd(&["KEYS", "*"])
+    }
+
+    /// Every Redis key (Redis subjects only; empty otherwise).
+    pub fn keys(&self) -> Vec<String> {
+        self.redis.as_ref().map(|r| self.redis_keys(r)).unwrap_or_default()
+    }
+}
+
+fn build(fw: Framework, store: impl SessionStore, config: SessionConfig) -> axum::Router {
+    match fw {
+        Framework::Axum => crate::contract::axum_router(store, config),
+    }
+}
+
+/// Asserts `cond` with a message naming the subject.
+macro_rules! check {
+    ($s:expr, $cond:expr, $($msg:tt)+) => {
+        assert!($cond, "[{:?}] {}", $s.kind, format!($($msg)+))
+    };
+}
+
+/// The contract's basic flow: new → read 0 → write 1, 2 → read 2; no cookie → 0.
+pub async fn basic_flow(s: &Subject) {
+    let mut b = s.browser();
+    let r = b.get("/new").await;
+    check!(s, r.status == 200 && r.body == "ok", "new: {r:?}");
+    check!(s, b.cookie.is_some(), "new sets the session cookie");
+    assert_eq!(b.get("/read").await.body, "0");
+    assert_eq!(b.get("/write").await.body, "1");
+    assert_eq!(b.get("/write").await.body, "2");
+    assert_eq!(b.get("/read").await.body, "2");
+    assert_eq!(s.browser().get("/read").await.body, "0");
+    assert_eq!(s.stored_sessions(), 1);
+}
+
+/// A handler that never uses the session costs no store call, with or without a cookie.
+pub async fn untouched_request_costs_nothing(s: &Subject) {
+    let mut b = s.browser();
+    b.get("/new").await;
+    s.reset_counts();
+    let r = b.get("/baseline").await;
+    check!(s, r.status == 200, "baseline {r:?}");
+    check!(s, r.set_cookies.is_empty(), "no Set-Cookie on an untouched request");
+    check!(s, r.header("vary").is_none(), "no Vary on an untouched request");
+    assert_eq!(s.store_calls(), 0);
+    if let Some(redis) = &s.redis {
+        assert_eq!(redis.total_commands(), 0, "{:?}", redis.command_counts());
+    }
+}
+
+/// Malformed cookies never reach the store, and read as an empty session.
+pub async fn malformed_cookie_costs_nothing(s: &Subject) {
+    let name = s.config.cookie_name().to_owned();
+    let long = "A".repeat(4000);
+    let cases = [
+        format!("{name}=short"),
+        format!("{name}={}", "a".repeat(33)),
+        format!("{name}={}", "*".repeat(32)),
+        format!("{name}={long}"),
+        format!("{name}="),
+        format!("{name}"),
+        "garbage;;;==".to_owned(),
+    ];
+    for raw in cases {
+        s.reset_counts();
+        let r = s.browser().get_with_cookie_header("/read", &raw).await;
+        check!(s, r.status == 200 && r.body == "0", "cookie {raw:.40}: {r:?}");
+        assert_eq!(s.store_calls(), 0, "cookie {raw:.40} reached the store");
+        if let Some(redis) = &s.redis {
+            assert_eq!(redis.total_commands(), 0, "{:?}", redis.command_counts());
+        }
+    }
+}
+
+/// Round trips per request kind: read 1, write 2, new 1 (Redis: one HGETALL
+/// per load, one EVALSHA per save; the script's inner commands listed).
+pub async fn round_trip_budget(s: &Subject) {
+    let mut b = s.browser();
+    s.reset_counts();
+    b.get("/new").await;
+    assert_eq!(s.store_calls(), 1, "new");
+    if let Some(redis) = &s.redis {
+        let c = redis.command_counts();
+        assert_eq!(c.get("evalsha"), Some(&1), "new: {c:?}");
+        assert_eq!(c.get("hgetall"), None, "new must not load: {c:?}");
+    }
+    s.reset_counts();
+    b.get("/read").await;
+    assert_eq!(s.store_calls(), 1, "read");
+    if let Some(redis) = &s.redis {
+        let c = redis.command_counts();
+        assert_eq!(c, [("hgetall".to_owned(), 1)].into_iter().collect(), "read");
+    }
+    s.reset_counts();
+    b.get("/write").await;
+    assert_eq!(s.store_calls(), 2, "write");
+    if let Some(redis) = &s.redis {
+        let c = redis.command_counts();
+        assert_eq!(c.get("hgetall"), Some(&1), "write: {c:?}");
+        assert_eq!(c.get("evalsha"), Some(&1), "write: {c:?}");
+        // Everything else ran inside that one script call.
+        let expected: std::collections::HashMap<String, u64> =
+            [("hgetall", 1), ("evalsha", 1), ("exists", 1), ("hset", 1), ("pexpireat", 1)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+        assert_eq!(c, expected, "write: one load, one script call");
+    }
+}
+
+/// An id the server never issued is never adopted: a write gets a fresh id.
+pub async fn forged_id_is_not_adopted(s: &Subject) {
+    let forged = sessionkit::SessionId::generate();
+    let mut b = s.browser().with_cookie(Some(&forged.expose()));
+    let r = b.get("/set?key=a&value=b").await;
+    check!(s, r.status == 200, "{r:?}");
+    let issued = b.cookie.clone().unwrap_or_default();
+    check!(s, !issued.is_empty() && issued != forged.expose(), "a fresh id was issued");
+    if let Some(redis) = &s.redis {
+        let forged_key = format!("session:{}", forged.storage_id());
+        let exists: i64 = redis.cmd(&["EXISTS", &forged_key]);
+        assert_eq!(exists, 0, "nothing stored under the forged id");
+    }
+    assert_eq!(b.get("/get?key=a").await.body, "b");
+    let mut attacker = s.browser().with_cookie(Some(&forged.expose()));
+    assert_eq!(attacker.get("/get?key=a").await.status, 404);
+}
+
+/// Redis holds no raw id; a storage id sent as a cookie resolves to nothing.
+pub async fn raw_id_absent_from_store(s: &Subject) {
+    let Some(redis) = &s.redis else { return };
+    let mut b = s.browser();
+    b.get("/login?user=alice").await;
+    b.get("/set?key=k&value=v").await;
+    let id = b.cookie.clone().unwrap_or_default();
+    let keys = s.keys();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    check!(s, !keys[0].contains(&id), "key holds the raw id");
+    let dump: Vec<String> = redis.cmd(&["HGETALL", &keys[0]]);
+    check!(s, dump.iter().all(|f| !f.contains(&id)), "hash holds the raw id");
+    check!(s, keys[0].starts_with("session:"), "prefix: {}", keys[0]);
+    let storage = keys[0].trim_start_matches("session:").to_owned();
+    s.reset_counts();
+    for candidate in [storage.clone(), storage[2..].to_owned()] {
+        let mut thief = s.browser().with_cookie(Some(&candidate));
+        let r = thief.get("/whoami").await;
+        assert_eq!(r.status, 401, "storage id used as a cookie must resolve to nothing");
+    }
+    assert_eq!(s.store_calls(), 0);
+}
+
+/// An emptied session deletes its record and expires its cookie.
+pub async fn emptied_session_is_deleted(s: &Subject) {
+    let mut b = s.browser();
+    b.get("/set?key=a&value=1").await;
+    b.get("/set?key=b&value=2").await;
+    assert_eq!(s.stored_sessions(), 1);
+    b.get("/remove?key=a").await;
+    assert_eq!(s.stored_sessions(), 1);
+    let r = b.get("/remove?key=b").await;
+    check!(s, r.set_cookies.iter().any(|c| c.contains("Max-Age=0")), "cookie expired: {r:?}");
+    assert_eq!(s.stored_sessions(), 0);
+    assert!(b.cookie.is_none());
+    b.get("/set?key=a&value=1").await;
+    let r = b.get("/clear").await;
+    check!(s, r.set_cookies.iter().any(|c| c.contains("Max-Age=0")), "clear expires the cookie");
+    assert_eq!(s.stored_sessions(), 0);
+}
+
+/// Login keeps the data, changes the id, deletes the old record; TTL becomes
+/// the permanent lifetime and the cookie persistent.
+pub async fn login_cycles_id(s: &Subject) {
+    let mut b = s.browser();
+    b.get("/set?key=cart&value=apple").await;
+    let before = b.cookie.clone().unwrap_or_default();
+    if let Some(redis) = &s.redis {
+        let key = s.keys().pop().unwrap_or_default();
+        let ttl: i64 = redis.cmd(&["PTTL", &key]);
+        let day = 24 * 3600 * 1000;
+        check!(s, ttl > day - 60_000 && ttl <= day, "idle TTL ~1 day, got {ttl}");
+    }
+    let r = b.get("/login?user=alice").await;
+    check!(s, r.status == 200, "{r:?}");
+    let after = b.cookie.clone().unwrap_or_default();
+    check!(s, !after.is_empty() && after != before, "id changed");
+    let sc = r.set_cookies.join(" | ");
+    check!(s, sc.contains("Max-Age="), "persistent cookie: {sc}");
+    assert_eq!(b.get("/get?key=cart").await.body, "apple");
+    assert_eq!(b.get("/whoami").await.body, "alice");
+    let mut old = s.browser().with_cookie(Some(&before));
+    assert_eq!(old.get("/whoami").await.status, 401, "old id is dead");
+    assert_eq!(s.stored_sessions(), 1);
+    if let Some(redis) = &s.redis {
+        let key = s.keys().pop().unwrap_or_default();
+        let ttl: i64 = redis.cmd(&["PTTL", &key]);
+        let month = 31 * 24 * 3600 * 1000_i64;
+        check!(s, ttl > month - 60_000 && ttl <= month, "permanent TTL ~31 days, got {ttl}");
+    }
+}
+
+/// Logout deletes the record and expires the cookie; the old cookie is dead.
+pub async fn logout_destroys(s: &Subject) {
+    let mut b = s.browser();
+    b.get("/login?user=bob").await;
+    let id = b.cookie.clone();
+    let r = b.get("/logout").await;
+    check!(s, r.set_cookies.iter().any(|c| c.contains("Max-Age=0")), "{r:?}");
+    assert_eq!(s.stored_sessions(), 0);
+    let mut replay = s.browser().with_cookie(id.as_deref());
+    assert_eq!(replay.get("/whoami").await.status, 401);
+}
+
+/// 40 concurrent requests setting different keys of one session lose nothing.
+pub async fn concurrent_different_keys(s: &Subject) {
+    let mut b = s.browser();
+    b.get("/new").await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let mut tab = b.fork();
+        tasks.push(tokio::spawn(async move {
+            tab.get(&format!("/set?key=k{i}&value=v{i}&delay_ms=50")).await.status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap_or(0), 200);
+    }
+    for i in 0..40 {
+        let r = b.get(&format!("/get?key=k{i}")).await;
+        check!(s, r.body == format!("v{i}"), "k{i} lost: {r:?}");
+    }
+    assert_eq!(b.get("/whoami").await.body, "bench");
+}
+
+/// A request that loaded the session before a concurrent logout does not
+/// bring it back.
+pub async fn logout_during_slow_write_does_not_resurrect(s: &Subject) {
+    let mut b = s.browser();
+    b.get("/login?user=carol").await;
+    let mut slow = b.fork();
+    let writer = tokio::spawn(async move { slow.get("/set?key=late&value=x&delay_ms=300").await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let id = b.cookie.clone();
+    b.get("/logout").await;
+    let r = writer.await.unwrap_or_else(|e| panic!("writer: {e}"));
+    check!(s, r.status == 200, "{r:?}");
+    check!(s, r.set_cookies.is_empty(), "the late write sets no cookie: {r:?}");
+    assert_eq!(s.stored_sessions(), 0, "session resurrected");
+    let mut replay = s.browser().with_cookie(id.as_deref());
+    assert_eq!(replay.get("/whoami").await.status, 401);
+    assert_eq!(replay.get("/get?key=late").await.status, 404);
+}
+
+/// Cookie attributes, `Vary: Cookie` on reads, `Cache-Control: no-store` with Set-Cookie.
+pub async fn cookie_and_cache_headers(s: &Subject) {
+    let mut b = s.browser();
+    let r = b.get("/new").await;
+    let sc = r.set_cookies.join(" | ");
+    for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
+        check!(s, sc.contains(attr), "{attr} missing: {sc}");
+    }
+    check!(s, sc.starts_with(&format!("{}=", s.config.cookie_name())), "{sc}");
+    check!(s, !sc.contains("Max-Age") && !sc.contains("Expires"), "browser-session cookie: {sc}");
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+    let r = b.get("/read").await;
+    check!(s, r.header("vary").is_some_and(|v| v.contains("Cookie")), "Vary on read: {r:?}");
+    check!(s, r.set_cookies.is_empty(), "no Set-Cookie on an unchanged read");
+}
+
+/// Values round-trip, including a POSTed body; removed keys are gone.
+pub async fn values_round_trip(s: &Subject) {
+    let mut b = s.browser();
+    let text = "héllo wörld ✓ \"quoted\" \\ back";
+    assert_eq!(b.post("/set?key=t", text).await.status, 200);
+    assert_eq!(b.get("/get?key=t").await.body, text);
+    assert_eq!(b.get("/get?key=missing").await.status, 404);
+    b.get("/set?key=x&value=1").await;
+    b.get("/remove?key=x").await;
+    assert_eq!(b.get("/get?key=x").await.status, 404);
+    assert_eq!(b.get("/get?key=t").await.body, text);
+}
+
+/// A session past its lifetime is gone, even for a client that kept the cookie.
+pub async fn expired_session_is_gone(s: &Subject) {
+    let mut b = s.browser();
+    b.get("/set?key=a&value=1").await;
+    tokio::time::sleep(s.config.idle_lifetime() + Duration::from_millis(200)).await;
+    assert_eq!(b.get("/get?key=a").await.status, 404);
+    assert_eq!(s.stored_sessions(), 0);
+}
+
+/// A read after the touch interval pushes the expiry back; reads inside it write nothing.
+pub async fn touch_is_throttled(s: &Subject) {
+    let mut b = s.browser();
+    b.get("/set?key=a&value=1").await;
+    s.reset_counts();
+    b.get("/read").await;
+    assert_eq!(s.store_calls(), 1, "read inside the touch interval: load only");
+    tokio::time::sleep(s.config.idle_lifetime() / 2).await;
+    s.reset_counts();
+    b.get("/read").await;
+    assert_eq!(s.store_calls(), 2, "touch due: load + one update");
+    tokio::time::sleep(s.config.idle_lifetime() * 3 / 4).await;
+    assert_eq!(b.get("/get?key=a").await.body, "1", "the touch extended the session");
+}
+
+/// An oversized value is refused with a clear status and the session stays intact.
+pub async fn oversized_value_is_refused(s: &Subject) {
+    let mut b = s.browser();
+    b.get("/set?key=a&value=1").await;
+    let big = "x".repeat(s.config.max_size() + 1);
+    let r = b.post("/set?key=big", big).await;
+    assert_eq!(r.status, 413, "{:?}", r.status);
+    assert_eq!(b.get("/get?key=a").await.body, "1");
+    assert_eq!(b.get("/get?key=big").await.status, 404);
+}
