@@ -29,29 +29,7 @@ pub fn axum_router(store: impl SessionStore, config: SessionConfig) -> Router {
         .layer(SessionLayer::new(store, config))
 }
 
-/// A session error as the contract app answers it.
-pub struct AppError(sessionkit::Error);
-
-impl From<sessionkit::Error> for AppError {
-    fn from(e: sessionkit::Error) -> Self {
-        AppError(e)
-    }
-}
-
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let status = if self.0.is_unavailable() {
-            StatusCode::SERVICE_UNAVAILABLE
-        } else if self.0.is_too_large() {
-            StatusCode::PAYLOAD_TOO_LARGE
-        } else {
-            StatusCode::INTERNAL_SERVER_ERROR
-        };
-        (status, self.0.to_string()).into_response()
-    }
-}
-
-type Result<T> = std::result::Result<T, AppError>;
+type Result<T> = std::result::Result<T, sessionkit::Error>;
 
 async fn new(session: Session) -> Result<&'static str> {
     session.insert("user", "bench").await?;

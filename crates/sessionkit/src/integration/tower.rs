@@ -145,10 +145,35 @@ fn apply<B>(finish: Finish, app_cache_control: bool, mut res: Response<B>, empty
 #[cfg(feature = "axum")]
 mod extract {
     use axum_core::extract::FromRequestParts;
+    use axum_core::response::{IntoResponse, Response};
     use http::request::Parts;
     use http::StatusCode;
 
-    use crate::Session;
+    use crate::error::Chain;
+    use crate::{Error, Session};
+
+    /// A handler may return `sessionkit::Error`: it becomes a bare status
+    /// (503 + `Retry-After` when the store is unavailable, 413 when the
+    /// session is too large, 500 otherwise) and an error event in the log,
+    /// with the cause; the client sees no detail.
+    impl IntoResponse for Error {
+        fn into_response(self) -> Response {
+            tracing::error!(error = %Chain(&self), "session error in handler");
+            let status = if self.is_unavailable() {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else if self.is_too_large() {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            let mut res = status.into_response();
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                res.headers_mut()
+                    .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+            }
+            res
+        }
+    }
 
     impl<S: Send + Sync> FromRequestParts<S> for Session {
         type Rejection = (StatusCode, &'static str);
