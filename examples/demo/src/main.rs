@@ -415,7 +415,11 @@ fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(inner) = cur {
-        let _ = write!(s, ": {inner}");
+        // Some errors (redis's) already print their source; do not repeat it.
+        let text = inner.to_string();
+        if !s.ends_with(&text) {
+            let _ = write!(s, ": {text}");
+        }
         cur = inner.source();
     }
     s
