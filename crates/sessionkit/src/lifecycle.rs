@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use crate::cookie as cookies;
 use crate::session::{Inner, Retire, State};
-use crate::store::{now_ms, Changes, Record, SessionStore, UpdateOutcome};
-use crate::{error::Chain, Error, Session, SessionConfig, SessionId};
+use crate::store::{ms, now_ms, Changes, Record, SessionStore, UpdateOutcome};
+use crate::{error::Chain, Error, FailurePolicy, Session, SessionConfig, SessionId, StorageId};
 
 /// What every request shares: the configuration and the store.
 pub(crate) struct Shared {
@@ -35,14 +35,29 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<dyn SessionStore>,
 }
 
+/// The adapters' `Debug` shows the config (the store has no `Debug`).
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Shared {
     pub(crate) fn new(store: impl SessionStore, config: SessionConfig) -> Arc<Self> {
-        Arc::new(Shared { config, store: Arc::new(store) })
+        Arc::new(Shared {
+            config,
+            store: Arc::new(store),
+        })
     }
 }
 
 /// Opens the request's session from its `Cookie` header values. No I/O.
-pub(crate) fn open<'a>(shared: &Arc<Shared>, cookie_headers: impl IntoIterator<Item = &'a [u8]>) -> Session {
+pub(crate) fn open<'a>(
+    shared: &Arc<Shared>,
+    cookie_headers: impl IntoIterator<Item = &'a [u8]>,
+) -> Session {
     let incoming = cookies::find_id(&shared.config, cookie_headers);
     Session::new(Arc::clone(shared), incoming)
 }
@@ -59,7 +74,11 @@ pub(crate) async fn load(inner: &Inner, state: &mut State) -> Result<(), Error> 
     let record = match store.load(&sid).await {
         Ok(r) => r,
         Err(Error::Corrupt(why)) => {
-            tracing::warn!(storage = sid.short(), why, "corrupt session record deleted; starting a fresh session");
+            tracing::warn!(
+                storage = sid.short(),
+                why,
+                "corrupt session record deleted; starting a fresh session"
+            );
             if let Err(e) = store.delete(&sid).await {
                 tracing::warn!(storage = sid.short(), error = %Chain(&e), "could not delete corrupt session record");
             }
@@ -95,36 +114,83 @@ fn expired(config: &SessionConfig, r: &Record, now: u64) -> bool {
             .is_some_and(|abs| r.meta.created_ms.saturating_add(ms(abs)) <= now)
 }
 
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
 
-/// What the adapter must do to the response.
+/// What the adapter must do to the handler's response, framework-free.
+///
+/// The adapters apply it in two steps and nothing else: replace the response
+/// by an empty one if [`replacement`](Self::replacement) says so, then append
+/// every header [`headers`](Self::headers) lists. Header names are lowercase
+/// static strings, so any framework's header map accepts them as they are.
 #[derive(Debug, Default)]
 pub(crate) struct Finish {
-    /// A `Set-Cookie` value to append.
-    pub(crate) set_cookie: Option<String>,
+    /// Replace the response with an empty one with this status.
+    replace: Option<u16>,
+    /// Add `Retry-After: 1` (the store is unavailable; retrying soon may work).
+    retry_after: bool,
     /// The handler looked at the session: add `Vary: Cookie`.
-    pub(crate) vary_cookie: bool,
-    /// Saving failed: replace the response with this bare status.
-    pub(crate) failure: Option<Failure>,
+    vary_cookie: bool,
+    /// A `Set-Cookie` value to append.
+    set_cookie: Option<String>,
 }
 
-/// Why the end of a request failed; the adapter answers with the status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Failure {
-    /// 503: the store is unavailable.
-    Unavailable,
-    /// 413: the session is over its size limit.
-    TooLarge,
-}
+const VARY: &str = "vary";
+const SET_COOKIE: &str = "set-cookie";
+const CACHE_CONTROL: &str = "cache-control";
+const RETRY_AFTER: &str = "retry-after";
 
-impl Failure {
-    pub(crate) fn status(self) -> u16 {
-        match self {
-            Failure::Unavailable => 503,
-            Failure::TooLarge => 413,
+impl Finish {
+    /// The reply for a session error a handler returns: an empty response
+    /// with [`error_status`] (a 503 says when to retry). The client gets no
+    /// detail; the log gets the whole error chain (which never holds an id).
+    pub(crate) fn handler_error(error: &Error) -> Self {
+        tracing::error!(error = %Chain(error), "session error in handler");
+        Finish::bare(error_status(error))
+    }
+
+    /// An empty response with `status`; a 503 says when to retry.
+    fn bare(status: u16) -> Self {
+        Finish {
+            replace: Some(status),
+            retry_after: status == 503,
+            ..Finish::default()
         }
+    }
+
+    /// `Some(status)`: replace the handler's response by an empty one with
+    /// this status (then add [`headers`](Self::headers) to it).
+    pub(crate) fn replacement(&self) -> Option<u16> {
+        self.replace
+    }
+
+    /// The headers to append, as `(lowercase name, value)`. `has_cache_control`
+    /// says whether the response already has a `Cache-Control`: a response
+    /// that sets the cookie gets `no-store` unless the app chose its own.
+    pub(crate) fn headers(
+        &self,
+        has_cache_control: bool,
+    ) -> impl Iterator<Item = (&'static str, &str)> {
+        let retry_after = self.retry_after.then_some((RETRY_AFTER, "1"));
+        let vary = self.vary_cookie.then_some((VARY, "Cookie"));
+        let cookie = self.set_cookie.as_deref().map(|c| (SET_COOKIE, c));
+        let no_store = (self.set_cookie.is_some() && !has_cache_control)
+            .then_some((CACHE_CONTROL, "no-store"));
+        retry_after
+            .into_iter()
+            .chain(vary)
+            .chain(cookie)
+            .chain(no_store)
+    }
+}
+
+/// The status answering a session error: 503 when the store is unavailable,
+/// 413 when the session is too large, 500 otherwise.
+pub(crate) fn error_status(error: &Error) -> u16 {
+    if error.is_unavailable() {
+        503
+    } else if error.is_too_large() {
+        413
+    } else {
+        500
     }
 }
 
@@ -135,20 +201,28 @@ pub(crate) async fn finish(session: &Session, status: u16) -> Finish {
     if !inner.accessed.load(Ordering::Relaxed) {
         return Finish::default();
     }
-    let mut out = Finish { vary_cookie: true, ..Finish::default() };
+    let mut out = Finish {
+        vary_cookie: true,
+        ..Finish::default()
+    };
     if status >= 500 {
         return out;
     }
     let mut state = inner.state.lock().await;
     if !state.loaded {
-        // The load failed and the handler went on; there is nothing to save.
+        // The load failed and the handler went on. Fail closed (default):
+        // the response is a bare 503, since it was built without the session.
+        // Fail open: the handler's response stands. Nothing is saved either way.
+        if state.load_failed && inner.shared.config.failure_policy == FailurePolicy::Closed {
+            return Finish::bare(503);
+        }
         return out;
     }
     match save(inner, &mut state).await {
         Ok(cookie) => out.set_cookie = cookie,
         Err(e) => {
             tracing::error!(error = %Chain(&e), "session could not be saved");
-            out.failure = Some(if e.is_too_large() { Failure::TooLarge } else { Failure::Unavailable });
+            out = Finish::bare(if e.is_too_large() { 413 } else { 503 });
         }
     }
     out
@@ -174,7 +248,13 @@ fn lifetime(config: &SessionConfig, state: &State) -> Duration {
 
 /// The cookie for a live session: persistent (with the remaining lifetime)
 /// when permanent, a browser-session cookie otherwise.
-fn live_cookie(config: &SessionConfig, id: &SessionId, state: &State, deadline: u64, now: u64) -> String {
+fn live_cookie(
+    config: &SessionConfig,
+    id: &SessionId,
+    state: &State,
+    deadline: u64,
+    now: u64,
+) -> String {
     let max_age = state
         .meta
         .permanent
@@ -189,51 +269,25 @@ async fn save(inner: &Inner, state: &mut State) -> Result<Option<String>, Error>
     let now = now_ms();
     let had_cookie = inner.incoming.is_some();
 
+    // A cycled session gets its new id now, so that the old record can
+    // forward late writes to it.
+    let mut new_id = None;
     let mut base = None;
     match state.retire.take() {
         Some(Retire::Delete(sid)) => store.delete(&sid).await?,
-        Some(Retire::Move(sid)) => base = store.take(&sid).await.or_else(tolerate_corrupt)?,
+        Some(Retire::Move(sid)) => {
+            let id = SessionId::generate();
+            base = store
+                .take(&sid, &id.storage_id())
+                .await
+                .or_else(tolerate_corrupt)?;
+            new_id = Some(id);
+        }
         None => {}
     }
 
     if let Some(sid) = state.existing.clone() {
-        let changed = !state.dirty.is_empty() || state.meta_changed;
-        let new_deadline = deadline(config, state, now);
-        let touch_due = new_deadline.saturating_sub(state.meta.expires_ms)
-            >= ms(config.touch_interval_for(lifetime(config, state)));
-        if !changed && !touch_due {
-            return Ok(None);
-        }
-        let mut changes = Changes {
-            set: Vec::new(),
-            remove: Vec::new(),
-            meta: state.meta,
-            delete_if_empty: state.data.is_empty(),
-        };
-        changes.meta.expires_ms = new_deadline;
-        for key in &state.dirty {
-            match state.data.get(key) {
-                Some(v) => changes.set.push((key.as_str(), v.as_slice())),
-                None => changes.remove.push(key.as_str()),
-            }
-        }
-        let outcome = store.update(&sid, &changes).await?;
-        return Ok(match outcome {
-            UpdateOutcome::Saved if state.meta.permanent || state.meta_changed => {
-                // The cookie id is the one the request came with (existing ⇒ incoming).
-                inner
-                    .incoming
-                    .as_ref()
-                    .map(|id| live_cookie(config, id, state, new_deadline, now))
-            }
-            UpdateOutcome::Saved => None,
-            UpdateOutcome::Deleted => Some(cookies::removal(config)),
-            _ => {
-                // Deleted meanwhile (logout elsewhere, expiry): never resurrect.
-                tracing::debug!(storage = sid.short(), "session gone before save; changes dropped");
-                None
-            }
-        });
+        return update_existing(inner, state, &sid, now).await;
     }
 
     // A new record: a fresh session, a flushed-then-refilled one, or a cycled one.
@@ -254,21 +308,91 @@ async fn save(inner: &Inner, state: &mut State) -> Result<Option<String>, Error>
     }
     let size: usize = state.data.iter().map(|(k, v)| k.len() + v.len()).sum();
     if size > config.max_size {
-        return Err(Error::TooLarge { size, limit: config.max_size });
+        return Err(Error::TooLarge {
+            size,
+            limit: config.max_size,
+        });
     }
     let expires = deadline(config, state, now);
-    let mut record = Record { data: std::mem::take(&mut state.data), meta: state.meta };
+    let mut record = Record {
+        data: std::mem::take(&mut state.data),
+        meta: state.meta,
+    };
     record.meta.expires_ms = expires;
     // 192 random bits make a collision practically impossible, but the store
     // refuses to overwrite, so a collision costs a retry, never someone's session.
     for _ in 0..3 {
-        let id = SessionId::generate();
+        let id = new_id.take().unwrap_or_else(SessionId::generate);
         if store.create(&id.storage_id(), &record).await? {
             state.data = record.data;
             return Ok(Some(live_cookie(config, &id, state, expires, now)));
         }
     }
     Err(Error::unavailable("could not allocate a unique session id"))
+}
+
+/// Saves changes to (or touches) the stored record the request loaded.
+async fn update_existing(
+    inner: &Inner,
+    state: &State,
+    sid: &StorageId,
+    now: u64,
+) -> Result<Option<String>, Error> {
+    let config = &inner.shared.config;
+    let store = &inner.shared.store;
+    let changed = !state.dirty.is_empty() || state.meta_changed;
+    let new_deadline = deadline(config, state, now);
+    let touch_due = new_deadline.saturating_sub(state.meta.expires_ms)
+        >= ms(config.touch_interval_for(lifetime(config, state)));
+    if !changed && !touch_due {
+        return Ok(None);
+    }
+    let mut changes = Changes {
+        set: Vec::new(),
+        remove: Vec::new(),
+        flags: state.meta_changed.then_some(state.meta),
+        expires_ms: Some(new_deadline),
+        delete_if_empty: state.data.is_empty(),
+    };
+    for key in &state.dirty {
+        match state.data.get(key) {
+            Some(v) => changes.set.push((key.as_str(), v.as_slice())),
+            None => changes.remove.push(key.as_str()),
+        }
+    }
+    Ok(match store.update(sid, &changes).await? {
+        UpdateOutcome::Saved if state.meta.permanent || state.meta_changed => {
+            // The cookie id is the one the request came with (existing ⇒ incoming).
+            inner
+                .incoming
+                .as_ref()
+                .map(|id| live_cookie(config, id, state, new_deadline, now))
+        }
+        UpdateOutcome::Saved => None,
+        UpdateOutcome::Deleted => Some(cookies::removal(config)),
+        UpdateOutcome::Moved(to) => {
+            // Another request cycled the id after this one loaded: land the
+            // data changes in the new record. Its flags and expiry are its
+            // own, and this client keeps its old cookie: the new id is never
+            // sent to a holder of the old one.
+            changes.flags = None;
+            changes.expires_ms = None;
+            changes.delete_if_empty = false;
+            if changed {
+                let outcome = store.update(&to, &changes).await?;
+                tracing::debug!(?outcome, "changes forwarded to the moved session");
+            }
+            None
+        }
+        _ => {
+            // Deleted meanwhile (logout elsewhere, expiry): never resurrect.
+            tracing::debug!(
+                storage = sid.short(),
+                "session gone before save; changes dropped"
+            );
+            None
+        }
+    })
 }
 
 fn tolerate_corrupt(e: Error) -> Result<Option<Record>, Error> {

@@ -6,12 +6,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{CACHE_CONTROL, COOKIE, RETRY_AFTER, SET_COOKIE, VARY};
+use http::header::{HeaderName, CACHE_CONTROL, COOKIE};
 use http::{HeaderValue, Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::lifecycle::{self, Failure, Finish, Shared};
+use crate::lifecycle::{self, Finish, Shared};
 use crate::store::SessionStore;
 use crate::SessionConfig;
 
@@ -31,7 +31,7 @@ use crate::SessionConfig;
 ///     .route("/", get(hello))
 ///     .layer(SessionLayer::new(MemoryStore::new(), SessionConfig::default()));
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SessionLayer {
     shared: Arc<Shared>,
 }
@@ -39,13 +39,9 @@ pub struct SessionLayer {
 impl SessionLayer {
     /// A layer storing sessions in `store`, configured by `config`.
     pub fn new(store: impl SessionStore, config: SessionConfig) -> Self {
-        SessionLayer { shared: Shared::new(store, config) }
-    }
-}
-
-impl std::fmt::Debug for SessionLayer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionLayer").field("config", &self.shared.config).finish_non_exhaustive()
+        SessionLayer {
+            shared: Shared::new(store, config),
+        }
     }
 }
 
@@ -53,12 +49,15 @@ impl<S> Layer<S> for SessionLayer {
     type Service = SessionService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SessionService { inner, shared: Arc::clone(&self.shared) }
+        SessionService {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
     }
 }
 
 /// The service made by [`SessionLayer`].
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SessionService<S> {
     inner: S,
     shared: Arc<Shared>,
@@ -81,12 +80,6 @@ impl<S> SessionService<S> {
     }
 }
 
-impl<S: std::fmt::Debug> std::fmt::Debug for SessionService<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionService").field("inner", &self.inner).finish_non_exhaustive()
-    }
-}
-
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -103,7 +96,11 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let cookies = req.headers().get_all(COOKIE).into_iter().map(HeaderValue::as_bytes);
+        let cookies = req
+            .headers()
+            .get_all(COOKIE)
+            .into_iter()
+            .map(HeaderValue::as_bytes);
         let session = lifecycle::open(&self.shared, cookies);
         req.extensions_mut().insert(session.clone());
         // Call the service that was polled ready, leave a fresh clone in its place.
@@ -112,31 +109,28 @@ where
         Box::pin(async move {
             let res = inner.call(req).await?;
             let finish = lifecycle::finish(&session, res.status().as_u16()).await;
-            Ok(apply(finish, res.headers().contains_key(CACHE_CONTROL), res, ResBody::default))
+            Ok(apply(&finish, res, ResBody::default))
         })
     }
 }
 
-fn apply<B>(finish: Finish, app_cache_control: bool, mut res: Response<B>, empty: impl FnOnce() -> B) -> Response<B> {
-    if let Some(failure) = finish.failure {
-        let mut bare = Response::new(empty());
-        *bare.status_mut() = StatusCode::from_u16(failure.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        if failure == Failure::Unavailable {
-            bare.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+/// Applies the lifecycle's [`Finish`] to a response: type plumbing only.
+fn apply<B>(finish: &Finish, res: Response<B>, empty: impl FnOnce() -> B) -> Response<B> {
+    let mut res = match finish.replacement() {
+        Some(status) => {
+            let mut bare = Response::new(empty());
+            *bare.status_mut() =
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            bare
         }
-        return bare;
-    }
-    let headers = res.headers_mut();
-    if finish.vary_cookie {
-        headers.append(VARY, HeaderValue::from_static("Cookie"));
-    }
-    if let Some(cookie) = finish.set_cookie {
-        // Cookie values are built from validated config and base64url ids.
-        if let Ok(v) = HeaderValue::try_from(cookie) {
-            headers.append(SET_COOKIE, v);
-            if !app_cache_control {
-                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            }
+        None => res,
+    };
+    let has_cache_control = res.headers().contains_key(CACHE_CONTROL);
+    for (name, value) in finish.headers(has_cache_control) {
+        // Values are built from validated config and base64url ids.
+        if let Ok(value) = HeaderValue::from_str(value) {
+            res.headers_mut()
+                .append(HeaderName::from_static(name), value);
         }
     }
     res
@@ -144,12 +138,13 @@ fn apply<B>(finish: Finish, app_cache_control: bool, mut res: Response<B>, empty
 
 #[cfg(feature = "axum")]
 mod extract {
+    use axum_core::body::Body;
     use axum_core::extract::FromRequestParts;
     use axum_core::response::{IntoResponse, Response};
     use http::request::Parts;
     use http::StatusCode;
 
-    use crate::error::Chain;
+    use crate::lifecycle::Finish;
     use crate::{Error, Session};
 
     /// A handler may return `sessionkit::Error`: it becomes a bare status
@@ -158,30 +153,27 @@ mod extract {
     /// with the cause; the client sees no detail.
     impl IntoResponse for Error {
         fn into_response(self) -> Response {
-            tracing::error!(error = %Chain(&self), "session error in handler");
-            let status = if self.is_unavailable() {
-                StatusCode::SERVICE_UNAVAILABLE
-            } else if self.is_too_large() {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::INTERNAL_SERVER_ERROR
-            };
-            let mut res = status.into_response();
-            if status == StatusCode::SERVICE_UNAVAILABLE {
-                res.headers_mut()
-                    .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
-            }
-            res
+            super::apply(
+                &Finish::handler_error(&self),
+                Response::default(),
+                Body::empty,
+            )
         }
     }
 
     impl<S: Send + Sync> FromRequestParts<S> for Session {
         type Rejection = (StatusCode, &'static str);
 
-        async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        async fn from_request_parts(
+            parts: &mut Parts,
+            _state: &S,
+        ) -> Result<Self, Self::Rejection> {
             parts.extensions.get::<Session>().cloned().ok_or_else(|| {
                 tracing::error!("{}", crate::Error::MissingMiddleware);
-                (StatusCode::INTERNAL_SERVER_ERROR, "session middleware missing")
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "session middleware missing",
+                )
             })
         }
     }
