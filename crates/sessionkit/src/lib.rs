@@ -42,7 +42,12 @@
 //! |---|---|---|
 //! | `redis` | yes | [`RedisStore`] |
 //! | `tower` | yes (via `axum`) | [`SessionLayer`], [`SessionService`] |
-//! | `axum` | yes | `tower` + [`Session`] as an axum extractor |
+//! | `axum` | yes | `tower` + [`Session`] as an axum extractor, [`Error`] as an axum response |
+//! | `actix` | no | `SessionMiddleware` for actix-web 4, [`Session`] as an actix-web extractor, [`Error`] as a `ResponseError` |
+//!
+//! With `actix`, the same [`Session`] and the same request lifecycle serve
+//! actix-web: `App::new().wrap(SessionMiddleware::new(store, config))`, and
+//! handlers take `session: Session` exactly as in axum.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
@@ -57,11 +62,14 @@ mod session;
 pub mod store;
 
 pub use config::{
-    ConfigError, SameSite, SessionConfig, SessionConfigBuilder, DEFAULT_IDLE_LIFETIME,
+    ConfigError, FailurePolicy, SameSite, SessionConfig, SessionConfigBuilder, DEFAULT_IDLE_LIFETIME,
     DEFAULT_MAX_SIZE, DEFAULT_PERMANENT_LIFETIME,
 };
 pub use error::{BoxError, Error};
 pub use id::{ParseIdError, SessionId, StorageId};
+#[cfg(feature = "actix")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
+pub use integration::actix::{SessionMiddleware, SessionMiddlewareService};
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use integration::tower::{SessionLayer, SessionService};

@@ -6,6 +6,7 @@
 //! browser would, and inspects the store only from outside (Redis commands,
 //! keys and TTLs; store call counts through [`CountingStore`]).
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,8 @@ pub enum StoreKind {
 pub enum Framework {
     /// axum, through `SessionLayer`.
     Axum,
+    /// actix-web (2 workers), through `SessionMiddleware`.
+    Actix,
 }
 
 /// A store wrapper that counts calls (one call = one round trip).
@@ -42,7 +45,10 @@ pub struct CountingStore<S> {
 impl<S> CountingStore<S> {
     /// Wraps `inner`.
     pub fn new(inner: S) -> Self {
-        CountingStore { inner, calls: Arc::new(AtomicU64::new(0)) }
+        CountingStore {
+            inner,
+            calls: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// The shared counter.
@@ -60,7 +66,11 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
         self.count();
         self.inner.load(id)
     }
-    fn create<'a>(&'a self, id: &'a StorageId, r: &'a Record) -> BoxFuture<'a, Result<bool, Error>> {
+    fn create<'a>(
+        &'a self,
+        id: &'a StorageId,
+        r: &'a Record,
+    ) -> BoxFuture<'a, Result<bool, Error>> {
         self.count();
         self.inner.create(id, r)
     }
@@ -76,9 +86,13 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
         self.count();
         self.inner.delete(id)
     }
-    fn take<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<Option<Record>, Error>> {
+    fn take<'a>(
+        &'a self,
+        id: &'a StorageId,
+        moved_to: &'a StorageId,
+    ) -> BoxFuture<'a, Result<Option<Record>, Error>> {
         self.count();
-        self.inner.take(id)
+        self.inner.take(id, moved_to)
     }
 }
 
@@ -88,6 +102,8 @@ pub struct Subject {
     pub base: String,
     /// The store.
     pub kind: StoreKind,
+    /// The framework serving the app.
+    pub framework: Framework,
     /// The private Redis, for [`StoreKind::Redis`].
     pub redis: Option<RedisServer>,
     /// The in-process store, for [`StoreKind::Memory`].
@@ -95,12 +111,25 @@ pub struct Subject {
     /// The config the app runs with.
     pub config: SessionConfig,
     calls: Arc<AtomicU64>,
-    server: tokio::task::JoinHandle<()>,
+    server: Server,
+}
+
+/// A subject's running server, stopped when the subject is dropped.
+enum Server {
+    /// The task serving axum on the test's runtime.
+    Axum(tokio::task::JoinHandle<()>),
+    /// actix-web's own threads (a system thread, an accept thread, workers).
+    Actix(actix_web::dev::ServerHandle),
 }
 
 impl Drop for Subject {
     fn drop(&mut self) {
-        self.server.abort();
+        match &self.server {
+            Server::Axum(task) => task.abort(),
+            // The command is sent at once; the server's own thread carries
+            // it out, whether or not the test's runtime is still running.
+            Server::Actix(handle) => drop(handle.stop(false)),
+        }
     }
 }
 
@@ -116,12 +145,17 @@ impl Subject {
     ///
     /// If the store or the server cannot be set up.
     pub async fn start_with(kind: StoreKind, fw: Framework, config: SessionConfig) -> Self {
-        let (redis, memory, calls, app) = match kind {
+        let (redis, memory, calls, (addr, server)) = match kind {
             StoreKind::Memory => {
                 let mem = MemoryStore::new();
                 let store = CountingStore::new(mem.clone());
                 let calls = store.counter();
-                (None, Some(mem), calls, build(fw, store, config.clone()))
+                (
+                    None,
+                    Some(mem),
+                    calls,
+                    serve(fw, store, config.clone()).await,
+                )
             }
             StoreKind::Redis => {
                 let server = RedisServer::start();
@@ -130,19 +164,18 @@ impl Subject {
                     .unwrap_or_else(|e| panic!("connect to test redis: {e}"));
                 let store = CountingStore::new(store);
                 let calls = store.counter();
-                (Some(server), None, calls, build(fw, store, config.clone()))
+                (
+                    Some(server),
+                    None,
+                    calls,
+                    serve(fw, store, config.clone()).await,
+                )
             }
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("bind: {e}"));
-        let addr = listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
         Subject {
             base: format!("http://{addr}"),
             kind,
+            framework: fw,
             redis,
             memory,
             config,
@@ -178,26 +211,75 @@ impl Subject {
         }
     }
 
+    /// Live session keys (not the forwarding markers moved sessions leave).
     fn redis_keys(&self, r: &RedisServer) -> Vec<String> {
-        r.cmd(&["KEYS", "*"])
+        let keys: Vec<String> = r.cmd(&["KEYS", "*"]);
+        keys.into_iter()
+            .filter(|k| r.cmd::<i64>(&["HEXISTS", k, "m:moved"]) == 0)
+            .collect()
     }
 
     /// Every Redis key (Redis subjects only; empty otherwise).
     pub fn keys(&self) -> Vec<String> {
-        self.redis.as_ref().map(|r| self.redis_keys(r)).unwrap_or_default()
+        self.redis
+            .as_ref()
+            .map(|r| self.redis_keys(r))
+            .unwrap_or_default()
     }
 }
 
-fn build(fw: Framework, store: impl SessionStore, config: SessionConfig) -> axum::Router {
+/// Serves the contract app on a free loopback port.
+async fn serve(
+    fw: Framework,
+    store: impl SessionStore,
+    config: SessionConfig,
+) -> (SocketAddr, Server) {
     match fw {
-        Framework::Axum => crate::contract::axum_router(store, config),
+        Framework::Axum => {
+            let app = crate::contract::axum_router(store, config);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .unwrap_or_else(|e| panic!("bind: {e}"));
+            let addr = listener
+                .local_addr()
+                .unwrap_or_else(|e| panic!("addr: {e}"));
+            let task = tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            });
+            (addr, Server::Axum(task))
+        }
+        Framework::Actix => {
+            use actix_web::{App, HttpServer};
+
+            let listener =
+                std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+            let addr = listener
+                .local_addr()
+                .unwrap_or_else(|e| panic!("addr: {e}"));
+            let sessions = sessionkit::SessionMiddleware::new(store, config);
+            let server = HttpServer::new(move || {
+                App::new()
+                    .wrap(sessions.clone())
+                    .configure(crate::contract::actix_routes)
+            })
+            .workers(2)
+            .disable_signals()
+            .listen(listener)
+            .unwrap_or_else(|e| panic!("listen: {e}"))
+            .run();
+            let handle = server.handle();
+            // Its own thread and actix system: the server stops cleanly on
+            // `handle.stop` even after the test's runtime is gone.
+            std::thread::spawn(move || actix_web::rt::System::new().block_on(server));
+            (addr, Server::Actix(handle))
+        }
     }
 }
 
 /// Asserts `cond` with a message naming the subject.
 macro_rules! check {
     ($s:expr, $cond:expr, $($msg:tt)+) => {
-        assert!($cond, "[{:?}] {}", $s.kind, format!($($msg)+))
+        assert!($cond, "[{:?}/{:?}] {}", $s.kind, $s.framework, format!($($msg)+))
     };
 }
 
@@ -222,8 +304,16 @@ pub async fn untouched_request_costs_nothing(s: &Subject) {
     s.reset_counts();
     let r = b.get("/baseline").await;
     check!(s, r.status == 200, "baseline {r:?}");
-    check!(s, r.set_cookies.is_empty(), "no Set-Cookie on an untouched request");
-    check!(s, r.header("vary").is_none(), "no Vary on an untouched request");
+    check!(
+        s,
+        r.set_cookies.is_empty(),
+        "no Set-Cookie on an untouched request"
+    );
+    check!(
+        s,
+        r.header("vary").is_none(),
+        "no Vary on an untouched request"
+    );
     assert_eq!(s.store_calls(), 0);
     if let Some(redis) = &s.redis {
         assert_eq!(redis.total_commands(), 0, "{:?}", redis.command_counts());
@@ -240,13 +330,17 @@ pub async fn malformed_cookie_costs_nothing(s: &Subject) {
         format!("{name}={}", "*".repeat(32)),
         format!("{name}={long}"),
         format!("{name}="),
-        format!("{name}"),
+        name.clone(),
         "garbage;;;==".to_owned(),
     ];
     for raw in cases {
         s.reset_counts();
         let r = s.browser().get_with_cookie_header("/read", &raw).await;
-        check!(s, r.status == 200 && r.body == "0", "cookie {raw:.40}: {r:?}");
+        check!(
+            s,
+            r.status == 200 && r.body == "0",
+            "cookie {raw:.40}: {r:?}"
+        );
         assert_eq!(s.store_calls(), 0, "cookie {raw:.40} reached the store");
         if let Some(redis) = &s.redis {
             assert_eq!(redis.total_commands(), 0, "{:?}", redis.command_counts());
@@ -281,11 +375,16 @@ pub async fn round_trip_budget(s: &Subject) {
         assert_eq!(c.get("hgetall"), Some(&1), "write: {c:?}");
         assert_eq!(c.get("evalsha"), Some(&1), "write: {c:?}");
         // Everything else ran inside that one script call.
-        let expected: std::collections::HashMap<String, u64> =
-            [("hgetall", 1), ("evalsha", 1), ("exists", 1), ("hset", 1), ("pexpireat", 1)]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect();
+        let expected: std::collections::HashMap<String, u64> = [
+            ("hgetall", 1),
+            ("evalsha", 1),
+            ("hmget", 1),
+            ("hset", 1),
+            ("pexpireat", 1),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
         assert_eq!(c, expected, "write: one load, one script call");
     }
 }
@@ -297,7 +396,11 @@ pub async fn forged_id_is_not_adopted(s: &Subject) {
     let r = b.get("/set?key=a&value=b").await;
     check!(s, r.status == 200, "{r:?}");
     let issued = b.cookie.clone().unwrap_or_default();
-    check!(s, !issued.is_empty() && issued != forged.expose(), "a fresh id was issued");
+    check!(
+        s,
+        !issued.is_empty() && issued != forged.expose(),
+        "a fresh id was issued"
+    );
     if let Some(redis) = &s.redis {
         let forged_key = format!("session:{}", forged.storage_id());
         let exists: i64 = redis.cmd(&["EXISTS", &forged_key]);
@@ -319,14 +422,21 @@ pub async fn raw_id_absent_from_store(s: &Subject) {
     assert_eq!(keys.len(), 1, "{keys:?}");
     check!(s, !keys[0].contains(&id), "key holds the raw id");
     let dump: Vec<String> = redis.cmd(&["HGETALL", &keys[0]]);
-    check!(s, dump.iter().all(|f| !f.contains(&id)), "hash holds the raw id");
+    check!(
+        s,
+        dump.iter().all(|f| !f.contains(&id)),
+        "hash holds the raw id"
+    );
     check!(s, keys[0].starts_with("session:"), "prefix: {}", keys[0]);
     let storage = keys[0].trim_start_matches("session:").to_owned();
     s.reset_counts();
     for candidate in [storage.clone(), storage[2..].to_owned()] {
         let mut thief = s.browser().with_cookie(Some(&candidate));
         let r = thief.get("/whoami").await;
-        assert_eq!(r.status, 401, "storage id used as a cookie must resolve to nothing");
+        assert_eq!(
+            r.status, 401,
+            "storage id used as a cookie must resolve to nothing"
+        );
     }
     assert_eq!(s.store_calls(), 0);
 }
@@ -340,12 +450,20 @@ pub async fn emptied_session_is_deleted(s: &Subject) {
     b.get("/remove?key=a").await;
     assert_eq!(s.stored_sessions(), 1);
     let r = b.get("/remove?key=b").await;
-    check!(s, r.set_cookies.iter().any(|c| c.contains("Max-Age=0")), "cookie expired: {r:?}");
+    check!(
+        s,
+        r.set_cookies.iter().any(|c| c.contains("Max-Age=0")),
+        "cookie expired: {r:?}"
+    );
     assert_eq!(s.stored_sessions(), 0);
     assert!(b.cookie.is_none());
     b.get("/set?key=a&value=1").await;
     let r = b.get("/clear").await;
-    check!(s, r.set_cookies.iter().any(|c| c.contains("Max-Age=0")), "clear expires the cookie");
+    check!(
+        s,
+        r.set_cookies.iter().any(|c| c.contains("Max-Age=0")),
+        "clear expires the cookie"
+    );
     assert_eq!(s.stored_sessions(), 0);
 }
 
@@ -359,7 +477,11 @@ pub async fn login_cycles_id(s: &Subject) {
         let key = s.keys().pop().unwrap_or_default();
         let ttl: i64 = redis.cmd(&["PTTL", &key]);
         let day = 24 * 3600 * 1000;
-        check!(s, ttl > day - 60_000 && ttl <= day, "idle TTL ~1 day, got {ttl}");
+        check!(
+            s,
+            ttl > day - 60_000 && ttl <= day,
+            "idle TTL ~1 day, got {ttl}"
+        );
     }
     let r = b.get("/login?user=alice").await;
     check!(s, r.status == 200, "{r:?}");
@@ -376,7 +498,11 @@ pub async fn login_cycles_id(s: &Subject) {
         let key = s.keys().pop().unwrap_or_default();
         let ttl: i64 = redis.cmd(&["PTTL", &key]);
         let month = 31 * 24 * 3600 * 1000_i64;
-        check!(s, ttl > month - 60_000 && ttl <= month, "permanent TTL ~31 days, got {ttl}");
+        check!(
+            s,
+            ttl > month - 60_000 && ttl <= month,
+            "permanent TTL ~31 days, got {ttl}"
+        );
     }
 }
 
@@ -386,7 +512,11 @@ pub async fn logout_destroys(s: &Subject) {
     b.get("/login?user=bob").await;
     let id = b.cookie.clone();
     let r = b.get("/logout").await;
-    check!(s, r.set_cookies.iter().any(|c| c.contains("Max-Age=0")), "{r:?}");
+    check!(
+        s,
+        r.set_cookies.iter().any(|c| c.contains("Max-Age=0")),
+        "{r:?}"
+    );
     assert_eq!(s.stored_sessions(), 0);
     let mut replay = s.browser().with_cookie(id.as_deref());
     assert_eq!(replay.get("/whoami").await.status, 401);
@@ -400,7 +530,9 @@ pub async fn concurrent_different_keys(s: &Subject) {
     for i in 0..40 {
         let mut tab = b.fork();
         tasks.push(tokio::spawn(async move {
-            tab.get(&format!("/set?key=k{i}&value=v{i}&delay_ms=50")).await.status
+            tab.get(&format!("/set?key=k{i}&value=v{i}&delay_ms=50"))
+                .await
+                .status
         }));
     }
     for t in tasks {
@@ -425,7 +557,11 @@ pub async fn logout_during_slow_write_does_not_resurrect(s: &Subject) {
     b.get("/logout").await;
     let r = writer.await.unwrap_or_else(|e| panic!("writer: {e}"));
     check!(s, r.status == 200, "{r:?}");
-    check!(s, r.set_cookies.is_empty(), "the late write sets no cookie: {r:?}");
+    check!(
+        s,
+        r.set_cookies.is_empty(),
+        "the late write sets no cookie: {r:?}"
+    );
     assert_eq!(s.stored_sessions(), 0, "session resurrected");
     let mut replay = s.browser().with_cookie(id.as_deref());
     assert_eq!(replay.get("/whoami").await.status, 401);
@@ -440,12 +576,28 @@ pub async fn cookie_and_cache_headers(s: &Subject) {
     for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
         check!(s, sc.contains(attr), "{attr} missing: {sc}");
     }
-    check!(s, sc.starts_with(&format!("{}=", s.config.cookie_name())), "{sc}");
-    check!(s, !sc.contains("Max-Age") && !sc.contains("Expires"), "browser-session cookie: {sc}");
+    check!(
+        s,
+        sc.starts_with(&format!("{}=", s.config.cookie_name())),
+        "{sc}"
+    );
+    check!(
+        s,
+        !sc.contains("Max-Age") && !sc.contains("Expires"),
+        "browser-session cookie: {sc}"
+    );
     assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
     let r = b.get("/read").await;
-    check!(s, r.header("vary").is_some_and(|v| v.contains("Cookie")), "Vary on read: {r:?}");
-    check!(s, r.set_cookies.is_empty(), "no Set-Cookie on an unchanged read");
+    check!(
+        s,
+        r.header("vary").is_some_and(|v| v.contains("Cookie")),
+        "Vary on read: {r:?}"
+    );
+    check!(
+        s,
+        r.set_cookies.is_empty(),
+        "no Set-Cookie on an unchanged read"
+    );
 }
 
 /// Values round-trip, including a POSTed body; removed keys are gone.
@@ -476,13 +628,21 @@ pub async fn touch_is_throttled(s: &Subject) {
     b.get("/set?key=a&value=1").await;
     s.reset_counts();
     b.get("/read").await;
-    assert_eq!(s.store_calls(), 1, "read inside the touch interval: load only");
+    assert_eq!(
+        s.store_calls(),
+        1,
+        "read inside the touch interval: load only"
+    );
     tokio::time::sleep(s.config.idle_lifetime() / 2).await;
     s.reset_counts();
     b.get("/read").await;
     assert_eq!(s.store_calls(), 2, "touch due: load + one update");
     tokio::time::sleep(s.config.idle_lifetime() * 3 / 4).await;
-    assert_eq!(b.get("/get?key=a").await.body, "1", "the touch extended the session");
+    assert_eq!(
+        b.get("/get?key=a").await.body,
+        "1",
+        "the touch extended the session"
+    );
 }
 
 /// An oversized value is refused with a clear status and the session stays intact.

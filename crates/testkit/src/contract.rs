@@ -1,50 +1,123 @@
-//! The test-bed app of `shared/bench/CONTRACT.md` on axum: the routes the
-//! benchmark and the conformance suite drive. One implementation, used by
-//! `bench-server` and by the tests.
+//! The test-bed app of `shared/bench/CONTRACT.md`: the routes the benchmark
+//! and the conformance suite drive. Each route's body is written once,
+//! framework-free (a [`Session`] and the parsed query in, a [`Reply`] out);
+//! [`axum_router`] and [`actix_routes`] only wire them to their framework.
+//! Used by `bench-server`, `bench-server-actix` and the tests.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
-use axum::extract::Query;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use serde::Deserialize;
 use sessionkit::{Session, SessionConfig, SessionLayer, SessionStore};
 
-/// The contract's router with `store` and `config`.
-pub fn axum_router(store: impl SessionStore, config: SessionConfig) -> Router {
-    Router::new()
+/// The contract's axum router with `store` and `config`.
+pub fn axum_router(store: impl SessionStore, config: SessionConfig) -> axum::Router {
+    use axum::extract::Query;
+    use axum::routing::get;
+
+    axum::Router::new()
         .route("/baseline", get(|| async { "ok" }))
         .route("/new", get(new))
         .route("/read", get(read))
         .route("/write", get(write))
-        .route("/set", get(set).post(set_body))
-        .route("/get", get(get_key))
-        .route("/remove", get(remove))
+        .route(
+            "/set",
+            get(|s: Session, Query(q)| set(s, q))
+                .post(|s: Session, Query(q), body| set_body(s, q, body)),
+        )
+        .route("/get", get(|s: Session, Query(q)| get_key(s, q)))
+        .route("/remove", get(|s: Session, Query(q)| remove(s, q)))
         .route("/clear", get(clear))
-        .route("/login", get(login))
+        .route("/login", get(|s: Session, Query(q)| login(s, q)))
         .route("/logout", get(logout))
         .route("/whoami", get(whoami))
         .layer(SessionLayer::new(store, config))
 }
 
+/// The contract's routes for actix-web; wrap the app in a
+/// `sessionkit::SessionMiddleware`:
+/// `App::new().wrap(sessions.clone()).configure(actix_routes)`.
+pub fn actix_routes(cfg: &mut actix_web::web::ServiceConfig) {
+    use actix_web::web::{get, post, resource, Query};
+
+    cfg.route("/baseline", get().to(|| async { "ok" }))
+        .route("/new", get().to(new))
+        .route("/read", get().to(read))
+        .route("/write", get().to(write))
+        .service(
+            resource("/set")
+                .route(get().to(|s: Session, Query(q)| set(s, q)))
+                .route(post().to(|s: Session, Query(q), body| set_body(s, q, body))),
+        )
+        .route("/get", get().to(|s: Session, Query(q)| get_key(s, q)))
+        .route("/remove", get().to(|s: Session, Query(q)| remove(s, q)))
+        .route("/clear", get().to(clear))
+        .route("/login", get().to(|s: Session, Query(q)| login(s, q)))
+        .route("/logout", get().to(logout))
+        .route("/whoami", get().to(whoami));
+}
+
+/// A route's answer, framework-free: a status and a `text/plain` body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// The body.
+    pub body: Cow<'static, str>,
+}
+
+impl Reply {
+    fn ok(body: impl Into<Cow<'static, str>>) -> Self {
+        Reply {
+            status: 200,
+            body: body.into(),
+        }
+    }
+
+    fn status(status: u16) -> Self {
+        Reply {
+            status,
+            body: Cow::Borrowed(""),
+        }
+    }
+}
+
+impl axum::response::IntoResponse for Reply {
+    fn into_response(self) -> axum::response::Response {
+        let status = axum::http::StatusCode::from_u16(self.status)
+            .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        (status, self.body).into_response()
+    }
+}
+
+impl actix_web::Responder for Reply {
+    type Body = actix_web::body::BoxBody;
+
+    fn respond_to(self, _: &actix_web::HttpRequest) -> actix_web::HttpResponse {
+        let status = actix_web::http::StatusCode::from_u16(self.status)
+            .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+        actix_web::HttpResponse::build(status)
+            .content_type("text/plain; charset=utf-8")
+            .body(self.body)
+    }
+}
+
 type Result<T> = std::result::Result<T, sessionkit::Error>;
 
-async fn new(session: Session) -> Result<&'static str> {
+async fn new(session: Session) -> Result<Reply> {
     session.insert("user", "bench").await?;
-    Ok("ok")
+    Ok(Reply::ok("ok"))
 }
 
-async fn read(session: Session) -> Result<String> {
+async fn read(session: Session) -> Result<Reply> {
     let n: i64 = session.get("count").await?.unwrap_or(0);
-    Ok(n.to_string())
+    Ok(Reply::ok(n.to_string()))
 }
 
-async fn write(session: Session) -> Result<String> {
+async fn write(session: Session) -> Result<Reply> {
     let n: i64 = session.get("count").await?.unwrap_or(0) + 1;
     session.insert("count", &n).await?;
-    Ok(n.to_string())
+    Ok(Reply::ok(n.to_string()))
 }
 
 #[derive(Deserialize)]
@@ -54,17 +127,20 @@ struct SetQuery {
     delay_ms: Option<u64>,
 }
 
-async fn set(session: Session, Query(q): Query<SetQuery>) -> Result<Response> {
+async fn set(session: Session, q: SetQuery) -> Result<Reply> {
     // Load first, then wait: the contract's window for concurrent requests.
     session.contains(&q.key).await?;
     if let Some(ms) = q.delay_ms {
         tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
     }
     let Some(value) = q.value else {
-        return Ok((StatusCode::BAD_REQUEST, "value missing").into_response());
+        return Ok(Reply {
+            status: 400,
+            body: Cow::Borrowed("value missing"),
+        });
     };
     session.insert(&q.key, &value).await?;
-    Ok("ok".into_response())
+    Ok(Reply::ok("ok"))
 }
 
 #[derive(Deserialize)]
@@ -72,26 +148,26 @@ struct KeyQuery {
     key: String,
 }
 
-async fn set_body(session: Session, Query(q): Query<KeyQuery>, body: String) -> Result<&'static str> {
+async fn set_body(session: Session, q: KeyQuery, body: String) -> Result<Reply> {
     session.insert(&q.key, &body).await?;
-    Ok("ok")
+    Ok(Reply::ok("ok"))
 }
 
-async fn get_key(session: Session, Query(q): Query<KeyQuery>) -> Result<Response> {
+async fn get_key(session: Session, q: KeyQuery) -> Result<Reply> {
     Ok(match session.get::<String>(&q.key).await? {
-        Some(v) => v.into_response(),
-        None => (StatusCode::NOT_FOUND, "").into_response(),
+        Some(v) => Reply::ok(v),
+        None => Reply::status(404),
     })
 }
 
-async fn remove(session: Session, Query(q): Query<KeyQuery>) -> Result<&'static str> {
+async fn remove(session: Session, q: KeyQuery) -> Result<Reply> {
     session.remove(&q.key).await?;
-    Ok("ok")
+    Ok(Reply::ok("ok"))
 }
 
-async fn clear(session: Session) -> Result<&'static str> {
+async fn clear(session: Session) -> Result<Reply> {
     session.clear().await?;
-    Ok("ok")
+    Ok(Reply::ok("ok"))
 }
 
 #[derive(Deserialize)]
@@ -99,21 +175,21 @@ struct UserQuery {
     user: String,
 }
 
-async fn login(session: Session, Query(q): Query<UserQuery>) -> Result<&'static str> {
+async fn login(session: Session, q: UserQuery) -> Result<Reply> {
     session.cycle_id().await?;
     session.insert("user", &q.user).await?;
     session.set_permanent(true).await?;
-    Ok("ok")
+    Ok(Reply::ok("ok"))
 }
 
-async fn logout(session: Session) -> &'static str {
+async fn logout(session: Session) -> Reply {
     session.flush().await;
-    "ok"
+    Reply::ok("ok")
 }
 
-async fn whoami(session: Session) -> Result<Response> {
+async fn whoami(session: Session) -> Result<Reply> {
     Ok(match session.get::<String>("user").await? {
-        Some(u) => u.into_response(),
-        None => (StatusCode::UNAUTHORIZED, "").into_response(),
+        Some(u) => Reply::ok(u),
+        None => Reply::status(401),
     })
 }

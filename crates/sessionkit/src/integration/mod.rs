@@ -4,3 +4,6 @@
 
 #[cfg(feature = "tower")]
 pub(crate) mod tower;
+
+#[cfg(feature = "actix")]
+pub(crate) mod actix;

@@ -1,4 +1,4 @@
-//! The conformance matrix: {MemoryStore, RedisStore} × {axum}.
+//! The conformance matrix: {MemoryStore, RedisStore} × {axum, actix-web}.
 
 use std::time::Duration;
 
@@ -13,7 +13,10 @@ fn short_lived() -> SessionConfig {
 }
 
 fn small() -> SessionConfig {
-    SessionConfig::builder().with_max_size(1024).build().expect("valid config")
+    SessionConfig::builder()
+        .with_max_size(1024)
+        .build()
+        .expect("valid config")
 }
 
 macro_rules! matrix {
@@ -62,4 +65,14 @@ mod memory_axum {
 mod redis_axum {
     use super::*;
     suite!(StoreKind::Redis, Framework::Axum);
+}
+
+mod memory_actix {
+    use super::*;
+    suite!(StoreKind::Memory, Framework::Actix);
+}
+
+mod redis_actix {
+    use super::*;
+    suite!(StoreKind::Redis, Framework::Actix);
 }

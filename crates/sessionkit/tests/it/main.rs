@@ -4,4 +4,6 @@
 //! store through each framework; the other modules test one store or one
 //! failure mode directly.
 
+mod adapters;
 mod conformance;
+mod reliability;
