@@ -29,6 +29,7 @@ pub const DEFAULT_MAX_SIZE: usize = 1024 * 1024;
 /// | absolute lifetime | none | optional hard end, counted from creation |
 /// | touch interval | 1/10 of the lifetime | rolling expiry costs at most one touch per interval |
 /// | max size | 1 MiB | encoded size of one session |
+/// | failure policy | closed | a store outage is a 503, never a silent logout |
 ///
 /// ```
 /// use std::time::Duration;
@@ -54,6 +55,24 @@ pub struct SessionConfig {
     pub(crate) absolute_lifetime: Option<Duration>,
     pub(crate) touch_interval: Option<Duration>,
     pub(crate) max_size: usize,
+    pub(crate) failure_policy: FailurePolicy,
+}
+
+/// What a request gets when its session cannot be loaded because the store
+/// is unavailable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailurePolicy {
+    /// The response is a bare `503 Service Unavailable` with `Retry-After`,
+    /// whatever the handler made of the error: a page built without the
+    /// session (a logged-out view, an empty cart) is never shown as if it
+    /// were the user's. The default.
+    #[default]
+    Closed,
+    /// The handler's response stands: it got an error value from the session
+    /// call and decided what to show. Nothing is written for that request.
+    /// Saves that fail are still a 503 (nothing pretends to be saved).
+    Open,
 }
 
 impl Default for SessionConfig {
@@ -70,6 +89,7 @@ impl Default for SessionConfig {
             absolute_lifetime: None,
             touch_interval: None,
             max_size: DEFAULT_MAX_SIZE,
+            failure_policy: FailurePolicy::Closed,
         }
     }
 }
@@ -194,6 +214,13 @@ impl SessionConfigBuilder {
         self
     }
 
+    /// What happens when the session cannot be loaded (default
+    /// [`FailurePolicy::Closed`]: a bare 503).
+    pub fn with_failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.0.failure_policy = policy;
+        self
+    }
+
     /// Checks the settings and returns the config.
     ///
     /// # Errors
@@ -206,9 +233,8 @@ impl SessionConfigBuilder {
         let name = &c.cookie_name;
         let is_token = |s: &str| {
             !s.is_empty()
-                && s.bytes().all(|b| {
-                    b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)
-                })
+                && s.bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
         };
         if !is_token(name) {
             return Err(ConfigError::new(format!(
@@ -229,16 +255,22 @@ impl SessionConfigBuilder {
             return Err(ConfigError::new("SameSite=None requires Secure"));
         }
         if !c.cookie_path.starts_with('/') || c.cookie_path.contains(';') {
-            return Err(ConfigError::new("cookie path must start with '/' and contain no ';'"));
+            return Err(ConfigError::new(
+                "cookie path must start with '/' and contain no ';'",
+            ));
         }
         if c.cookie_domain.as_deref().is_some_and(|d| !is_token(d)) {
             return Err(ConfigError::new("cookie domain is not valid"));
         }
         if c.idle_lifetime.is_zero() || c.permanent_lifetime.is_zero() {
-            return Err(ConfigError::new("session lifetimes must be greater than zero"));
+            return Err(ConfigError::new(
+                "session lifetimes must be greater than zero",
+            ));
         }
         if c.absolute_lifetime.is_some_and(|d| d.is_zero()) {
-            return Err(ConfigError::new("the absolute lifetime must be greater than zero"));
+            return Err(ConfigError::new(
+                "the absolute lifetime must be greater than zero",
+            ));
         }
         Ok(c)
     }
@@ -261,7 +293,10 @@ mod tests {
 
     #[test]
     fn host_prefix_is_checked() {
-        assert!(SessionConfig::builder().with_cookie_name("__Host-s").build().is_ok());
+        assert!(SessionConfig::builder()
+            .with_cookie_name("__Host-s")
+            .build()
+            .is_ok());
         let err = SessionConfig::builder()
             .with_cookie_name("__Host-s")
             .with_cookie_domain("example.com")
@@ -287,8 +322,14 @@ mod tests {
 
     #[test]
     fn bad_names_and_lifetimes_are_rejected() {
-        assert!(SessionConfig::builder().with_cookie_name("a b").build().is_err());
-        assert!(SessionConfig::builder().with_cookie_name("").build().is_err());
+        assert!(SessionConfig::builder()
+            .with_cookie_name("a b")
+            .build()
+            .is_err());
+        assert!(SessionConfig::builder()
+            .with_cookie_name("")
+            .build()
+            .is_err());
         assert!(SessionConfig::builder()
             .with_idle_lifetime(Duration::ZERO)
             .build()

@@ -27,7 +27,11 @@ pub(crate) fn find_id<'a>(
 }
 
 /// A `Set-Cookie` value carrying `id`. `max_age` makes it persistent.
-pub(crate) fn set_cookie(config: &SessionConfig, id: &SessionId, max_age: Option<Duration>) -> String {
+pub(crate) fn set_cookie(
+    config: &SessionConfig,
+    id: &SessionId,
+    max_age: Option<Duration>,
+) -> String {
     let mut c = base(config, id.expose());
     if let Some(age) = max_age {
         let age = cookie::time::Duration::try_from(age).unwrap_or(cookie::time::Duration::MAX);
@@ -89,5 +93,32 @@ mod tests {
         assert!(p.contains("Expires="), "{p}");
         let r = removal(&config);
         assert!(r.contains("Max-Age=0"), "{r}");
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any header bytes: no panic, and an id found is a real id that
+        /// occurs in the header.
+        #[test]
+        fn any_cookie_header_is_safe(raw in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let config = SessionConfig::default();
+            if let Some(id) = find_id(&config, [raw.as_slice()]) {
+                let text = String::from_utf8_lossy(&raw);
+                prop_assert!(text.contains(&id.expose()));
+            }
+        }
+
+        #[test]
+        fn structured_cookie_headers_are_safe(name in "[a-z_]{0,8}", value in "[ -~]{0,48}") {
+            let config = SessionConfig::default();
+            let header = format!("{name}={value}; session={value}");
+            let _ = find_id(&config, [header.as_bytes()]);
+        }
     }
 }

@@ -86,10 +86,16 @@ pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut last = self.0.to_string();
+        f.write_str(&last)?;
         let mut cur = self.0.source();
         while let Some(err) = cur {
-            write!(f, ": {err}")?;
+            // Many errors repeat their source in their own message; say it once.
+            let text = err.to_string();
+            if !last.contains(&text) {
+                write!(f, ": {text}")?;
+            }
+            last = text;
             cur = err.source();
         }
         Ok(())

@@ -124,6 +124,17 @@ impl StorageId {
         StorageId(s)
     }
 
+    /// Reads back a storage id a store kept (e.g. a forwarding marker).
+    /// `None` unless it has the current scheme's exact shape.
+    pub fn parse(s: String) -> Option<Self> {
+        let digest = s.strip_prefix(STORAGE_SCHEME)?.strip_prefix('.')?;
+        let well_formed = digest.len() == 43
+            && digest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        well_formed.then_some(StorageId(s))
+    }
+
     /// The storage id as text (what a store puts after its key prefix).
     pub fn as_str(&self) -> &str {
         &self.0
@@ -165,12 +176,21 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         assert_eq!("".parse::<SessionId>(), Err(ParseIdError::Length));
-        assert_eq!("a".repeat(33).parse::<SessionId>(), Err(ParseIdError::Length));
-        assert_eq!("a".repeat(31).parse::<SessionId>(), Err(ParseIdError::Length));
+        assert_eq!(
+            "a".repeat(33).parse::<SessionId>(),
+            Err(ParseIdError::Length)
+        );
+        assert_eq!(
+            "a".repeat(31).parse::<SessionId>(),
+            Err(ParseIdError::Length)
+        );
         let mut bad = "a".repeat(31);
         bad.push('+');
         assert_eq!(bad.parse::<SessionId>(), Err(ParseIdError::Alphabet));
-        assert_eq!("é".repeat(16).parse::<SessionId>(), Err(ParseIdError::Alphabet));
+        assert_eq!(
+            "é".repeat(16).parse::<SessionId>(),
+            Err(ParseIdError::Alphabet)
+        );
     }
 
     #[test]
@@ -182,6 +202,9 @@ mod tests {
         assert!(sid.as_str().parse::<SessionId>().is_err());
         assert!(sid.as_str()[2..].parse::<SessionId>().is_err());
         assert_eq!(sid, id.storage_id(), "derivation is deterministic");
+        assert_eq!(StorageId::parse(sid.as_str().to_owned()), Some(sid.clone()));
+        assert_eq!(StorageId::parse(id.expose()), None);
+        assert_eq!(StorageId::parse(format!("2.{}", &sid.as_str()[2..])), None);
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub(crate) enum Retire {
 #[derive(Default)]
 pub(crate) struct State {
     pub(crate) loaded: bool,
+    /// A load was tried and failed (the store was unavailable).
+    pub(crate) load_failed: bool,
     /// The stored record this view is based on (None: a new session).
     pub(crate) existing: Option<StorageId>,
     /// Current values, encoded.
@@ -84,7 +86,10 @@ impl State {
         self.existing = None;
         self.data.clear();
         self.dirty.clear();
-        self.meta = Meta { created_ms: now_ms, ..Meta::default() };
+        self.meta = Meta {
+            created_ms: now_ms,
+            ..Meta::default()
+        };
         self.meta_changed = false;
         self.size = 0;
         self.loaded = true;
@@ -109,7 +114,10 @@ impl Session {
         self.inner.accessed.store(true, Ordering::Relaxed);
         let mut state = self.inner.state.lock().await;
         if !state.loaded {
-            lifecycle::load(&self.inner, &mut state).await?;
+            if let Err(e) = lifecycle::load(&self.inner, &mut state).await {
+                state.load_failed = true;
+                return Err(e);
+            }
         }
         Ok(state)
     }
@@ -119,12 +127,28 @@ impl Session {
     /// # Errors
     ///
     /// [`Error::Unavailable`] if the session could not be loaded,
-    /// [`Error::Decode`] if the stored value is not a `T`.
+    /// [`Error::Decode`] if the stored value is not a `T`. A stored value that
+    /// is not valid JSON at all is damaged data: it is logged, removed, and
+    /// reads as absent.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
-        let state = self.loaded().await?;
-        match state.data.get(key) {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(bytes).map(Some).map_err(|e| Error::Decode {
+        let mut state = self.loaded().await?;
+        let Some(bytes) = state.data.get(key) else {
+            return Ok(None);
+        };
+        match serde_json::from_slice(bytes) {
+            Ok(v) => Ok(Some(v)),
+            // Not JSON at all: stored data is damaged. Drop the value (it is
+            // removed at the end of the request) rather than fail every
+            // request of this user with the same error.
+            Err(_) if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() => {
+                tracing::warn!(key, "undecodable session value dropped");
+                if let Some(v) = state.data.remove(key) {
+                    state.size -= key.len() + v.len();
+                }
+                state.dirty.insert(key.to_owned());
+                Ok(None)
+            }
+            Err(e) => Err(Error::Decode {
                 key: key.to_owned(),
                 source: e.into(),
             }),

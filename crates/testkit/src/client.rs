@@ -49,7 +49,12 @@ impl Browser {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_else(|e| panic!("reqwest client: {e}"));
-        Browser { http, base: base.into(), cookie_name: cookie_name.into(), cookie: None }
+        Browser {
+            http,
+            base: base.into(),
+            cookie_name: cookie_name.into(),
+            cookie: None,
+        }
     }
 
     /// A second client with the same cookie (another tab, or an attacker
@@ -80,7 +85,10 @@ impl Browser {
     ///
     /// If the request fails at the HTTP level (no response).
     pub async fn post(&mut self, path: &str, body: impl Into<String>) -> Reply {
-        let req = self.http.post(format!("{}{path}", self.base)).body(body.into());
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .body(body.into());
         self.send(req).await
     }
 
@@ -90,7 +98,10 @@ impl Browser {
     ///
     /// If the request fails at the HTTP level (no response).
     pub async fn get_with_cookie_header(&mut self, path: &str, raw: &str) -> Reply {
-        let req = self.http.get(format!("{}{path}", self.base)).header("cookie", raw);
+        let req = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", raw);
         self.apply(req.send().await).await
     }
 
@@ -112,7 +123,9 @@ impl Browser {
             .filter_map(|v| v.to_str().ok().map(str::to_owned))
             .collect();
         for sc in &set_cookies {
-            let Some((name, rest)) = sc.split_once('=') else { continue };
+            let Some((name, rest)) = sc.split_once('=') else {
+                continue;
+            };
             if name != self.cookie_name {
                 continue;
             }
@@ -120,6 +133,11 @@ impl Browser {
             let removal = value.is_empty() || sc.contains("Max-Age=0");
             self.cookie = (!removal).then_some(value);
         }
-        Reply { status, body, headers, set_cookies }
+        Reply {
+            status,
+            body,
+            headers,
+            set_cookies,
+        }
     }
 }

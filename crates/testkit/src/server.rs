@@ -140,8 +140,12 @@ impl RedisServer {
         let info: String = self.cmd(&["INFO", "commandstats"]);
         let mut counts = HashMap::new();
         for line in info.lines() {
-            let Some(rest) = line.strip_prefix("cmdstat_") else { continue };
-            let Some((name, stats)) = rest.split_once(':') else { continue };
+            let Some(rest) = line.strip_prefix("cmdstat_") else {
+                continue;
+            };
+            let Some((name, stats)) = rest.split_once(':') else {
+                continue;
+            };
             let calls = stats
                 .split(',')
                 .find_map(|kv| kv.strip_prefix("calls="))

@@ -1,14 +1,15 @@
 //! [`MemoryStore`]: sessions in this process, with the same semantics as the
-//! Redis store (atomic create/update/take, expiry). For tests, development and
-//! the demo when no Redis is reachable; data is lost when the process exits.
+//! Redis store (atomic create/update/take, forwarding after a move, expiry).
+//! For tests, development and the demo when no Redis is reachable; data is
+//! lost when the process exits.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{now_ms, BoxFuture, Changes, Record, SessionStore, UpdateOutcome};
+use super::{now_ms, BoxFuture, Changes, Record, SessionStore, UpdateOutcome, MOVED_GRACE};
 use crate::{Error, StorageId};
 
-/// Expired records are swept every this many writes.
+/// Expired entries are swept every this many writes.
 const SWEEP_EVERY: u64 = 1024;
 
 /// An in-process [`SessionStore`]. Cloning shares the same sessions.
@@ -23,9 +24,25 @@ pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
 }
 
+#[derive(Debug)]
+enum Entry {
+    Live(Record),
+    /// Moved by `take`: forwards updates until `until_ms`.
+    Moved { to: StorageId, until_ms: u64 },
+}
+
+impl Entry {
+    fn expires_ms(&self) -> u64 {
+        match self {
+            Entry::Live(r) => r.meta.expires_ms,
+            Entry::Moved { until_ms, .. } => *until_ms,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
-    records: HashMap<StorageId, Record>,
+    entries: HashMap<StorageId, Entry>,
     writes: u64,
 }
 
@@ -39,9 +56,9 @@ impl MemoryStore {
     pub fn len(&self) -> usize {
         let now = now_ms();
         self.lock()
-            .records
+            .entries
             .values()
-            .filter(|r| r.meta.expires_ms > now)
+            .filter(|e| matches!(e, Entry::Live(r) if r.meta.expires_ms > now))
             .count()
     }
 
@@ -51,32 +68,35 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding this lock cannot leave a record half-written
-        // (every mutation is a single map operation), so a poisoned lock is safe to use.
+        // Every mutation is a single map operation, so a panic elsewhere
+        // cannot leave a record half-written: a poisoned lock is safe to use.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 impl Inner {
-    /// The live record for `id`, removing it if it has expired.
-    fn live(&mut self, id: &StorageId, now: u64) -> Option<&mut Record> {
-        if self.records.get(id).is_some_and(|r| r.meta.expires_ms <= now) {
-            self.records.remove(id);
+    /// The unexpired entry for `id`, removing it if it has expired.
+    fn entry(&mut self, id: &StorageId, now: u64) -> Option<&mut Entry> {
+        if self.entries.get(id).is_some_and(|e| e.expires_ms() <= now) {
+            self.entries.remove(id);
         }
-        self.records.get_mut(id)
+        self.entries.get_mut(id)
     }
 
     fn wrote(&mut self, now: u64) {
         self.writes += 1;
         if self.writes % SWEEP_EVERY == 0 {
-            self.records.retain(|_, r| r.meta.expires_ms > now);
+            self.entries.retain(|_, e| e.expires_ms() > now);
         }
     }
 }
 
 impl SessionStore for MemoryStore {
     fn load<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<Option<Record>, Error>> {
-        let out = self.lock().live(id, now_ms()).map(|r| r.clone());
+        let out = match self.lock().entry(id, now_ms()) {
+            Some(Entry::Live(r)) => Some(r.clone()),
+            _ => None,
+        };
         Box::pin(async move { Ok(out) })
     }
 
@@ -87,13 +107,11 @@ impl SessionStore for MemoryStore {
     ) -> BoxFuture<'a, Result<bool, Error>> {
         let now = now_ms();
         let mut inner = self.lock();
-        let created = if inner.live(id, now).is_some() {
-            false
-        } else {
-            inner.records.insert(id.clone(), record.clone());
+        let created = inner.entry(id, now).is_none();
+        if created {
+            inner.entries.insert(id.clone(), Entry::Live(record.clone()));
             inner.wrote(now);
-            true
-        };
+        }
         Box::pin(async move { Ok(created) })
     }
 
@@ -104,20 +122,25 @@ impl SessionStore for MemoryStore {
     ) -> BoxFuture<'a, Result<UpdateOutcome, Error>> {
         let now = now_ms();
         let mut inner = self.lock();
-        let outcome = match inner.live(id, now) {
+        let outcome = match inner.entry(id, now) {
             None => UpdateOutcome::Gone,
-            Some(record) => {
+            Some(Entry::Moved { to, .. }) => UpdateOutcome::Moved(to.clone()),
+            Some(Entry::Live(record)) => {
                 for (k, v) in &changes.set {
                     record.data.insert((*k).to_owned(), v.to_vec());
                 }
                 for k in &changes.remove {
                     record.data.remove(*k);
                 }
-                let created_ms = record.meta.created_ms;
-                record.meta = changes.meta;
-                record.meta.created_ms = created_ms;
+                if let Some(flags) = changes.flags {
+                    record.meta.permanent = flags.permanent;
+                    record.meta.lifetime_ms = flags.lifetime_ms;
+                }
+                if let Some(expires) = changes.expires_ms {
+                    record.meta.expires_ms = expires;
+                }
                 if changes.delete_if_empty && record.data.is_empty() {
-                    inner.records.remove(id);
+                    inner.entries.remove(id);
                     UpdateOutcome::Deleted
                 } else {
                     UpdateOutcome::Saved
@@ -129,14 +152,31 @@ impl SessionStore for MemoryStore {
     }
 
     fn delete<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<(), Error>> {
-        self.lock().records.remove(id);
+        self.lock().entries.remove(id);
         Box::pin(async { Ok(()) })
     }
 
-    fn take<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<Option<Record>, Error>> {
+    fn take<'a>(
+        &'a self,
+        id: &'a StorageId,
+        moved_to: &'a StorageId,
+    ) -> BoxFuture<'a, Result<Option<Record>, Error>> {
         let now = now_ms();
         let mut inner = self.lock();
-        let out = inner.live(id, now).is_some().then(|| inner.records.remove(id)).flatten();
+        let out = match inner.entry(id, now) {
+            Some(Entry::Live(_)) => {
+                let marker = Entry::Moved {
+                    to: moved_to.clone(),
+                    until_ms: now.saturating_add(super::ms(MOVED_GRACE)),
+                };
+                match inner.entries.insert(id.clone(), marker) {
+                    Some(Entry::Live(r)) => Some(r),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        inner.wrote(now);
         Box::pin(async move { Ok(out) })
     }
 }

@@ -6,7 +6,9 @@
 //!
 //! - [`create`](SessionStore::create) never overwrites an existing record;
 //! - [`update`](SessionStore::update) never recreates a record that is gone;
-//! - [`take`](SessionStore::take) reads and deletes in one step.
+//! - [`take`](SessionStore::take) reads and deletes in one step, leaving a
+//!   short-lived forwarding marker so that requests which loaded the session
+//!   before it moved still land their writes in the new record.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,6 +26,12 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Current version of the record layout; stores write it and refuse others.
 pub const LAYOUT_VERSION: u32 = 1;
+
+/// How long a moved session's old id forwards the writes of requests that
+/// loaded it before the move ([`SessionStore::take`]). Longer than any
+/// sensible request; a request that loads the old id after the move sees no
+/// session at all.
+pub const MOVED_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One session as a store holds it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -47,22 +55,25 @@ pub struct Meta {
     pub lifetime_ms: Option<u64>,
 }
 
-/// A change to an existing record: the keys set, the keys removed, and the
-/// new metadata (always written; its `expires_ms` becomes the TTL).
+/// A change to an existing record.
 #[derive(Clone, Debug)]
 pub struct Changes<'a> {
     /// Keys to set, with their encoded values.
     pub set: Vec<(&'a str, &'a [u8])>,
     /// Keys to remove.
     pub remove: Vec<&'a str>,
-    /// New metadata (`created_ms` is not rewritten).
-    pub meta: Meta,
+    /// New `permanent` and `lifetime_ms`, when they changed (`created_ms` and
+    /// `expires_ms` of this value are ignored).
+    pub flags: Option<Meta>,
+    /// New expiry (Unix ms) for the record and its TTL; `None` keeps the
+    /// current one.
+    pub expires_ms: Option<u64>,
     /// Delete the record when no data key remains after this change.
     pub delete_if_empty: bool,
 }
 
 /// What [`SessionStore::update`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum UpdateOutcome {
     /// The changes were applied.
@@ -72,6 +83,10 @@ pub enum UpdateOutcome {
     Gone,
     /// The changes left no data, so the record was deleted.
     Deleted,
+    /// The session moved to this id ([`SessionStore::take`]) after the
+    /// request loaded it; nothing was written. The caller may apply its data
+    /// changes there.
+    Moved(StorageId),
 }
 
 /// A session backend.
@@ -87,8 +102,11 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Stores a new record, expiring at `record.meta.expires_ms`. Returns
     /// `false`, writing nothing, if a record with this id already exists.
-    fn create<'a>(&'a self, id: &'a StorageId, record: &'a Record)
-        -> BoxFuture<'a, Result<bool, Error>>;
+    fn create<'a>(
+        &'a self,
+        id: &'a StorageId,
+        record: &'a Record,
+    ) -> BoxFuture<'a, Result<bool, Error>>;
 
     /// Applies `changes` to an existing record and sets its expiry, in one
     /// atomic step. A record that no longer exists is not recreated.
@@ -101,9 +119,17 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Deletes a record (no error if there is none).
     fn delete<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<(), Error>>;
 
-    /// Reads and deletes a record in one atomic step (used to move a session
-    /// to a new id without losing concurrent writes).
-    fn take<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<Option<Record>, Error>>;
+    /// Reads and deletes a record in one atomic step, leaving in its place
+    /// for [`MOVED_GRACE`] a marker that makes [`load`](Self::load) see
+    /// nothing and [`update`](Self::update) answer
+    /// [`UpdateOutcome::Moved`]`(moved_to)`. Used by `cycle_id`: the caller
+    /// then creates the record under `moved_to`. `None` if there was no
+    /// record (or only a marker).
+    fn take<'a>(
+        &'a self,
+        id: &'a StorageId,
+        moved_to: &'a StorageId,
+    ) -> BoxFuture<'a, Result<Option<Record>, Error>>;
 }
 
 /// Current time in Unix milliseconds.
@@ -111,4 +137,9 @@ pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A duration in whole milliseconds, saturating.
+pub(crate) fn ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -209,10 +209,14 @@ impl RedisStore {
         }
     }
 
-    async fn run_save(&self, key: String, args: SaveArgs<'_>) -> Result<i64, Error> {
+    async fn run_save(&self, key: String, args: SaveArgs<'_>) -> Result<Value, Error> {
         let mut inv = self.save.key(key);
-        inv.arg(args.mode).arg(args.expires_ms).arg(if args.delete_if_empty { "1" } else { "0" });
-        inv.arg(args.pairs.len());
+        match args.expires_ms {
+            Some(ms) => inv.arg(args.mode).arg(ms),
+            None => inv.arg(args.mode).arg(""),
+        };
+        inv.arg(if args.delete_if_empty { "1" } else { "0" })
+            .arg(args.pairs.len());
         for (f, v) in &args.pairs {
             inv.arg(f.as_bytes()).arg(*v);
         }
@@ -220,27 +224,35 @@ impl RedisStore {
             inv.arg(f.as_str());
         }
         let mut conn = self.conn.clone();
-        self.bounded(inv.invoke_async::<i64>(&mut conn)).await
+        self.bounded(inv.invoke_async::<Value>(&mut conn)).await
     }
 }
 
 struct SaveArgs<'a> {
     mode: &'static str,
-    expires_ms: u64,
+    expires_ms: Option<u64>,
     delete_if_empty: bool,
     pairs: Vec<(String, &'a [u8])>,
     remove: Vec<String>,
 }
 
-fn meta_pairs(meta: &Meta, with_created: bool) -> Vec<(String, Vec<u8>)> {
+/// Metadata fields as written: `m:v` and `m:created` only on create,
+/// `m:expires` when the expiry changes, the flags on create or when changed.
+fn meta_pairs(meta: Option<&Meta>, on_create: bool, expires: Option<u64>) -> Vec<(String, Vec<u8>)> {
     let mut v = Vec::with_capacity(5);
-    if with_created {
-        v.push(("m:v".to_owned(), LAYOUT_VERSION.to_string().into_bytes()));
-        v.push(("m:created".to_owned(), meta.created_ms.to_string().into_bytes()));
+    if let Some(ms) = expires {
+        v.push(("m:expires".to_owned(), ms.to_string().into_bytes()));
     }
-    v.push(("m:expires".to_owned(), meta.expires_ms.to_string().into_bytes()));
-    v.push(("m:permanent".to_owned(), if meta.permanent { b"1".to_vec() } else { b"0".to_vec() }));
-    v.push(("m:lifetime".to_owned(), meta.lifetime_ms.unwrap_or(0).to_string().into_bytes()));
+    let Some(meta) = meta else { return v };
+    if on_create {
+        v.push(("m:v".to_owned(), LAYOUT_VERSION.to_string().into_bytes()));
+        let created = meta.created_ms.to_string().into_bytes();
+        v.push(("m:created".to_owned(), created));
+    }
+    let permanent = if meta.permanent { "1" } else { "0" };
+    v.push(("m:permanent".to_owned(), permanent.as_bytes().to_vec()));
+    let lifetime = meta.lifetime_ms.unwrap_or(0).to_string().into_bytes();
+    v.push(("m:lifetime".to_owned(), lifetime));
     v
 }
 
@@ -251,8 +263,12 @@ fn data_field(key: &str) -> String {
     f
 }
 
-/// Decodes an HGETALL reply (flat field/value list) into a record.
-pub(crate) fn decode_record(fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Record, Error> {
+/// Decodes an HGETALL reply into a record; `None` for no record or for the
+/// forwarding marker a moved session leaves behind.
+pub(crate) fn decode_record(fields: Fields) -> Result<Option<Record>, Error> {
+    if fields.is_empty() || fields.iter().any(|(f, _)| f == b"m:moved") {
+        return Ok(None);
+    }
     let corrupt = |what: &str| Error::Corrupt(what.to_owned());
     let mut record = Record::default();
     let mut version = None;
@@ -283,14 +299,17 @@ pub(crate) fn decode_record(fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Record, E
         }
     }
     match version {
-        Some(v) if v == u64::from(LAYOUT_VERSION) => Ok(record),
+        Some(v) if v == u64::from(LAYOUT_VERSION) => Ok(Some(record)),
         Some(_) => Err(corrupt("unknown layout version")),
         None => Err(corrupt("no layout version")),
     }
 }
 
-fn hash_reply(v: Value) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
-    match redis::from_redis_value::<Vec<(Vec<u8>, Vec<u8>)>>(v) {
+/// An HGETALL reply: field/value pairs.
+type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn hash_reply(v: Value) -> Result<Fields, Error> {
+    match redis::from_redis_value::<Fields>(v) {
         Ok(fields) => Ok(fields),
         Err(_) => Err(Error::Corrupt("not a hash".to_owned())),
     }
@@ -318,11 +337,7 @@ impl SessionStore for RedisStore {
                 .bounded(cmd.query_async(&mut conn))
                 .await
                 .map_err(load_error)?;
-            let fields = hash_reply(reply)?;
-            if fields.is_empty() {
-                return Ok(None);
-            }
-            decode_record(fields).map(Some)
+            decode_record(hash_reply(reply)?)
         })
     }
 
@@ -332,18 +347,22 @@ impl SessionStore for RedisStore {
         record: &'a Record,
     ) -> BoxFuture<'a, Result<bool, Error>> {
         Box::pin(async move {
-            let meta = meta_pairs(&record.meta, true);
-            let mut pairs: Vec<(String, &[u8])> =
-                record.data.iter().map(|(k, v)| (data_field(k), v.as_slice())).collect();
+            let meta = meta_pairs(Some(&record.meta), true, Some(record.meta.expires_ms));
+            let mut pairs: Vec<(String, &[u8])> = record
+                .data
+                .iter()
+                .map(|(k, v)| (data_field(k), v.as_slice()))
+                .collect();
             pairs.extend(meta.iter().map(|(k, v)| (k.clone(), v.as_slice())));
             let args = SaveArgs {
                 mode: "c",
-                expires_ms: record.meta.expires_ms,
+                expires_ms: Some(record.meta.expires_ms),
                 delete_if_empty: false,
                 pairs,
                 remove: Vec::new(),
             };
-            Ok(self.run_save(self.key(id), args).await? == 1)
+            let reply = self.run_save(self.key(id), args).await?;
+            Ok(matches!(reply, Value::Int(1)))
         })
     }
 
@@ -353,22 +372,29 @@ impl SessionStore for RedisStore {
         changes: &'a Changes<'a>,
     ) -> BoxFuture<'a, Result<UpdateOutcome, Error>> {
         Box::pin(async move {
-            let meta = meta_pairs(&changes.meta, false);
-            let mut pairs: Vec<(String, &[u8])> =
-                changes.set.iter().map(|(k, v)| (data_field(k), *v)).collect();
+            let meta = meta_pairs(changes.flags.as_ref(), false, changes.expires_ms);
+            let mut pairs: Vec<(String, &[u8])> = changes
+                .set
+                .iter()
+                .map(|(k, v)| (data_field(k), *v))
+                .collect();
             pairs.extend(meta.iter().map(|(k, v)| (k.clone(), v.as_slice())));
             let args = SaveArgs {
                 mode: "u",
-                expires_ms: changes.meta.expires_ms,
+                expires_ms: changes.expires_ms,
                 delete_if_empty: changes.delete_if_empty,
                 pairs,
                 remove: changes.remove.iter().map(|k| data_field(k)).collect(),
             };
-            match self.run_save(self.key(id), args).await? {
-                1 => Ok(UpdateOutcome::Saved),
-                2 => Ok(UpdateOutcome::Deleted),
-                _ => Ok(UpdateOutcome::Gone),
-            }
+            Ok(match self.run_save(self.key(id), args).await? {
+                Value::Int(1) => UpdateOutcome::Saved,
+                Value::Int(2) => UpdateOutcome::Deleted,
+                Value::BulkString(to) => match String::from_utf8(to).ok().and_then(StorageId::parse) {
+                    Some(to) => UpdateOutcome::Moved(to),
+                    None => return Err(Error::Corrupt("bad forwarding marker".to_owned())),
+                },
+                _ => UpdateOutcome::Gone,
+            })
         })
     }
 
@@ -381,20 +407,73 @@ impl SessionStore for RedisStore {
         })
     }
 
-    fn take<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<Option<Record>, Error>> {
+    fn take<'a>(
+        &'a self,
+        id: &'a StorageId,
+        moved_to: &'a StorageId,
+    ) -> BoxFuture<'a, Result<Option<Record>, Error>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
             let mut inv = self.take.prepare_invoke();
-            inv.key(self.key(id));
+            inv.key(self.key(id))
+                .arg(moved_to.as_str())
+                .arg(super::ms(super::MOVED_GRACE));
             let reply: Value = self
                 .bounded(inv.invoke_async(&mut conn))
                 .await
                 .map_err(load_error)?;
-            let fields = hash_reply(reply)?;
-            if fields.is_empty() {
-                return Ok(None);
-            }
-            decode_record(fields).map(Some)
+            decode_record(hash_reply(reply)?)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn field(f: &str, v: &str) -> (Vec<u8>, Vec<u8>) {
+        (f.as_bytes().to_vec(), v.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn decodes_a_record_and_rejects_foreign_layouts() {
+        let ok = decode_record(vec![
+            field("m:v", "1"),
+            field("m:created", "5"),
+            field("m:expires", "9"),
+            field("m:permanent", "1"),
+            field("m:lifetime", "0"),
+            field("d:user", "\"bob\""),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(ok.meta, Meta { created_ms: 5, expires_ms: 9, permanent: true, lifetime_ms: None });
+        assert_eq!(ok.data.get("user").map(Vec::as_slice), Some(&b"\"bob\""[..]));
+        assert!(decode_record(vec![field("m:v", "2")]).unwrap_err().is_corrupt());
+        assert!(decode_record(vec![field("d:a", "1")]).unwrap_err().is_corrupt());
+        assert!(decode_record(vec![field("m:v", "1"), field("x", "1")]).unwrap_err().is_corrupt());
+        assert!(decode_record(vec![field("m:v", "1"), field("m:expires", "soon")])
+            .unwrap_err()
+            .is_corrupt());
+    }
+
+    proptest! {
+        /// Whatever a Redis hash holds, decoding returns a value or an error, never panics.
+        #[test]
+        fn any_hash_decodes_without_panic(
+            fields in proptest::collection::vec(
+                (prop_oneof![
+                    Just(b"m:v".to_vec()), Just(b"m:created".to_vec()), Just(b"m:expires".to_vec()),
+                    Just(b"m:lifetime".to_vec()), Just(b"m:permanent".to_vec()),
+                    proptest::collection::vec(any::<u8>(), 0..12).prop_map(|mut v| { v.splice(0..0, *b"d:"); v }),
+                    proptest::collection::vec(any::<u8>(), 0..12),
+                ], proptest::collection::vec(any::<u8>(), 0..24)),
+                0..10,
+            )
+        ) {
+            let _ = decode_record(fields);
+        }
     }
 }

@@ -1,22 +1,26 @@
 -- sessionkit save script: one atomic step on one session hash (one Cluster slot).
 -- KEYS[1]  the session key
 -- ARGV[1]  mode: 'c' = create (refuse if the key exists), 'u' = update (refuse if it does not)
--- ARGV[2]  expiry, Unix milliseconds (PEXPIREAT)
+-- ARGV[2]  new expiry, Unix milliseconds, for PEXPIREAT ('' keeps the current one;
+--          the caller writes the same value to m:expires among the pairs)
 -- ARGV[3]  '1' = delete the key when no data field ('d:...') remains
 -- ARGV[4]  n = number of field/value pairs that follow
 -- ARGV[5 .. 4+2n]  field, value pairs to HSET; the rest: fields to HDEL
--- Returns 1 saved, 0 create refused (exists), -1 update refused (gone), 2 deleted (emptied).
+-- Returns 1 saved, 0 create refused (exists), -1 update refused (gone),
+-- 2 deleted (emptied), or the storage id the session moved to (update of a
+-- moved session: nothing written).
 local key = KEYS[1]
-local exists = redis.call('EXISTS', key) == 1
 if ARGV[1] == 'c' then
-  if exists then return 0 end
-elseif not exists then
-  return -1
+  if redis.call('EXISTS', key) == 1 then return 0 end
+else
+  -- Every record and every forwarding marker has m:v.
+  local found = redis.call('HMGET', key, 'm:v', 'm:moved')
+  if not found[1] then return -1 end
+  if found[2] then return found[2] end
 end
 local chunk = 400
-local first = 5
 local last_pair = 4 + 2 * tonumber(ARGV[4])
-local i = first
+local i = 5
 while i <= last_pair do
   local j = math.min(i + 2 * chunk - 1, last_pair)
   redis.call('HSET', key, unpack(ARGV, i, j))
@@ -38,5 +42,7 @@ if ARGV[3] == '1' then
     return 2
   end
 end
-redis.call('PEXPIREAT', key, ARGV[2])
+if ARGV[2] ~= '' then
+  redis.call('PEXPIREAT', key, ARGV[2])
+end
 return 1

@@ -1,0 +1,217 @@
+//! Outages, stalls, corrupt records, races and durability, against a real
+//! redis-server started by the test.
+
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use axum::Router;
+use sessionkit::{FailurePolicy, RedisStore, Session, SessionConfig, SessionLayer};
+use testkit::client::Browser;
+use testkit::conformance::{Framework, StoreKind, Subject};
+use testkit::RedisServer;
+
+async fn redis_subject() -> Subject {
+    Subject::start(StoreKind::Redis, Framework::Axum).await
+}
+
+fn server(s: &Subject) -> &RedisServer {
+    s.redis.as_ref().expect("a Redis subject")
+}
+
+fn only_key(s: &Subject) -> String {
+    let keys = s.keys();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    keys.into_iter().next().unwrap_or_default()
+}
+
+/// Serves `app` on a free loopback port; returns its base URL.
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_redis_fails_fast_and_spares_sessionless_routes() {
+    let s = redis_subject().await;
+    let mut b = s.browser();
+    b.get("/write").await;
+    // Pause every client (including ours) for 3 s: a stalled Redis.
+    let _: String = server(&s).cmd(&["CLIENT", "PAUSE", "3000", "ALL"]);
+    let started = Instant::now();
+    let r = b.get("/read").await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.header("retry-after").as_deref(), Some("1"));
+    assert!(r.body.is_empty(), "opaque to clients: {:?}", r.body);
+    assert!(took < Duration::from_millis(2500), "stalled Redis must not hang a request ({took:?})");
+    let r = b.get("/baseline").await;
+    assert_eq!(r.status, 200, "a route without session use is unaffected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_recovers_without_app_restart() {
+    let mut s = redis_subject().await;
+    let mut b = s.browser();
+    assert_eq!(b.get("/write").await.body, "1");
+    s.redis.as_mut().expect("redis").kill();
+    let r = b.get("/read").await;
+    assert_eq!(r.status, 503, "outage: {r:?}");
+    s.redis.as_mut().expect("redis").restart();
+    let back = Instant::now();
+    let mut fresh = s.browser();
+    loop {
+        // Scripts are gone after the restart: the save must reload them (NOSCRIPT).
+        let r = fresh.get("/write").await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(back.elapsed() < Duration::from_secs(2), "not recovered 2 s after Redis came back: {r:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(fresh.get("/write").await.body, "2", "writes work again after recovery");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_records_are_replaced_by_a_fresh_session() {
+    let s = redis_subject().await;
+    let redis = server(&s);
+    let corruptions: [&[&str]; 4] = [
+        &["SET", "{key}", "not a hash"],
+        &["HSET", "{key}", "m:expires", "tomorrow"],
+        &["HSET", "{key}", "m:v", "99"],
+        &["HSET", "{key}", "x:foreign", "1"],
+    ];
+    for corrupt in corruptions {
+        let mut b = s.browser();
+        b.get("/write").await;
+        let key = only_key(&s);
+        if corrupt[0] == "SET" {
+            let _: i64 = redis.cmd(&["DEL", &key]);
+        }
+        let args: Vec<&str> = corrupt.iter().map(|a| if *a == "{key}" { key.as_str() } else { a }).collect();
+        let _: redis::Value = redis.cmd(&args);
+        let r = b.get("/read").await;
+        assert_eq!((r.status, r.body.as_str()), (200, "0"), "{corrupt:?}: a fresh session");
+        assert!(s.keys().is_empty(), "{corrupt:?}: the corrupt record is deleted");
+        let r = b.get("/write").await;
+        assert_eq!((r.status, r.body.as_str()), (200, "1"), "{corrupt:?}: no 500 loop");
+        let _: String = redis.cmd(&["FLUSHALL"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_value_is_dropped_not_a_500_loop() {
+    let s = redis_subject().await;
+    let mut b = s.browser();
+    b.get("/write").await;
+    b.get("/set?key=keep&value=yes").await;
+    let key = only_key(&s);
+    let _: i64 = server(&s).cmd(&["HSET", &key, "d:count", "{not json"]);
+    let r = b.get("/read").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "0"), "{r:?}");
+    assert_eq!(b.get("/write").await.body, "1");
+    assert_eq!(b.get("/get?key=keep").await.body, "yes", "the rest of the session is intact");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cycle_concurrent_with_writes_keeps_one_session_with_all_data() {
+    let s = redis_subject().await;
+    let mut b = s.browser();
+    b.get("/new").await;
+    let mut writers = Vec::new();
+    for i in 0..20 {
+        let mut tab = b.fork();
+        writers.push(tokio::spawn(async move {
+            tab.get(&format!("/set?key=k{i}&value=v{i}&delay_ms={}", 20 + 10 * i)).await.status
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(b.get("/login?user=dana").await.status, 200);
+    for w in writers {
+        assert_eq!(w.await.expect("writer"), 200);
+    }
+    let live: Vec<String> = s.keys().into_iter().filter(|k| {
+        let moved: Option<String> = server(&s).cmd(&["HGET", k, "m:moved"]);
+        moved.is_none()
+    }).collect();
+    assert_eq!(live.len(), 1, "exactly one live session: {live:?}");
+    assert_eq!(b.get("/whoami").await.body, "dana");
+    for i in 0..20 {
+        let r = b.get(&format!("/get?key=k{i}")).await;
+        assert_eq!(r.body, format!("v{i}"), "k{i} lost across cycle_id");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_expiring_mid_request_is_not_recreated() {
+    let config = SessionConfig::builder()
+        .with_idle_lifetime(Duration::from_millis(400))
+        .build()
+        .expect("config");
+    let s = Subject::start_with(StoreKind::Redis, Framework::Axum, config).await;
+    let mut b = s.browser();
+    b.get("/set?key=a&value=1").await;
+    let r = b.get("/set?key=b&value=2&delay_ms=700").await;
+    assert_eq!(r.status, 200);
+    assert!(s.keys().is_empty(), "expired session recreated: {:?}", s.keys());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_a_redis_restart_with_aof() {
+    let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let store = RedisStore::connect(redis.url()).await.expect("connect");
+    let app = testkit::contract::axum_router(store, SessionConfig::default());
+    let mut b = Browser::new(serve(app).await, "session");
+    for _ in 0..5 {
+        b.get("/write").await;
+    }
+    b.get("/login?user=erin").await;
+    redis.restart(); // SIGKILL, then start again on the same port and directory
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let r = loop {
+        let r = b.get("/read").await;
+        if r.status == 200 || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(r.body, "5");
+    assert_eq!(b.get("/whoami").await.body, "erin");
+}
+
+async fn ignores_errors(session: Session) -> &'static str {
+    // A read path that copes with a missing session by itself.
+    let _ = session.get::<String>("user").await;
+    "page without personalisation"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_policy_closed_by_default_open_when_asked() {
+    let mut redis = RedisServer::start();
+    let mut bases = Vec::new();
+    for policy in [None, Some(FailurePolicy::Open)] {
+        let store = RedisStore::connect(redis.url()).await.expect("connect");
+        let mut config = SessionConfig::builder();
+        if let Some(p) = policy {
+            config = config.with_failure_policy(p);
+        }
+        let app = Router::new()
+            .route("/page", get(ignores_errors))
+            .layer(SessionLayer::new(store, config.build().expect("config")));
+        bases.push(serve(app).await);
+    }
+    let cookie = sessionkit::SessionId::generate().expose();
+    redis.kill();
+    let mut closed = Browser::new(bases[0].clone(), "session").with_cookie(Some(&cookie));
+    let r = closed.get("/page").await;
+    assert_eq!(r.status, 503, "fail closed: {r:?}");
+    assert!(r.body.is_empty());
+    let mut open = Browser::new(bases[1].clone(), "session").with_cookie(Some(&cookie));
+    let r = open.get("/page").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "page without personalisation"), "fail open");
+    assert!(r.set_cookies.is_empty(), "nothing written when failing open");
+}
