@@ -44,9 +44,9 @@ const MAX_REQUESTS_PER_TASK: usize = 2_000_000;
 /// Both points are taken under the same load, so the allowance is for what
 /// the allocator keeps after the burst of failures and reconnects (freed but
 /// not returned to the OS) — measured at a few hundred KiB on a ~6 MiB
-/// bench-server; 8 MiB is well above that on any machine, yet a leak of a
-/// connection or of a few dozen bytes per request (>150k requests per run)
-/// goes over it.
+/// bench-server; 8 MiB is far above that, yet a leak of ~60 bytes per
+/// request (>150k requests per run) or ~15 KiB per failed request (~600
+/// per run) goes over it.
 const RSS_FACTOR: f64 = 1.5;
 const RSS_SLACK_KIB: u64 = 8 * 1024;
 
@@ -56,6 +56,10 @@ const USAGE: &str = "usage: chaos --server <test-bed binary> [--duration 40s] \
 fn main() -> ExitCode {
     let args = match Args::parse(std::env::args().skip(1)) {
         Ok(a) => a,
+        Err(e) if e == "help" => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
             eprintln!("chaos: {e}\n{USAGE}");
             return ExitCode::from(2);
