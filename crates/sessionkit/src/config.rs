@@ -56,7 +56,22 @@ pub struct SessionConfig {
     pub(crate) touch_interval: Option<Duration>,
     pub(crate) max_size: usize,
     pub(crate) failure_policy: FailurePolicy,
+    pub(crate) signing: SigningKeys,
 }
+
+/// HMAC keys for signed cookies; the first signs, all verify. `Debug` shows
+/// only how many there are.
+#[derive(Clone, Default)]
+pub(crate) struct SigningKeys(pub(crate) Vec<Vec<u8>>);
+
+impl std::fmt::Debug for SigningKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningKeys({} keys, redacted)", self.0.len())
+    }
+}
+
+/// Shortest signing key accepted (256 bits, the HMAC-SHA256 output size).
+pub const MIN_SIGNING_KEY_LEN: usize = 32;
 
 /// What a request gets when its session cannot be loaded because the store
 /// is unavailable.
@@ -90,6 +105,7 @@ impl Default for SessionConfig {
             touch_interval: None,
             max_size: DEFAULT_MAX_SIZE,
             failure_policy: FailurePolicy::Closed,
+            signing: SigningKeys::default(),
         }
     }
 }
@@ -221,6 +237,35 @@ impl SessionConfigBuilder {
         self
     }
 
+    /// Signs the cookie with HMAC-SHA256 (default: unsigned). The first key
+    /// signs; every key verifies, so keys can be rotated: put the new key
+    /// first and keep the old one until the cookies it signed have expired.
+    /// A cookie signed with an older key is accepted and re-signed with the
+    /// first on that response. A cookie with a missing or bad signature is
+    /// treated as no cookie, without any store call. Each key must be at
+    /// least [`MIN_SIGNING_KEY_LEN`] bytes of secret random data.
+    ///
+    /// The id alone already resists guessing (192 random bits); signing adds
+    /// forgery rejection before any store access and key-based revocation of
+    /// every outstanding cookie.
+    ///
+    /// ```
+    /// # use sessionkit::SessionConfig;
+    /// let config = SessionConfig::builder()
+    ///     .with_signing_keys([[7u8; 32], [9u8; 32]])
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = config;
+    /// ```
+    pub fn with_signing_keys<I, K>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: AsRef<[u8]>,
+    {
+        self.0.signing = SigningKeys(keys.into_iter().map(|k| k.as_ref().to_vec()).collect());
+        self
+    }
+
     /// Checks the settings and returns the config.
     ///
     /// # Errors
@@ -266,6 +311,11 @@ impl SessionConfigBuilder {
             return Err(ConfigError::new(
                 "session lifetimes must be greater than zero",
             ));
+        }
+        if c.signing.0.iter().any(|k| k.len() < MIN_SIGNING_KEY_LEN) {
+            return Err(ConfigError::new(format!(
+                "every signing key must be at least {MIN_SIGNING_KEY_LEN} bytes"
+            )));
         }
         if c.absolute_lifetime.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::new(

@@ -4,18 +4,37 @@
 
 use std::time::Duration;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use cookie::Cookie;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use crate::{SessionConfig, SessionId};
+
+/// What the MAC covers besides the id: names the scheme, so a signature made
+/// for anything else never verifies here.
+const MAC_CONTEXT: &[u8] = b"sessionkit/cookie/v1\0";
+/// base64url length of an HMAC-SHA256 tag.
+const TAG_LEN: usize = 43;
+
+/// The session id a request carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Found {
+    pub(crate) id: SessionId,
+    /// Signed with a key other than the current one: sign it again.
+    pub(crate) resign: bool,
+}
 
 /// Finds the session id in the request's `Cookie` header values.
 ///
 /// A browser may send the same name twice (cookies set for different paths);
-/// the first value that parses as an id wins. Anything malformed is "no id".
+/// the first value that parses (and verifies, with signing on) wins.
+/// Anything malformed or badly signed is "no id".
 pub(crate) fn find_id<'a>(
     config: &SessionConfig,
     headers: impl IntoIterator<Item = &'a [u8]>,
-) -> Option<SessionId> {
+) -> Option<Found> {
     let name = config.cookie_name.as_str();
     headers
         .into_iter()
@@ -23,7 +42,47 @@ pub(crate) fn find_id<'a>(
         .flat_map(Cookie::split_parse)
         .filter_map(Result::ok)
         .filter(|c| c.name() == name)
-        .find_map(|c| c.value_trimmed().parse().ok())
+        .find_map(|c| parse_value(config, c.value_trimmed()))
+}
+
+fn parse_value(config: &SessionConfig, value: &str) -> Option<Found> {
+    let keys = &config.signing.0;
+    if keys.is_empty() {
+        let id = value.parse().ok()?;
+        return Some(Found { id, resign: false });
+    }
+    let (id, tag) = value.split_once('.')?;
+    if tag.len() != TAG_LEN {
+        return None;
+    }
+    let id: SessionId = id.parse().ok()?;
+    let mut raw = [0u8; 32];
+    match URL_SAFE_NO_PAD.decode_slice(tag, &mut raw) {
+        Ok(32) => {}
+        _ => return None,
+    }
+    // Constant-time comparison (`verify_slice`) against every key.
+    let index = keys.iter().position(|k| mac(k, &id).is_some_and(|m| m.verify_slice(&raw).is_ok()))?;
+    Some(Found { id, resign: index > 0 })
+}
+
+fn mac(key: &[u8], id: &SessionId) -> Option<Hmac<Sha256>> {
+    // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
+    let mut m = Hmac::<Sha256>::new_from_slice(key).ok()?;
+    m.update(MAC_CONTEXT);
+    m.update(id.expose().as_bytes());
+    Some(m)
+}
+
+/// The cookie value for `id`: the id, and with signing on `.` and the tag
+/// made with the first key.
+fn value(config: &SessionConfig, id: &SessionId) -> String {
+    let mut v = id.expose();
+    if let Some(m) = config.signing.0.first().and_then(|k| mac(k, id)) {
+        v.push('.');
+        URL_SAFE_NO_PAD.encode_string(m.finalize().into_bytes(), &mut v);
+    }
+    v
 }
 
 /// A `Set-Cookie` value carrying `id`. `max_age` makes it persistent.
@@ -32,7 +91,7 @@ pub(crate) fn set_cookie(
     id: &SessionId,
     max_age: Option<Duration>,
 ) -> String {
-    let mut c = base(config, id.expose());
+    let mut c = base(config, value(config, id));
     if let Some(age) = max_age {
         let age = cookie::time::Duration::try_from(age).unwrap_or(cookie::time::Duration::MAX);
         c.set_max_age(age);
@@ -69,9 +128,10 @@ mod tests {
         let config = SessionConfig::default();
         let id = SessionId::generate();
         let header = format!("a=b; session=junk; session={}", id.expose());
-        assert_eq!(find_id(&config, [header.as_bytes()]), Some(id.clone()));
+        let found = Some(Found { id: id.clone(), resign: false });
+        assert_eq!(find_id(&config, [header.as_bytes()]), found);
         let quoted = format!("session=\"{}\"", id.expose());
-        assert_eq!(find_id(&config, [quoted.as_bytes()]), Some(id.clone()));
+        assert_eq!(find_id(&config, [quoted.as_bytes()]), found);
         assert_eq!(find_id(&config, [b"session=".as_slice()]), None);
         assert_eq!(find_id(&config, [b"\xff\xfe".as_slice()]), None);
         assert_eq!(find_id(&config, [b"xsession=abc".as_slice()]), None);
@@ -97,6 +157,65 @@ mod tests {
 }
 
 #[cfg(test)]
+mod signing {
+    use super::*;
+
+    fn signed(keys: &[[u8; 32]]) -> SessionConfig {
+        SessionConfig::builder().with_signing_keys(keys).build().unwrap()
+    }
+
+    fn cookie_value(set_cookie: &str) -> &str {
+        set_cookie.split(';').next().unwrap().split_once('=').unwrap().1
+    }
+
+    #[test]
+    fn signed_cookie_verifies_and_rotates() {
+        let (old, new) = ([1u8; 32], [2u8; 32]);
+        let id = SessionId::generate();
+        let before = signed(&[old]);
+        let sc = set_cookie(&before, &id, None);
+        let v = cookie_value(&sc);
+        assert_eq!(v.len(), 32 + 1 + TAG_LEN);
+        let header = format!("session={v}");
+        let found = find_id(&before, [header.as_bytes()]).unwrap();
+        assert_eq!((found.id, found.resign), (id.clone(), false));
+        // Rotation: new key first, old still accepted and marked for re-signing.
+        let after = signed(&[new, old]);
+        let found = find_id(&after, [header.as_bytes()]).unwrap();
+        assert_eq!((found.id.clone(), found.resign), (id.clone(), true));
+        let resigned = set_cookie(&after, &found.id, None);
+        assert_ne!(cookie_value(&resigned), v);
+        // Old key retired: the cookie is no id at all.
+        assert_eq!(find_id(&signed(&[new]), [header.as_bytes()]), None);
+    }
+
+    #[test]
+    fn forged_or_unsigned_cookies_are_no_id() {
+        let config = signed(&[[3u8; 32]]);
+        let id = SessionId::generate();
+        let good = cookie_value(&set_cookie(&config, &id, None)).to_owned();
+        let mut flipped = good.clone().into_bytes();
+        let last = flipped.len() - 2;
+        flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
+        let flipped = String::from_utf8(flipped).unwrap();
+        let other = SessionId::generate().expose();
+        for bad in [
+            id.expose(),
+            format!("{}.", id.expose()),
+            flipped,
+            format!("{other}{}", &good[32..]),
+            format!("{good}x"),
+        ] {
+            let header = format!("session={bad}");
+            assert_eq!(find_id(&config, [header.as_bytes()]), None, "{bad}");
+        }
+        assert!(SessionConfig::builder().with_signing_keys([[0u8; 16]]).build().is_err());
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("3, 3"), "keys in Debug: {debug}");
+    }
+}
+
+#[cfg(test)]
 mod props {
     use proptest::prelude::*;
 
@@ -108,9 +227,9 @@ mod props {
         #[test]
         fn any_cookie_header_is_safe(raw in proptest::collection::vec(any::<u8>(), 0..300)) {
             let config = SessionConfig::default();
-            if let Some(id) = find_id(&config, [raw.as_slice()]) {
+            if let Some(found) = find_id(&config, [raw.as_slice()]) {
                 let text = String::from_utf8_lossy(&raw);
-                prop_assert!(text.contains(&id.expose()));
+                prop_assert!(text.contains(&found.id.expose()));
             }
         }
 

@@ -81,6 +81,31 @@ impl Error {
     }
 }
 
+/// Logs a session error with its cause chain at error level. Store outages
+/// are logged at most once a second (with the number not logged since), so
+/// an outage cannot flood the log with one line per request.
+pub(crate) fn log(err: &Error, what: &'static str) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_SECOND: AtomicU64 = AtomicU64::new(0);
+    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+    if err.is_unavailable() {
+        let second = crate::store::now_ms() / 1000;
+        let last = LAST_SECOND.load(Ordering::Relaxed);
+        if last == second
+            || LAST_SECOND
+                .compare_exchange(last, second, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            SUPPRESSED.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
+        tracing::error!(error = %Chain(err), suppressed, "{what}");
+    } else {
+        tracing::error!(error = %Chain(err), "{what}");
+    }
+}
+
 /// Formats an error with its whole `source()` chain, for log lines.
 pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
 

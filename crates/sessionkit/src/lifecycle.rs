@@ -143,7 +143,7 @@ impl Finish {
     /// with [`error_status`] (a 503 says when to retry). The client gets no
     /// detail; the log gets the whole error chain (which never holds an id).
     pub(crate) fn handler_error(error: &Error) -> Self {
-        tracing::error!(error = %Chain(error), "session error in handler");
+        crate::error::log(error, "session error in handler");
         Finish::bare(error_status(error))
     }
 
@@ -219,13 +219,22 @@ pub(crate) async fn finish(session: &Session, status: u16) -> Finish {
         return out;
     }
     match save(inner, &mut state).await {
-        Ok(cookie) => out.set_cookie = cookie,
+        Ok(cookie) => out.set_cookie = cookie.or_else(|| resigned_cookie(inner, &state)),
         Err(e) => {
-            tracing::error!(error = %Chain(&e), "session could not be saved");
+            crate::error::log(&e, "session could not be saved");
             out = Finish::bare(if e.is_too_large() { 413 } else { 503 });
         }
     }
     out
+}
+
+/// The same session's cookie, signed with the current key, when the request
+/// came with a cookie signed by an older one (key rotation).
+fn resigned_cookie(inner: &Inner, state: &State) -> Option<String> {
+    let id = inner.incoming.as_ref().filter(|_| inner.resign)?;
+    state.existing.as_ref()?;
+    let config = &inner.shared.config;
+    Some(live_cookie(config, id, state, state.meta.expires_ms, now_ms()))
 }
 
 /// The store's expiry instant for a session saved now.

@@ -46,6 +46,8 @@ pub(crate) struct Inner {
     pub(crate) shared: Arc<Shared>,
     /// The id the request's cookie carried, if it parsed.
     pub(crate) incoming: Option<SessionId>,
+    /// The cookie was signed with an older key: send it re-signed.
+    pub(crate) resign: bool,
     /// Set by any call; lets the end of the request skip everything otherwise.
     pub(crate) accessed: AtomicBool,
     pub(crate) state: Mutex<State>,
@@ -97,12 +99,17 @@ impl State {
 }
 
 impl Session {
-    /// A session that is not attached to any store; for testing handlers.
-    pub(crate) fn new(shared: Arc<Shared>, incoming: Option<SessionId>) -> Self {
+    /// The session of a request whose cookie carried `found` (if anything).
+    pub(crate) fn new(shared: Arc<Shared>, found: Option<crate::cookie::Found>) -> Self {
+        let (incoming, resign) = match found {
+            Some(f) => (Some(f.id), f.resign),
+            None => (None, false),
+        };
         Session {
             inner: Arc::new(Inner {
                 shared,
                 incoming,
+                resign,
                 accessed: AtomicBool::new(false),
                 state: Mutex::new(State::default()),
             }),

@@ -655,3 +655,68 @@ pub async fn oversized_value_is_refused(s: &Subject) {
     assert_eq!(b.get("/get?key=a").await.body, "1");
     assert_eq!(b.get("/get?key=big").await.status, 404);
 }
+
+/// With signing on: the cookie carries a tag; a missing, forged or
+/// mismatched tag is no cookie at all, and costs no store call.
+pub async fn signed_cookie_rejects_forgeries(s: &Subject) {
+    let mut b = s.browser();
+    b.get("/write").await;
+    let good = b.cookie.clone().unwrap_or_default();
+    check!(s, good.len() == 76 && good.as_bytes()[32] == b'.', "signed cookie: {good}");
+    assert_eq!(b.get("/read").await.body, "1");
+    let (id, tag) = good.split_at(32);
+    let mut flipped = tag.to_owned().into_bytes();
+    flipped[5] = if flipped[5] == b'A' { b'B' } else { b'A' };
+    let flipped = String::from_utf8(flipped).unwrap_or_default();
+    let other = sessionkit::SessionId::generate().expose();
+    let forgeries = [
+        id.to_owned(),
+        format!("{id}{flipped}"),
+        format!("{other}{tag}"),
+        format!("{id}.{}", "A".repeat(43)),
+        format!("{good}A"),
+    ];
+    for forged in forgeries {
+        s.reset_counts();
+        let mut attacker = s.browser().with_cookie(Some(&forged));
+        let r = attacker.get("/read").await;
+        check!(s, r.status == 200 && r.body == "0", "forged {forged}: {r:?}");
+        assert_eq!(s.store_calls(), 0, "forged cookie {forged} reached the store");
+        if let Some(redis) = &s.redis {
+            assert_eq!(redis.total_commands(), 0, "{:?}", redis.command_counts());
+        }
+    }
+}
+
+/// The absolute lifetime ends a session however active it is.
+pub async fn absolute_timeout_ends_active_session(s: &Subject) {
+    let limit = s.config.absolute_lifetime().unwrap_or(Duration::from_secs(1));
+    let mut b = s.browser();
+    b.get("/write").await;
+    let started = std::time::Instant::now();
+    let mut last = 1;
+    while started.elapsed() < limit + Duration::from_millis(300) {
+        tokio::time::sleep(limit / 6).await;
+        let r = b.get("/write").await;
+        let n: i64 = r.body.parse().unwrap_or(-1);
+        if n <= last {
+            // The session ended and a fresh one began.
+            check!(s, started.elapsed() >= limit - Duration::from_millis(50), "ended early at {:?}", started.elapsed());
+            return;
+        }
+        last = n;
+    }
+    panic!("[{:?}] an active session outlived its absolute lifetime", s.kind);
+}
+
+/// Every route that reads the session answers with `Vary: Cookie`.
+pub async fn vary_cookie_on_every_read_path(s: &Subject) {
+    let mut b = s.browser();
+    b.get("/new").await;
+    for path in ["/read", "/get?key=user", "/get?key=missing", "/whoami", "/set?key=a&value=1", "/remove?key=a", "/write"] {
+        let r = b.get(path).await;
+        check!(s, r.header("vary").is_some_and(|v| v.contains("Cookie")), "{path}: no Vary: Cookie: {r:?}");
+    }
+    let r = s.browser().get("/whoami").await;
+    check!(s, r.header("vary").is_some_and(|v| v.contains("Cookie")), "/whoami without a cookie: {r:?}");
+}

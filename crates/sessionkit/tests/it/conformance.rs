@@ -19,6 +19,20 @@ fn small() -> SessionConfig {
         .expect("valid config")
 }
 
+fn signed() -> SessionConfig {
+    SessionConfig::builder()
+        .with_signing_keys([b"conformance-signing-key-0123456789abcdef"])
+        .build()
+        .expect("valid config")
+}
+
+fn absolute() -> SessionConfig {
+    SessionConfig::builder()
+        .with_absolute_lifetime(Some(Duration::from_millis(1200)))
+        .build()
+        .expect("valid config")
+}
+
 macro_rules! matrix {
     ($store:expr, $fw:expr; $($name:ident $(with $config:expr)?),* $(,)?) => {
         $(
@@ -53,6 +67,9 @@ macro_rules! suite {
             expired_session_is_gone with short_lived(),
             touch_is_throttled with short_lived(),
             oversized_value_is_refused with small(),
+            signed_cookie_rejects_forgeries with signed(),
+            absolute_timeout_ends_active_session with absolute(),
+            vary_cookie_on_every_read_path,
         );
     };
 }
