@@ -23,3 +23,5 @@ echo "==> cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
 echo "==> cargo test"
 cargo test --workspace --all-features
+echo "==> chaos check (Redis killed and restarted twice under load)"
+./scripts/chaos.sh
