@@ -108,10 +108,19 @@ pub(crate) async fn load(inner: &Inner, state: &mut State) -> Result<(), Error> 
 }
 
 fn expired(config: &SessionConfig, r: &Record, now: u64) -> bool {
-    r.meta.expires_ms <= now
-        || config
-            .absolute_lifetime
-            .is_some_and(|abs| r.meta.created_ms.saturating_add(ms(abs)) <= now)
+    r.meta.expires_ms <= now || absolute_end(config, &r.meta).is_some_and(|end| end <= now)
+}
+
+/// The earliest hard end of a session: the configured absolute lifetime
+/// counted from creation, or the session's own absolute deadline.
+fn absolute_end(config: &SessionConfig, meta: &crate::store::Meta) -> Option<u64> {
+    let global = config
+        .absolute_lifetime
+        .map(|abs| meta.created_ms.saturating_add(ms(abs)));
+    match (global, meta.absolute_ms) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 
@@ -241,8 +250,8 @@ fn resigned_cookie(inner: &Inner, state: &State) -> Option<String> {
 fn deadline(config: &SessionConfig, state: &State, now: u64) -> u64 {
     let lifetime = lifetime(config, state);
     let idle = now.saturating_add(ms(lifetime));
-    match config.absolute_lifetime {
-        Some(abs) => idle.min(state.meta.created_ms.saturating_add(ms(abs))),
+    match absolute_end(config, &state.meta) {
+        Some(end) => idle.min(end),
         None => idle,
     }
 }

@@ -328,6 +328,29 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Ends this session for good `lifetime` after its creation, however
+    /// active it is (`None` removes this session's own limit; the configured
+    /// absolute lifetime, if any, still applies). Use it, for instance, to
+    /// give an elevated (admin) session a short hard limit.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] if the session could not be loaded.
+    pub async fn set_absolute_lifetime(&self, lifetime: Option<Duration>) -> Result<(), Error> {
+        let mut state = self.loaded().await?;
+        let end = lifetime.map(|d| {
+            let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            state.meta.created_ms.saturating_add(ms.max(1))
+        });
+        if state.meta.absolute_ms != end {
+            state.meta.absolute_ms = end;
+            state.meta_changed = true;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the id; not even the storage id (it names the record).

@@ -135,6 +135,7 @@ impl SessionStore for MemoryStore {
                 if let Some(flags) = changes.flags {
                     record.meta.permanent = flags.permanent;
                     record.meta.lifetime_ms = flags.lifetime_ms;
+                    record.meta.absolute_ms = flags.absolute_ms;
                 }
                 if let Some(expires) = changes.expires_ms {
                     record.meta.expires_ms = expires;

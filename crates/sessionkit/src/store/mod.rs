@@ -53,6 +53,9 @@ pub struct Meta {
     pub permanent: bool,
     /// A lifetime for this session only, overriding the configured one.
     pub lifetime_ms: Option<u64>,
+    /// A hard end for this session only (Unix ms), on top of the configured
+    /// absolute lifetime.
+    pub absolute_ms: Option<u64>,
 }
 
 /// A change to an existing record.

@@ -7,3 +7,4 @@
 mod adapters;
 mod conformance;
 mod reliability;
+mod security;

@@ -255,6 +255,8 @@ fn meta_pairs(meta: Option<&Meta>, on_create: bool, expires: Option<u64>) -> Vec
     }
     let permanent = if meta.permanent { "1" } else { "0" };
     v.push(("m:permanent".to_owned(), permanent.as_bytes().to_vec()));
+    let absolute = meta.absolute_ms.unwrap_or(0).to_string().into_bytes();
+    v.push(("m:absolute".to_owned(), absolute));
     let lifetime = meta.lifetime_ms.unwrap_or(0).to_string().into_bytes();
     v.push(("m:lifetime".to_owned(), lifetime));
     v
@@ -296,6 +298,10 @@ pub(crate) fn decode_record(fields: Fields) -> Result<Option<Record>, Error> {
             b"m:lifetime" => {
                 let ms = num(&value, "bad m:lifetime")?;
                 record.meta.lifetime_ms = (ms > 0).then_some(ms);
+            }
+            b"m:absolute" => {
+                let ms = num(&value, "bad m:absolute")?;
+                record.meta.absolute_ms = (ms > 0).then_some(ms);
             }
             // Metadata added by later minor versions is ignored, not fatal.
             f if f.starts_with(b"m:") => {}
@@ -453,7 +459,7 @@ mod tests {
         ])
         .unwrap()
         .unwrap();
-        assert_eq!(ok.meta, Meta { created_ms: 5, expires_ms: 9, permanent: true, lifetime_ms: None });
+        assert_eq!(ok.meta, Meta { created_ms: 5, expires_ms: 9, permanent: true, ..Meta::default() });
         assert_eq!(ok.data.get("user").map(Vec::as_slice), Some(&b"\"bob\""[..]));
         assert!(decode_record(vec![field("m:v", "2")]).unwrap_err().is_corrupt());
         assert!(decode_record(vec![field("d:a", "1")]).unwrap_err().is_corrupt());
