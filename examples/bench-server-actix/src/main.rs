@@ -1,5 +1,6 @@
 //! sessionkit's test-bed server: `shared/bench/CONTRACT.md` on actix-web
-//! (2 workers), with the library's defaults. `PORT` (3000), `REDIS_URL`
+//! (2 workers, each with its own Redis connection:
+//! `SessionMiddleware::per_worker`), with the library's default config. `PORT` (3000), `REDIS_URL`
 //! (redis://127.0.0.1:6379/), `SESSION_PREFIX` (session:). Stops on SIGTERM
 //! or SIGINT (actix-web's own signal handling).
 
@@ -31,13 +32,21 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|p| p.parse().ok())
         .unwrap_or(3000);
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned());
-    let mut store = RedisStore::builder();
-    if let Ok(prefix) = std::env::var("SESSION_PREFIX") {
-        store = store.with_prefix(prefix);
-    }
-    let store = store.connect(url.as_str()).await?;
-    // One middleware (one store, one Redis connection) shared by the workers.
-    let sessions = SessionMiddleware::new(store, SessionConfig::default());
+    let prefix = std::env::var("SESSION_PREFIX").ok();
+    let store = move || {
+        let mut store = RedisStore::builder();
+        if let Some(prefix) = &prefix {
+            store = store.with_prefix(prefix.clone());
+        }
+        store
+    };
+    // Fail here, clearly, if Redis is unreachable.
+    drop(store().connect(url.as_str()).await?);
+    // Each worker connects on its own runtime: its Redis I/O stays on its thread.
+    let sessions = SessionMiddleware::per_worker(
+        move || store().connect(url.clone()),
+        SessionConfig::default(),
+    );
     let server = HttpServer::new(move || {
         App::new()
             .wrap(sessions.clone())

@@ -228,3 +228,51 @@ async fn missing_middleware_is_a_500() {
         assert_eq!(r.status, 500, "[{fw:?}] {r:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actix_per_worker_store_serves_and_fails_closed() {
+    use actix_web::{test, web, App};
+    use sessionkit::{RedisStore, SessionMiddleware};
+
+    // Each worker connects to the same Redis; the session is the same.
+    let redis = testkit::RedisServer::start();
+    let url = redis.url();
+    let sessions = SessionMiddleware::per_worker(
+        move || RedisStore::connect(url.clone()),
+        SessionConfig::default(),
+    );
+    let app = App::new()
+        .wrap(sessions)
+        .route("/write", web::get().to(write))
+        .route("/read", web::get().to(read));
+    let app = test::init_service(app).await;
+    let res = test::call_service(&app, test::TestRequest::get().uri("/write").to_request()).await;
+    assert_eq!(res.status(), 200);
+    let cookie = res
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    let req = test::TestRequest::get()
+        .uri("/read")
+        .insert_header(("cookie", cookie))
+        .to_request();
+    assert_eq!(test::call_and_read_body(&app, req).await, "1");
+
+    // A worker whose store cannot be made does not start.
+    let sessions = SessionMiddleware::per_worker(
+        || async { Err::<MemoryStore, _>(Error::unavailable("connection refused")) },
+        SessionConfig::default(),
+    );
+    let app = App::new()
+        .wrap(sessions)
+        .route("/write", web::get().to(write));
+    let factory = actix_service::IntoServiceFactory::into_factory(app);
+    let started =
+        actix_web::dev::ServiceFactory::new_service(&factory, actix_web::dev::AppConfig::default());
+    assert!(started.await.is_err());
+}
