@@ -44,6 +44,7 @@
 //! | `tower` | yes (via `axum`) | [`SessionLayer`], [`SessionService`] |
 //! | `axum` | yes | `tower` + [`Session`] as an axum extractor, [`Error`] as an axum response |
 //! | `actix` | no | `SessionMiddleware` for actix-web 4, [`Session`] as an actix-web extractor, [`Error`] as a `ResponseError` |
+//! | `fuzzing` | no | entry points for the fuzz targets in `fuzz/`; **not part of the API**, no stability promise |
 //!
 //! With `actix`, the same [`Session`] and the same request lifecycle serve
 //! actix-web: `App::new().wrap(SessionMiddleware::new(store, config))` (or
@@ -56,6 +57,9 @@
 mod config;
 mod cookie;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod id;
 mod integration;
 mod lifecycle;

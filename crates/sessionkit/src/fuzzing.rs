@@ -1,0 +1,52 @@
+//! Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`).
+//!
+//! **Not part of the public API.** This module exists only so that the
+//! out-of-workspace fuzz crate can reach the crate-private parsers; it is
+//! hidden from the docs, may change or vanish in any release, and must not
+//! be used by applications. Each function is a thin wrapper: it adds no
+//! logic of its own, so a finding here is a finding in the library.
+
+use crate::cookie;
+use crate::{SessionConfig, SessionId};
+
+/// The session id a `Cookie` header carried, as the lifecycle sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundId {
+    /// The parsed (and, with signing on, verified) id.
+    pub id: SessionId,
+    /// Verified with a key other than the current (first) one, so the
+    /// response would re-sign it.
+    pub resign: bool,
+}
+
+/// The request-side cookie parser: finds the session id in `Cookie` header
+/// values, as the middleware does for every request.
+pub fn find_id<'a>(
+    config: &SessionConfig,
+    headers: impl IntoIterator<Item = &'a [u8]>,
+) -> Option<FoundId> {
+    cookie::find_id(config, headers).map(|f| FoundId {
+        id: f.id,
+        resign: f.resign,
+    })
+}
+
+/// The `Set-Cookie` value the middleware would send for `id` (a
+/// browser-session cookie), so a harness can build validly signed input.
+pub fn set_cookie(config: &SessionConfig, id: &SessionId) -> String {
+    cookie::set_cookie(config, id, None)
+}
+
+/// The Redis record decoder: an `HGETALL` reply's field/value pairs to a
+/// record (`Ok(None)` for no record or a forwarding marker).
+///
+/// # Errors
+///
+/// [`Error::Corrupt`](crate::Error::Corrupt) for a hash that is not a
+/// session record of the current layout.
+#[cfg(feature = "redis")]
+pub fn decode_record(
+    fields: Vec<(Vec<u8>, Vec<u8>)>,
+) -> Result<Option<crate::store::Record>, crate::Error> {
+    crate::store::redis::decode_record(fields)
+}
