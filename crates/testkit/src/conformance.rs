@@ -22,8 +22,11 @@ use crate::RedisServer;
 pub enum StoreKind {
     /// [`MemoryStore`].
     Memory,
-    /// [`RedisStore`] on a private redis-server.
+    /// [`RedisStore`] on a private redis-server, without the client cache.
     Redis,
+    /// [`RedisStore`] on a private redis-server, with the client cache
+    /// (`sessionkit::store::redis::ClientCache`).
+    RedisCached,
 }
 
 /// Which framework serves the test-bed app.
@@ -104,7 +107,7 @@ pub struct Subject {
     pub kind: StoreKind,
     /// The framework serving the app.
     pub framework: Framework,
-    /// The private Redis, for [`StoreKind::Redis`].
+    /// The private Redis, for [`StoreKind::Redis`] and [`StoreKind::RedisCached`].
     pub redis: Option<RedisServer>,
     /// The in-process store, for [`StoreKind::Memory`].
     pub memory: Option<MemoryStore>,
@@ -157,9 +160,15 @@ impl Subject {
                     serve(fw, store, config.clone()).await,
                 )
             }
-            StoreKind::Redis => {
+            StoreKind::Redis | StoreKind::RedisCached => {
                 let server = RedisServer::start();
-                let store = RedisStore::connect(server.url())
+                let builder = match kind {
+                    StoreKind::RedisCached => RedisStore::builder()
+                        .with_client_cache(sessionkit::store::redis::ClientCache::default()),
+                    _ => RedisStore::builder().without_client_cache(),
+                };
+                let store = builder
+                    .connect(server.url())
                     .await
                     .unwrap_or_else(|e| panic!("connect to test redis: {e}"));
                 let store = CountingStore::new(store);
@@ -350,7 +359,16 @@ pub async fn malformed_cookie_costs_nothing(s: &Subject) {
 
 /// Round trips per request kind: read 1, write 2, new 1 (Redis: one HGETALL
 /// per load, one EVALSHA per save; the script's inner commands listed).
+/// With the client cache, a session this process just wrote is cached: read
+/// 0 round trips, write 1 (the script; it also re-reads the key with EXISTS
+/// so that Redis tracks it for this client again). Store calls count
+/// `SessionStore` calls, which the cache does not change; Redis's command
+/// statistics are the round-trip truth.
 pub async fn round_trip_budget(s: &Subject) {
+    let cached = s.kind == StoreKind::RedisCached;
+    let counts = |pairs: &[(&str, u64)]| -> std::collections::HashMap<String, u64> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+    };
     let mut b = s.browser();
     s.reset_counts();
     b.get("/new").await;
@@ -365,27 +383,41 @@ pub async fn round_trip_budget(s: &Subject) {
     assert_eq!(s.store_calls(), 1, "read");
     if let Some(redis) = &s.redis {
         let c = redis.command_counts();
-        assert_eq!(c, [("hgetall".to_owned(), 1)].into_iter().collect(), "read");
+        let expected = if cached {
+            counts(&[])
+        } else {
+            counts(&[("hgetall", 1)])
+        };
+        assert_eq!(c, expected, "read");
     }
     s.reset_counts();
     b.get("/write").await;
     assert_eq!(s.store_calls(), 2, "write");
     if let Some(redis) = &s.redis {
         let c = redis.command_counts();
-        assert_eq!(c.get("hgetall"), Some(&1), "write: {c:?}");
         assert_eq!(c.get("evalsha"), Some(&1), "write: {c:?}");
         // Everything else ran inside that one script call.
-        let expected: std::collections::HashMap<String, u64> = [
-            ("hgetall", 1),
-            ("evalsha", 1),
-            ("hmget", 1),
-            ("hset", 1),
-            ("pexpireat", 1),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        assert_eq!(c, expected, "write: one load, one script call");
+        let expected = if cached {
+            counts(&[
+                ("evalsha", 1),
+                ("hmget", 1),
+                ("hset", 1),
+                ("pexpireat", 1),
+                ("exists", 1),
+            ])
+        } else {
+            counts(&[
+                ("hgetall", 1),
+                ("evalsha", 1),
+                ("hmget", 1),
+                ("hset", 1),
+                ("pexpireat", 1),
+            ])
+        };
+        assert_eq!(
+            c, expected,
+            "write: one load (none when cached), one script call"
+        );
     }
 }
 
@@ -662,7 +694,11 @@ pub async fn signed_cookie_rejects_forgeries(s: &Subject) {
     let mut b = s.browser();
     b.get("/write").await;
     let good = b.cookie.clone().unwrap_or_default();
-    check!(s, good.len() == 76 && good.as_bytes()[32] == b'.', "signed cookie: {good}");
+    check!(
+        s,
+        good.len() == 76 && good.as_bytes()[32] == b'.',
+        "signed cookie: {good}"
+    );
     assert_eq!(b.get("/read").await.body, "1");
     let (id, tag) = good.split_at(32);
     let mut flipped = tag.to_owned().into_bytes();
@@ -680,8 +716,16 @@ pub async fn signed_cookie_rejects_forgeries(s: &Subject) {
         s.reset_counts();
         let mut attacker = s.browser().with_cookie(Some(&forged));
         let r = attacker.get("/read").await;
-        check!(s, r.status == 200 && r.body == "0", "forged {forged}: {r:?}");
-        assert_eq!(s.store_calls(), 0, "forged cookie {forged} reached the store");
+        check!(
+            s,
+            r.status == 200 && r.body == "0",
+            "forged {forged}: {r:?}"
+        );
+        assert_eq!(
+            s.store_calls(),
+            0,
+            "forged cookie {forged} reached the store"
+        );
         if let Some(redis) = &s.redis {
             assert_eq!(redis.total_commands(), 0, "{:?}", redis.command_counts());
         }
@@ -690,7 +734,10 @@ pub async fn signed_cookie_rejects_forgeries(s: &Subject) {
 
 /// The absolute lifetime ends a session however active it is.
 pub async fn absolute_timeout_ends_active_session(s: &Subject) {
-    let limit = s.config.absolute_lifetime().unwrap_or(Duration::from_secs(1));
+    let limit = s
+        .config
+        .absolute_lifetime()
+        .unwrap_or(Duration::from_secs(1));
     let mut b = s.browser();
     b.get("/write").await;
     let started = std::time::Instant::now();
@@ -701,22 +748,46 @@ pub async fn absolute_timeout_ends_active_session(s: &Subject) {
         let n: i64 = r.body.parse().unwrap_or(-1);
         if n <= last {
             // The session ended and a fresh one began.
-            check!(s, started.elapsed() >= limit - Duration::from_millis(50), "ended early at {:?}", started.elapsed());
+            check!(
+                s,
+                started.elapsed() >= limit - Duration::from_millis(50),
+                "ended early at {:?}",
+                started.elapsed()
+            );
             return;
         }
         last = n;
     }
-    panic!("[{:?}] an active session outlived its absolute lifetime", s.kind);
+    panic!(
+        "[{:?}] an active session outlived its absolute lifetime",
+        s.kind
+    );
 }
 
 /// Every route that reads the session answers with `Vary: Cookie`.
 pub async fn vary_cookie_on_every_read_path(s: &Subject) {
     let mut b = s.browser();
     b.get("/new").await;
-    for path in ["/read", "/get?key=user", "/get?key=missing", "/whoami", "/set?key=a&value=1", "/remove?key=a", "/write"] {
+    for path in [
+        "/read",
+        "/get?key=user",
+        "/get?key=missing",
+        "/whoami",
+        "/set?key=a&value=1",
+        "/remove?key=a",
+        "/write",
+    ] {
         let r = b.get(path).await;
-        check!(s, r.header("vary").is_some_and(|v| v.contains("Cookie")), "{path}: no Vary: Cookie: {r:?}");
+        check!(
+            s,
+            r.header("vary").is_some_and(|v| v.contains("Cookie")),
+            "{path}: no Vary: Cookie: {r:?}"
+        );
     }
     let r = s.browser().get("/whoami").await;
-    check!(s, r.header("vary").is_some_and(|v| v.contains("Cookie")), "/whoami without a cookie: {r:?}");
+    check!(
+        s,
+        r.header("vary").is_some_and(|v| v.contains("Cookie")),
+        "/whoami without a cookie: {r:?}"
+    );
 }

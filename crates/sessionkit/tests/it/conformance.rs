@@ -1,4 +1,5 @@
-//! The conformance matrix: {MemoryStore, RedisStore} × {axum, actix-web}.
+//! The conformance matrix: {MemoryStore, RedisStore, RedisStore with the
+//! client cache} × {axum, actix-web}.
 
 use std::time::Duration;
 
@@ -84,6 +85,11 @@ mod redis_axum {
     suite!(StoreKind::Redis, Framework::Axum);
 }
 
+mod redis_cached_axum {
+    use super::*;
+    suite!(StoreKind::RedisCached, Framework::Axum);
+}
+
 mod memory_actix {
     use super::*;
     suite!(StoreKind::Memory, Framework::Actix);
@@ -92,4 +98,9 @@ mod memory_actix {
 mod redis_actix {
     use super::*;
     suite!(StoreKind::Redis, Framework::Actix);
+}
+
+mod redis_cached_actix {
+    use super::*;
+    suite!(StoreKind::RedisCached, Framework::Actix);
 }

@@ -9,14 +9,28 @@
 //! sets and deletes fields, and sets the expiry atomically: it never
 //! recreates a deleted session and never overwrites on create. Every call
 //! touches exactly one key, so every operation stays within one Cluster slot.
+//! Every save also bumps the record's revision `m:rev`.
+//!
+//! With a [`ClientCache`] (the `cache` module), loads are answered in
+//! process when possible and Redis keeps them coherent (RESP3 client
+//! tracking on the store's connection).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, IntoConnectionInfo, Script, Value};
+use redis::{Client, IntoConnectionInfo, ProtocolVersion, PushInfo, Script, Value};
 
 use super::{BoxFuture, Changes, Meta, Record, SessionStore, UpdateOutcome, LAYOUT_VERSION};
 use crate::{Error, StorageId};
+
+mod cache;
+mod lru;
+
+use cache::{Cache, Outcome};
+pub use cache::{
+    CacheStats, ClientCache, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_HEARTBEAT, DEFAULT_CACHE_TTL,
+};
 
 /// Default key prefix (the seed's).
 pub const DEFAULT_PREFIX: &str = "session:";
@@ -31,7 +45,7 @@ const DATA: &str = "d:";
 
 /// A [`SessionStore`] on Redis, through redis-rs's [`ConnectionManager`]
 /// (one multiplexed connection that reconnects by itself). Cloning is cheap
-/// and shares the connection.
+/// and shares the connection (and the [`ClientCache`], if any).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), sessionkit::Error> {
@@ -47,6 +61,20 @@ pub struct RedisStore {
     timeout: Duration,
     save: Script,
     take: Script,
+    cache: Option<Arc<Cached>>,
+}
+
+/// The client cache and its heartbeat, which stops with the last clone of
+/// the store.
+struct Cached {
+    cache: Arc<Cache>,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Cached {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+    }
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -54,6 +82,7 @@ impl std::fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
+            .field("client_cache", &self.cache.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -65,6 +94,7 @@ pub struct RedisStoreBuilder {
     prefix: String,
     response_timeout: Duration,
     connect_timeout: Duration,
+    cache: Option<ClientCache>,
 }
 
 impl Default for RedisStoreBuilder {
@@ -73,6 +103,7 @@ impl Default for RedisStoreBuilder {
             prefix: DEFAULT_PREFIX.to_owned(),
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            cache: Some(ClientCache::default()),
         }
     }
 }
@@ -97,6 +128,42 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Caches session records in process, kept coherent by Redis (on by
+    /// default, with [`ClientCache::default`]).
+    ///
+    /// A load of a session this process read or wrote recently then costs
+    /// no Redis round trip, and a write one (the save script) instead of
+    /// two. Any write by any client invalidates the entry here (RESP3
+    /// `CLIENT TRACKING`, which needs Redis 6 or later; the connection is
+    /// switched to RESP3 whatever the URL says). Connection loss flushes the
+    /// cache. Memory is bounded by [`ClientCache::with_max_entries`].
+    ///
+    /// If the server refuses RESP3 or client tracking (Redis 5, or an ACL
+    /// without `CLIENT`), the store logs a warning and runs without the
+    /// cache.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), sessionkit::Error> {
+    /// use sessionkit::store::redis::ClientCache;
+    /// use sessionkit::RedisStore;
+    ///
+    /// let store = RedisStore::builder()
+    ///     .with_client_cache(ClientCache::default().with_max_entries(100_000))
+    ///     .connect("redis://127.0.0.1:6379/")
+    ///     .await?;
+    /// # let _ = store; Ok(()) }
+    /// ```
+    pub fn with_client_cache(mut self, cache: ClientCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// No client cache: every load is one Redis round trip (`HGETALL`).
+    pub fn without_client_cache(mut self) -> Self {
+        self.cache = None;
+        self
+    }
+
     /// Connects to `url` (e.g. `redis://127.0.0.1:6379/`).
     ///
     /// # Errors
@@ -112,8 +179,38 @@ impl RedisStoreBuilder {
     /// # Errors
     ///
     /// [`Error::Unavailable`] if Redis cannot be reached.
-    pub async fn client(self, client: Client) -> Result<RedisStore, Error> {
-        let config = ConnectionManagerConfig::new()
+    pub async fn client(mut self, client: Client) -> Result<RedisStore, Error> {
+        if let Some(options) = self.cache.take() {
+            match self.connect_cached(&client, &options).await {
+                Ok(store) => return Ok(store),
+                Err(e) if unsupported(&e) => {
+                    tracing::warn!(
+                        error = %crate::error::Chain(&e),
+                        "Redis refused RESP3 client tracking; running without the client cache"
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let conn = self.connection(client, self.manager_config()).await?;
+        self.manager(conn).await
+    }
+
+    /// Uses an existing [`ConnectionManager`] (its own timeouts apply, and
+    /// this builder's response timeout bounds each call on top).
+    ///
+    /// Never caches: the [`ClientCache`] needs a connection of its own,
+    /// which [`connect`](Self::connect) and [`client`](Self::client) make.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] if the scripts cannot be loaded into Redis.
+    pub async fn manager(self, conn: ConnectionManager) -> Result<RedisStore, Error> {
+        self.store(conn, None).await
+    }
+
+    fn manager_config(&self) -> ConnectionManagerConfig {
+        ConnectionManagerConfig::new()
             .set_response_timeout(Some(self.response_timeout))
             .set_connection_timeout(Some(self.connect_timeout))
             // No retry loop inside the connection: while Redis is down, each
@@ -121,28 +218,81 @@ impl RedisStoreBuilder {
             // fast with a 503, and the first request after Redis is back
             // reconnects. Sleeping retries would make every request wait for
             // them (about 500 ms per request during an outage, measured).
-            .set_number_of_retries(0);
-        let connect = ConnectionManager::new_with_config(client, config);
-        let conn = tokio::time::timeout(self.connect_timeout * 4, connect)
-            .await
-            .map_err(Error::unavailable)?
-            .map_err(Error::unavailable)?;
-        self.manager(conn).await
+            .set_number_of_retries(0)
     }
 
-    /// Uses an existing [`ConnectionManager`] (its own timeouts apply, and
-    /// this builder's response timeout bounds each call on top).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Unavailable`] if the scripts cannot be loaded into Redis.
-    pub async fn manager(self, conn: ConnectionManager) -> Result<RedisStore, Error> {
+    async fn connection(
+        &self,
+        client: Client,
+        config: ConnectionManagerConfig,
+    ) -> Result<ConnectionManager, Error> {
+        let connect = ConnectionManager::new_with_config(client, config);
+        tokio::time::timeout(self.connect_timeout * 4, connect)
+            .await
+            .map_err(Error::unavailable)?
+            .map_err(Error::unavailable)
+    }
+
+    /// Connects over RESP3 with the cache's push handler, and enables
+    /// tracking before the first load.
+    async fn connect_cached(
+        &self,
+        client: &Client,
+        options: &ClientCache,
+    ) -> Result<RedisStore, Error> {
+        let info = client.get_connection_info().clone();
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let client = Client::open(info.set_redis_settings(resp3)).map_err(Error::unavailable)?;
+        let cache = Arc::new(Cache::new(options, self.response_timeout));
+        let pushes = Arc::clone(&cache);
+        let config = self
+            .manager_config()
+            .set_push_sender(move |push: PushInfo| {
+                pushes.on_push(push);
+                Ok::<(), std::convert::Infallible>(())
+            });
+        let mut conn = self.connection(client, config).await?;
+        let epoch = cache.epoch();
+        let tracking = redis::cmd("CLIENT")
+            .arg("TRACKING")
+            .arg("ON")
+            .arg("NOLOOP")
+            .to_owned();
+        match tokio::time::timeout(
+            self.response_timeout,
+            tracking.query_async::<Value>(&mut conn),
+        )
+        .await
+        {
+            Ok(Ok(_)) => cache.tracking_confirmed(epoch),
+            Ok(Err(e)) => return Err(Error::unavailable(e)),
+            Err(elapsed) => return Err(Error::unavailable(elapsed)),
+        }
+        cache.alive();
+        let heartbeat = tokio::spawn(heartbeat(
+            Arc::clone(&cache),
+            conn.clone(),
+            self.response_timeout,
+        ));
+        let cached = Arc::new(Cached { cache, heartbeat });
+        self.clone().store(conn, Some(cached)).await
+    }
+
+    async fn store(
+        self,
+        conn: ConnectionManager,
+        cache: Option<Arc<Cached>>,
+    ) -> Result<RedisStore, Error> {
         let store = RedisStore {
             conn,
             prefix: self.prefix,
             timeout: self.response_timeout,
             save: Script::new(include_str!("save.lua")),
             take: Script::new(include_str!("take.lua")),
+            cache,
         };
         // Load the scripts now, so that the first request's save is one EVALSHA.
         // (After a Redis restart, redis-rs reloads them on NOSCRIPT.)
@@ -156,8 +306,39 @@ impl RedisStoreBuilder {
     }
 }
 
+/// Whether a connection error says the server does not do RESP3 client
+/// tracking (it answered, with an error), rather than that it is unreachable.
+fn unsupported(e: &Error) -> bool {
+    let Error::Unavailable(src) = e else {
+        return false;
+    };
+    src.downcast_ref::<redis::RedisError>().is_some_and(|re| {
+        !(re.is_io_error()
+            || re.is_timeout()
+            || re.is_connection_dropped()
+            || re.is_connection_refusal())
+    })
+}
+
+/// Checks the connection when nothing else has for a heartbeat; a failed
+/// check flushes the cache (invalidations may have been lost).
+async fn heartbeat(cache: Arc<Cache>, mut conn: ConnectionManager, timeout: Duration) {
+    let every = cache.heartbeat();
+    loop {
+        tokio::time::sleep(every).await;
+        if cache.silent_for() < every {
+            continue;
+        }
+        let ping = redis::cmd("PING").to_owned();
+        match tokio::time::timeout(timeout, ping.query_async::<Value>(&mut conn)).await {
+            Ok(Ok(_)) => cache.alive(),
+            _ => cache.flush(),
+        }
+    }
+}
+
 impl RedisStore {
-    /// Options: prefix and timeouts.
+    /// Options: prefix, timeouts, client cache.
     pub fn builder() -> RedisStoreBuilder {
         RedisStoreBuilder::default()
     }
@@ -194,6 +375,16 @@ impl RedisStore {
         &self.prefix
     }
 
+    /// The client cache's counters; `None` when the store runs without one
+    /// ([`RedisStoreBuilder::without_client_cache`], or the server refused it).
+    pub fn client_cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_ref().map(|c| c.cache.stats())
+    }
+
+    fn cache(&self) -> Option<&Cache> {
+        self.cache.as_deref().map(|c| &*c.cache)
+    }
+
     /// The Redis key of a session.
     pub fn key(&self, id: &StorageId) -> String {
         let mut key = String::with_capacity(self.prefix.len() + id.as_str().len());
@@ -202,15 +393,25 @@ impl RedisStore {
         key
     }
 
+    /// Runs one Redis call within the response timeout. With the cache, an
+    /// answer proves the invalidation stream alive, and a failure flushes
+    /// the cache (invalidations may have been lost with the connection).
     async fn bounded<T>(
         &self,
         fut: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, Error> {
-        match tokio::time::timeout(self.timeout, fut).await {
+        let result = match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(Error::unavailable(e)),
             Err(elapsed) => Err(Error::unavailable(elapsed)),
+        };
+        if let Some(cache) = self.cache() {
+            match result {
+                Ok(_) => cache.alive(),
+                Err(_) => cache.flush(),
+            }
         }
+        result
     }
 
     async fn run_save(&self, key: String, args: SaveArgs<'_>) -> Result<Value, Error> {
@@ -219,8 +420,13 @@ impl RedisStore {
             Some(ms) => inv.arg(args.mode).arg(ms),
             None => inv.arg(args.mode).arg(""),
         };
-        inv.arg(if args.delete_if_empty { "1" } else { "0" })
-            .arg(args.pairs.len());
+        let flags = match (args.delete_if_empty, self.cache.is_some()) {
+            (true, true) => "et",
+            (true, false) => "e",
+            (false, true) => "t",
+            (false, false) => "",
+        };
+        inv.arg(flags).arg(args.pairs.len());
         for (f, v) in &args.pairs {
             inv.arg(f.as_bytes()).arg(*v);
         }
@@ -242,7 +448,11 @@ struct SaveArgs<'a> {
 
 /// Metadata fields as written: `m:v` and `m:created` only on create,
 /// `m:expires` when the expiry changes, the flags on create or when changed.
-fn meta_pairs(meta: Option<&Meta>, on_create: bool, expires: Option<u64>) -> Vec<(String, Vec<u8>)> {
+fn meta_pairs(
+    meta: Option<&Meta>,
+    on_create: bool,
+    expires: Option<u64>,
+) -> Vec<(String, Vec<u8>)> {
     let mut v = Vec::with_capacity(5);
     if let Some(ms) = expires {
         v.push(("m:expires".to_owned(), ms.to_string().into_bytes()));
@@ -272,12 +482,19 @@ fn data_field(key: &str) -> String {
 /// Decodes an HGETALL reply into a record; `None` for no record or for the
 /// forwarding marker a moved session leaves behind.
 pub(crate) fn decode_record(fields: Fields) -> Result<Option<Record>, Error> {
+    Ok(decode_revision(fields)?.map(|(record, _)| record))
+}
+
+/// [`decode_record`], with the record's revision (`m:rev`; 0 for a record
+/// no save has touched since revisions exist).
+fn decode_revision(fields: Fields) -> Result<Option<(Record, u64)>, Error> {
     if fields.is_empty() || fields.iter().any(|(f, _)| f == b"m:moved") {
         return Ok(None);
     }
     let corrupt = |what: &str| Error::Corrupt(what.to_owned());
     let mut record = Record::default();
     let mut version = None;
+    let mut revision = 0;
     let num = |v: &[u8], what: &str| -> Result<u64, Error> {
         std::str::from_utf8(v)
             .ok()
@@ -303,13 +520,14 @@ pub(crate) fn decode_record(fields: Fields) -> Result<Option<Record>, Error> {
                 let ms = num(&value, "bad m:absolute")?;
                 record.meta.absolute_ms = (ms > 0).then_some(ms);
             }
+            b"m:rev" => revision = num(&value, "bad m:rev")?,
             // Metadata added by later minor versions is ignored, not fatal.
             f if f.starts_with(b"m:") => {}
             _ => return Err(corrupt("unknown field namespace")),
         }
     }
     match version {
-        Some(v) if v == u64::from(LAYOUT_VERSION) => Ok(Some(record)),
+        Some(v) if v == u64::from(LAYOUT_VERSION) => Ok(Some((record, revision))),
         Some(_) => Err(corrupt("unknown layout version")),
         None => Err(corrupt("no layout version")),
     }
@@ -318,11 +536,64 @@ pub(crate) fn decode_record(fields: Fields) -> Result<Option<Record>, Error> {
 /// An HGETALL reply: field/value pairs.
 type Fields = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// The field/value pairs of an HGETALL reply: a flat array (RESP2, and
+/// from a script) or a map (RESP3).
 fn hash_reply(v: Value) -> Result<Fields, Error> {
-    match redis::from_redis_value::<Fields>(v) {
-        Ok(fields) => Ok(fields),
-        Err(_) => Err(Error::Corrupt("not a hash".to_owned())),
+    let not_a_hash = || Error::Corrupt("not a hash".to_owned());
+    let bytes = |v: Value| match v {
+        Value::BulkString(b) => Ok(b),
+        Value::SimpleString(s) => Ok(s.into_bytes()),
+        _ => Err(not_a_hash()),
+    };
+    match v {
+        Value::Nil => Ok(Vec::new()),
+        Value::Map(pairs) => pairs
+            .into_iter()
+            .map(|(f, v)| Ok((bytes(f)?, bytes(v)?)))
+            .collect(),
+        Value::Array(items) => {
+            if items.len() % 2 != 0 {
+                return Err(not_a_hash());
+            }
+            let mut fields = Vec::with_capacity(items.len() / 2);
+            let mut items = items.into_iter();
+            while let (Some(f), Some(v)) = (items.next(), items.next()) {
+                fields.push((bytes(f)?, bytes(v)?));
+            }
+            Ok(fields)
+        }
+        _ => Err(not_a_hash()),
     }
+}
+
+/// What the save script answered.
+enum SaveReply {
+    /// Saved; the record's new revision.
+    Saved(u64),
+    /// Create refused: the key exists.
+    Exists,
+    /// Update refused: the record is gone.
+    Gone,
+    /// The update emptied the record, which was deleted.
+    Deleted,
+    /// The session moved to this storage id (update refused).
+    Moved(StorageId),
+}
+
+fn save_reply(v: Value) -> Result<SaveReply, Error> {
+    Ok(match v {
+        Value::Array(items) => match items.as_slice() {
+            [Value::Int(1), Value::Int(rev)] => SaveReply::Saved(u64::try_from(*rev).unwrap_or(0)),
+            _ => return Err(Error::Corrupt("unexpected save reply".to_owned())),
+        },
+        Value::Int(0) => SaveReply::Exists,
+        Value::Int(2) => SaveReply::Deleted,
+        Value::BulkString(to) => match String::from_utf8(to).ok().and_then(StorageId::parse) {
+            Some(to) => SaveReply::Moved(to),
+            None => return Err(Error::Corrupt("bad forwarding marker".to_owned())),
+        },
+        _ => SaveReply::Gone,
+    })
 }
 
 fn load_error(e: Error) -> Error {
@@ -338,16 +609,50 @@ fn load_error(e: Error) -> Error {
     e
 }
 
+impl RedisStore {
+    /// One HGETALL; with the cache, tracking is re-enabled first (pipelined,
+    /// so on the same connection) when the cache does not know it is on.
+    async fn fetch(&self, key: &str, track: bool) -> Result<Value, Error> {
+        let mut conn = self.conn.clone();
+        let reply = if track {
+            let mut pipe = redis::pipe();
+            pipe.cmd("CLIENT")
+                .arg("TRACKING")
+                .arg("ON")
+                .arg("NOLOOP")
+                .ignore()
+                .cmd("HGETALL")
+                .arg(key);
+            self.bounded(pipe.query_async::<(Value,)>(&mut conn))
+                .await
+                .map(|(v,)| v)
+        } else {
+            let cmd = redis::cmd("HGETALL").arg(key).to_owned();
+            self.bounded(cmd.query_async(&mut conn)).await
+        };
+        reply.map_err(load_error)
+    }
+}
+
 impl SessionStore for RedisStore {
     fn load<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<Option<Record>, Error>> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
-            let cmd = redis::cmd("HGETALL").arg(self.key(id)).to_owned();
-            let reply: Value = self
-                .bounded(cmd.query_async(&mut conn))
-                .await
-                .map_err(load_error)?;
-            decode_record(hash_reply(reply)?)
+            let key = self.key(id);
+            let Some(cache) = self.cache() else {
+                return decode_record(hash_reply(self.fetch(&key, false).await?)?);
+            };
+            if let Some(record) = cache.get(&key) {
+                return Ok(Some(record));
+            }
+            let op = cache.begin(&key);
+            let track = !cache.tracking(&op);
+            let reply = self.fetch(&key, track).await?;
+            if track {
+                op.confirm_tracking();
+            }
+            let found = decode_revision(hash_reply(reply)?)?;
+            op.finish(Outcome::Loaded(found.as_ref().map(|(r, rev)| (r, *rev))));
+            Ok(found.map(|(record, _)| record))
         })
     }
 
@@ -371,8 +676,17 @@ impl SessionStore for RedisStore {
                 pairs,
                 remove: Vec::new(),
             };
-            let reply = self.run_save(self.key(id), args).await?;
-            Ok(matches!(reply, Value::Int(1)))
+            let key = self.key(id);
+            let op = self.cache().map(|c| c.begin(&key));
+            let reply = save_reply(self.run_save(key, args).await?)?;
+            let created = matches!(reply, SaveReply::Saved(_));
+            if let Some(op) = op {
+                op.finish(match reply {
+                    SaveReply::Saved(rev) => Outcome::Created(record, rev),
+                    _ => Outcome::Dropped,
+                });
+            }
+            Ok(created)
         })
     }
 
@@ -396,23 +710,32 @@ impl SessionStore for RedisStore {
                 pairs,
                 remove: changes.remove.iter().map(|k| data_field(k)).collect(),
             };
-            Ok(match self.run_save(self.key(id), args).await? {
-                Value::Int(1) => UpdateOutcome::Saved,
-                Value::Int(2) => UpdateOutcome::Deleted,
-                Value::BulkString(to) => match String::from_utf8(to).ok().and_then(StorageId::parse) {
-                    Some(to) => UpdateOutcome::Moved(to),
-                    None => return Err(Error::Corrupt("bad forwarding marker".to_owned())),
-                },
-                _ => UpdateOutcome::Gone,
+            let key = self.key(id);
+            let op = self.cache().map(|c| c.begin(&key));
+            let reply = save_reply(self.run_save(key, args).await?)?;
+            if let Some(op) = op {
+                op.finish(match reply {
+                    SaveReply::Saved(rev) => Outcome::Updated(changes, rev),
+                    _ => Outcome::Dropped,
+                });
+            }
+            Ok(match reply {
+                SaveReply::Saved(_) => UpdateOutcome::Saved,
+                SaveReply::Deleted => UpdateOutcome::Deleted,
+                SaveReply::Moved(to) => UpdateOutcome::Moved(to),
+                SaveReply::Gone | SaveReply::Exists => UpdateOutcome::Gone,
             })
         })
     }
 
     fn delete<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
+            let key = self.key(id);
+            let op = self.cache().map(|c| c.begin(&key));
             let mut conn = self.conn.clone();
-            let cmd = redis::cmd("DEL").arg(self.key(id)).to_owned();
+            let cmd = redis::cmd("DEL").arg(key).to_owned();
             self.bounded(cmd.query_async::<i64>(&mut conn)).await?;
+            drop(op); // the entry goes
             Ok(())
         })
     }
@@ -423,15 +746,18 @@ impl SessionStore for RedisStore {
         moved_to: &'a StorageId,
     ) -> BoxFuture<'a, Result<Option<Record>, Error>> {
         Box::pin(async move {
+            let key = self.key(id);
+            let op = self.cache().map(|c| c.begin(&key));
             let mut conn = self.conn.clone();
             let mut inv = self.take.prepare_invoke();
-            inv.key(self.key(id))
+            inv.key(key)
                 .arg(moved_to.as_str())
                 .arg(super::ms(super::MOVED_GRACE));
             let reply: Value = self
                 .bounded(inv.invoke_async(&mut conn))
                 .await
                 .map_err(load_error)?;
+            drop(op); // the entry goes: the key now holds a forwarding marker
             decode_record(hash_reply(reply)?)
         })
     }
@@ -459,14 +785,33 @@ mod tests {
         ])
         .unwrap()
         .unwrap();
-        assert_eq!(ok.meta, Meta { created_ms: 5, expires_ms: 9, permanent: true, ..Meta::default() });
-        assert_eq!(ok.data.get("user").map(Vec::as_slice), Some(&b"\"bob\""[..]));
-        assert!(decode_record(vec![field("m:v", "2")]).unwrap_err().is_corrupt());
-        assert!(decode_record(vec![field("d:a", "1")]).unwrap_err().is_corrupt());
-        assert!(decode_record(vec![field("m:v", "1"), field("x", "1")]).unwrap_err().is_corrupt());
-        assert!(decode_record(vec![field("m:v", "1"), field("m:expires", "soon")])
+        assert_eq!(
+            ok.meta,
+            Meta {
+                created_ms: 5,
+                expires_ms: 9,
+                permanent: true,
+                ..Meta::default()
+            }
+        );
+        assert_eq!(
+            ok.data.get("user").map(Vec::as_slice),
+            Some(&b"\"bob\""[..])
+        );
+        assert!(decode_record(vec![field("m:v", "2")])
             .unwrap_err()
             .is_corrupt());
+        assert!(decode_record(vec![field("d:a", "1")])
+            .unwrap_err()
+            .is_corrupt());
+        assert!(decode_record(vec![field("m:v", "1"), field("x", "1")])
+            .unwrap_err()
+            .is_corrupt());
+        assert!(
+            decode_record(vec![field("m:v", "1"), field("m:expires", "soon")])
+                .unwrap_err()
+                .is_corrupt()
+        );
     }
 
     proptest! {

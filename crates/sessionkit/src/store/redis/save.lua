@@ -3,36 +3,45 @@
 -- ARGV[1]  mode: 'c' = create (refuse if the key exists), 'u' = update (refuse if it does not)
 -- ARGV[2]  new expiry, Unix milliseconds, for PEXPIREAT ('' keeps the current one;
 --          the caller writes the same value to m:expires among the pairs)
--- ARGV[3]  '1' = delete the key when no data field ('d:...') remains
+-- ARGV[3]  flags: 'e' = delete the key when no data field ('d:...') remains;
+--          't' = read the key after writing it (the caller caches the result and
+--          needs Redis to track the key for it again: a write untracks it)
 -- ARGV[4]  n = number of field/value pairs that follow
 -- ARGV[5 .. 4+2n]  field, value pairs to HSET; the rest: fields to HDEL
--- Returns 1 saved, 0 create refused (exists), -1 update refused (gone),
+-- Every save also sets m:rev, the record's revision: 1 on create, +1 on update.
+-- Returns {1, revision} saved, 0 create refused (exists), -1 update refused (gone),
 -- 2 deleted (emptied), or the storage id the session moved to (update of a
 -- moved session: nothing written).
 local key = KEYS[1]
+local rev = 1
 if ARGV[1] == 'c' then
   if redis.call('EXISTS', key) == 1 then return 0 end
 else
   -- Every record and every forwarding marker has m:v.
-  local found = redis.call('HMGET', key, 'm:v', 'm:moved')
+  local found = redis.call('HMGET', key, 'm:v', 'm:moved', 'm:rev')
   if not found[1] then return -1 end
   if found[2] then return found[2] end
+  rev = (tonumber(found[3]) or 0) + 1
 end
 local chunk = 400
 local last_pair = 4 + 2 * tonumber(ARGV[4])
-local i = 5
+local j = math.min(5 + 2 * chunk - 1, last_pair)
+-- The first HSET carries the revision (with no pairs, only the revision).
+redis.call('HSET', key, 'm:rev', rev, unpack(ARGV, 5, j))
+local i = j + 1
 while i <= last_pair do
-  local j = math.min(i + 2 * chunk - 1, last_pair)
+  j = math.min(i + 2 * chunk - 1, last_pair)
   redis.call('HSET', key, unpack(ARGV, i, j))
   i = j + 1
 end
 i = last_pair + 1
 while i <= #ARGV do
-  local j = math.min(i + chunk - 1, #ARGV)
+  j = math.min(i + chunk - 1, #ARGV)
   redis.call('HDEL', key, unpack(ARGV, i, j))
   i = j + 1
 end
-if ARGV[3] == '1' then
+local flags = ARGV[3]
+if string.find(flags, 'e', 1, true) then
   local empty = true
   for _, f in ipairs(redis.call('HKEYS', key)) do
     if string.sub(f, 1, 2) == 'd:' then empty = false break end
@@ -45,4 +54,7 @@ end
 if ARGV[2] ~= '' then
   redis.call('PEXPIREAT', key, ARGV[2])
 end
-return 1
+if string.find(flags, 't', 1, true) then
+  redis.call('EXISTS', key)
+end
+return {1, rev}

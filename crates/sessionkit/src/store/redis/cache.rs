@@ -1,0 +1,682 @@
+//! The client-side cache of session records, kept coherent by Redis
+//! (server-assisted client-side caching, RESP3 `CLIENT TRACKING`).
+//!
+//! [`ClientCache`] is the public configuration; [`Cache`] the state. The
+//! store's connection runs `CLIENT TRACKING ON NOLOOP`: Redis remembers which
+//! session keys this connection read and pushes an `invalidate` message when
+//! anyone else changes, deletes or expires one of them. The store's own
+//! writes (NOLOOP: Redis sends no message for them) update or drop the entry
+//! here, after the write's reply.
+//!
+//! What must hold, and how:
+//!
+//! - **No stale entry survives an invalidation.** An invalidation can be
+//!   handled before the reply of a read that was sent earlier (replies and
+//!   pushes reach different tasks). So every Redis operation on a key is an
+//!   [`Op`] that registers *before* it is sent; an invalidation of the key
+//!   while it is in flight, or a second operation on the same key
+//!   overlapping it, forbids it to fill the cache ("owner" below).
+//! - **A write fills the cache only from a known base.** Every save bumps
+//!   the record's revision (`m:rev`) and returns it; the entry is updated in
+//!   place only if it holds the revision just before, i.e. exactly what
+//!   Redis held when the script ran. Otherwise the entry is dropped.
+//! - **Nothing is served across a gap in the invalidation stream.** Any
+//!   connection loss (the `Disconnection` push), failed or timed-out call,
+//!   or `FLUSHALL` flushes everything by moving to a new *epoch*; entries
+//!   and in-flight operations of an older epoch are dead. A new epoch
+//!   serves nothing until a read has re-enabled tracking on the connection
+//!   (pipelined with it, so on the same connection).
+//! - **A silent connection cannot keep serving.** Entries are served only
+//!   while the connection has answered within `2 × heartbeat + timeout`; a
+//!   heartbeat task pings when there was no other traffic, and a failed
+//!   ping flushes.
+//! - **Never past a deadline.** An entry is served only before the record's
+//!   `m:expires` and before the cache's own `ttl` (a bound on how long any
+//!   entry lives without being read from Redis again).
+//! - **Bounded memory.** At most `max_entries` records, least recently used
+//!   evicted first.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use redis::{PushInfo, PushKind, Value};
+
+use super::lru::Lru;
+use crate::store::{ms, now_ms, Changes, Record};
+
+/// Client-side caching options for a [`RedisStore`](super::RedisStore)
+/// (see [`RedisStoreBuilder::with_client_cache`](super::RedisStoreBuilder::with_client_cache)).
+///
+/// With the cache, a request that reads a session which this process has
+/// read or written recently costs **no** Redis round trip, and a write costs
+/// one (the save script) instead of two. Redis keeps the cache coherent: it
+/// tells this process when another one changes a cached session (RESP3
+/// `CLIENT TRACKING`, Redis 6 or later), and any loss of that channel
+/// flushes the cache.
+///
+/// ```
+/// use std::time::Duration;
+/// use sessionkit::store::redis::ClientCache;
+///
+/// let cache = ClientCache::default()
+///     .with_max_entries(50_000)
+///     .with_ttl(Duration::from_secs(60));
+/// # let _ = cache;
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct ClientCache {
+    max_entries: usize,
+    ttl: Duration,
+    heartbeat: Duration,
+}
+
+/// Default [`ClientCache::with_max_entries`]: 10 000 sessions (a few MB for
+/// typical sessions of a few hundred bytes).
+pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
+/// Default [`ClientCache::with_ttl`]: 5 minutes.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
+/// Default [`ClientCache::with_heartbeat`]: 1 second.
+pub const DEFAULT_CACHE_HEARTBEAT: Duration = Duration::from_secs(1);
+
+impl Default for ClientCache {
+    fn default() -> Self {
+        ClientCache {
+            max_entries: DEFAULT_CACHE_ENTRIES,
+            ttl: DEFAULT_CACHE_TTL,
+            heartbeat: DEFAULT_CACHE_HEARTBEAT,
+        }
+    }
+}
+
+impl ClientCache {
+    /// The default options (same as [`Default`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// At most this many sessions are cached (default
+    /// [`DEFAULT_CACHE_ENTRIES`]); the least recently used goes first.
+    /// Values below 1 count as 1.
+    pub fn with_max_entries(mut self, max_entries: usize) -> Self {
+        self.max_entries = max_entries.max(1);
+        self
+    }
+
+    /// The longest an entry is served without being read from Redis again
+    /// (default [`DEFAULT_CACHE_TTL`]). Invalidation keeps entries correct;
+    /// this bounds the damage of a lost invalidation nobody noticed. A
+    /// session's own expiry is always respected, whatever this says.
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How often the connection is checked when there is no other traffic
+    /// (default [`DEFAULT_CACHE_HEARTBEAT`]). Cached records are served only
+    /// while the connection has answered within twice this plus the
+    /// response timeout, which bounds stale reads on a connection that died
+    /// silently (no TCP reset). Values below 10 ms count as 10 ms.
+    pub fn with_heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// The maximum number of cached sessions.
+    pub fn max_entries(&self) -> usize {
+        self.max_entries
+    }
+
+    /// The longest an entry lives without a fresh read.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The heartbeat interval.
+    pub fn heartbeat(&self) -> Duration {
+        self.heartbeat
+    }
+}
+
+/// Counters of a store's client cache, from [`RedisStore::client_cache_stats`](super::RedisStore::client_cache_stats).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Loads answered from the cache (no Redis call).
+    pub hits: u64,
+    /// Loads that went to Redis.
+    pub misses: u64,
+    /// Keys invalidated by Redis (another client changed them).
+    pub invalidations: u64,
+    /// Whole-cache flushes (connection loss, failed call, `FLUSHALL`).
+    pub flushes: u64,
+    /// Sessions cached now.
+    pub entries: u64,
+}
+
+/// Small caches are one exact LRU; large ones are sharded (each shard an
+/// LRU of an equal part of the bound) so that requests rarely contend.
+const SHARDS: usize = 16;
+const SHARD_FROM: usize = 1024;
+
+/// No epoch has tracking confirmed.
+const NO_EPOCH: u64 = u64::MAX;
+
+struct Entry {
+    record: Record,
+    rev: u64,
+    epoch: u64,
+    /// Served until then (Unix ms): the record's expiry or the cache's ttl.
+    until_ms: u64,
+}
+
+/// Operations on one key in flight.
+struct Pending {
+    count: u32,
+    /// The only operation allowed to fill the cache; 0 when none is (an
+    /// invalidation or an overlapping operation happened).
+    owner: u64,
+}
+
+struct Shard {
+    lru: Lru<Entry>,
+    pending: HashMap<Box<str>, Pending>,
+}
+
+/// The cache state of one store (shared by its clones).
+pub(crate) struct Cache {
+    shards: Box<[Mutex<Shard>]>,
+    epoch: AtomicU64,
+    /// The epoch in which tracking is known to be on for the connection.
+    tracking_epoch: AtomicU64,
+    tickets: AtomicU64,
+    /// Last time (Unix ms) the connection answered.
+    alive_ms: AtomicU64,
+    ttl_ms: u64,
+    heartbeat: Duration,
+    /// Entries are served only while `now - alive_ms` is below this.
+    live_for_ms: u64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    invalidations: AtomicU64,
+    flushes: AtomicU64,
+}
+
+/// What an operation learned, for [`Op::finish`].
+pub(crate) enum Outcome<'a> {
+    /// A read found this record at this revision, or nothing.
+    Loaded(Option<(&'a Record, u64)>),
+    /// A create stored this record at this revision.
+    Created(&'a Record, u64),
+    /// An update applied `changes`, giving this revision.
+    Updated(&'a Changes<'a>, u64),
+    /// The record is gone, or the outcome is unknown: drop the entry.
+    Dropped,
+}
+
+impl Cache {
+    pub(crate) fn new(options: &ClientCache, response_timeout: Duration) -> Self {
+        let (n, per_shard) = if options.max_entries < SHARD_FROM {
+            (1, options.max_entries)
+        } else {
+            (SHARDS, options.max_entries / SHARDS)
+        };
+        let shards = (0..n)
+            .map(|_| {
+                Mutex::new(Shard {
+                    lru: Lru::new(per_shard),
+                    pending: HashMap::new(),
+                })
+            })
+            .collect();
+        Cache {
+            shards,
+            epoch: AtomicU64::new(0),
+            tracking_epoch: AtomicU64::new(NO_EPOCH),
+            tickets: AtomicU64::new(1),
+            alive_ms: AtomicU64::new(now_ms()),
+            ttl_ms: ms(options.ttl),
+            heartbeat: options.heartbeat,
+            live_for_ms: ms(options.heartbeat * 2 + response_timeout),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            invalidations: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
+        }
+    }
+
+    /// The current epoch (see [`flush`](Self::flush)).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn heartbeat(&self) -> Duration {
+        self.heartbeat
+    }
+
+    fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
+        // Keys end with a storage id (base64 of a SHA-256): a hash of the
+        // last few characters spreads them evenly.
+        let tail = &key.as_bytes()[key.len().saturating_sub(8)..];
+        let h = tail.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let i = usize::try_from(h % self.shards.len() as u64).unwrap_or(0);
+        // Every critical section is a few map operations that cannot leave a
+        // shard half-updated, so a poisoned lock is safe to use.
+        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cached record under `key`, if it may be served now.
+    pub(crate) fn get(&self, key: &str) -> Option<Record> {
+        let now = now_ms();
+        let live = now.saturating_sub(self.alive_ms.load(Ordering::Acquire)) < self.live_for_ms;
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let mut shard = self.shard(key);
+        let fresh = match shard.lru.get_mut(key) {
+            Some(e) if e.epoch == epoch && now < e.until_ms && live => Some(e.record.clone()),
+            Some(_) => {
+                shard.lru.remove(key);
+                None
+            }
+            None => None,
+        };
+        drop(shard);
+        let counter = if fresh.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        fresh
+    }
+
+    /// Registers an operation on `key`, before it is sent to Redis.
+    pub(crate) fn begin(&self, key: &str) -> Op<'_> {
+        let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let mut shard = self.shard(key);
+        match shard.pending.get_mut(key) {
+            Some(p) => {
+                // Overlapping operations: their replies may be applied in
+                // any order, so none of them may fill the cache.
+                p.count += 1;
+                p.owner = 0;
+            }
+            None => {
+                shard.pending.insert(
+                    key.into(),
+                    Pending {
+                        count: 1,
+                        owner: ticket,
+                    },
+                );
+            }
+        }
+        drop(shard);
+        Op {
+            cache: self,
+            key: key.to_owned(),
+            ticket,
+            epoch,
+            done: false,
+        }
+    }
+
+    /// Whether tracking is known to be on in the operation's epoch (if not,
+    /// the read enables it, pipelined on the same connection).
+    pub(crate) fn tracking(&self, op: &Op<'_>) -> bool {
+        self.tracking_epoch.load(Ordering::Acquire) == op.epoch
+    }
+
+    /// The connection answered: the invalidation stream is flowing.
+    pub(crate) fn alive(&self) {
+        self.alive_ms.store(now_ms(), Ordering::Release);
+    }
+
+    /// Milliseconds since the connection last answered.
+    pub(crate) fn silent_for(&self) -> Duration {
+        Duration::from_millis(now_ms().saturating_sub(self.alive_ms.load(Ordering::Acquire)))
+    }
+
+    /// Tracking was enabled on the connection in `epoch`.
+    pub(crate) fn tracking_confirmed(&self, epoch: u64) {
+        // A flush racing this store leaves an old epoch here, which matches
+        // no current operation: harmless.
+        if self.epoch.load(Ordering::Acquire) == epoch {
+            self.tracking_epoch.store(epoch, Ordering::Release);
+        }
+    }
+
+    /// Forgets everything: a new epoch, tracking to be re-enabled.
+    pub(crate) fn flush(&self) {
+        self.tracking_epoch.store(NO_EPOCH, Ordering::Release);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            shard.lru.clear();
+            for p in shard.pending.values_mut() {
+                p.owner = 0;
+            }
+        }
+    }
+
+    /// Redis says `key` changed.
+    fn invalidate(&self, key: &str) {
+        self.invalidations.fetch_add(1, Ordering::Relaxed);
+        let mut shard = self.shard(key);
+        shard.lru.remove(key);
+        if let Some(p) = shard.pending.get_mut(key) {
+            p.owner = 0;
+        }
+    }
+
+    /// Handles a RESP3 push from the store's connection. Runs on the
+    /// connection's push task: no blocking, only map operations.
+    pub(crate) fn on_push(&self, push: PushInfo) {
+        match push.kind {
+            PushKind::Invalidate => match push.data.first() {
+                Some(Value::Array(keys)) => {
+                    for key in keys {
+                        if let Value::BulkString(bytes) = key {
+                            // Our keys are UTF-8; anything else is not ours.
+                            if let Ok(key) = std::str::from_utf8(bytes) {
+                                self.invalidate(key);
+                            }
+                        }
+                    }
+                }
+                // A null list: FLUSHALL / FLUSHDB. Anything unexpected is
+                // treated the same way: forget everything.
+                _ => self.flush(),
+            },
+            PushKind::Disconnection => self.flush(),
+            _ => {}
+        }
+    }
+
+    pub(crate) fn stats(&self) -> CacheStats {
+        let entries = self
+            .shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).lru.len() as u64)
+            .sum();
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            invalidations: self.invalidations.load(Ordering::Relaxed),
+            flushes: self.flushes.load(Ordering::Relaxed),
+            entries,
+        }
+    }
+
+    fn end(&self, op: &Op<'_>, outcome: Outcome<'_>) {
+        let now = now_ms();
+        let mut shard = self.shard(&op.key);
+        let owner = match shard.pending.get_mut(op.key.as_str()) {
+            Some(p) => {
+                p.count = p.count.saturating_sub(1);
+                let owner = p.owner == op.ticket;
+                if p.count == 0 {
+                    shard.pending.remove(op.key.as_str());
+                }
+                owner
+            }
+            None => false,
+        };
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let may_fill =
+            owner && op.epoch == epoch && self.tracking_epoch.load(Ordering::Acquire) == epoch;
+        let until = |r: &Record| r.meta.expires_ms.min(now.saturating_add(self.ttl_ms));
+        match outcome {
+            Outcome::Loaded(Some((record, rev))) | Outcome::Created(record, rev) if may_fill => {
+                let entry = Entry {
+                    record: record.clone(),
+                    rev,
+                    epoch,
+                    until_ms: until(record),
+                };
+                shard.lru.insert(&op.key, entry);
+            }
+            Outcome::Updated(changes, rev) if may_fill => {
+                let applied = match shard.lru.get_mut(&op.key) {
+                    Some(e) if e.epoch == epoch && e.rev.checked_add(1) == Some(rev) => {
+                        apply(&mut e.record, changes);
+                        e.rev = rev;
+                        e.until_ms = until(&e.record);
+                        true
+                    }
+                    _ => false,
+                };
+                if !applied {
+                    shard.lru.remove(&op.key);
+                }
+            }
+            _ => {
+                shard.lru.remove(&op.key);
+            }
+        }
+    }
+}
+
+/// Applies `changes` to `record` exactly as the save script applies them
+/// to the stored hash.
+fn apply(record: &mut Record, changes: &Changes<'_>) {
+    for (key, value) in &changes.set {
+        record.data.insert((*key).to_owned(), value.to_vec());
+    }
+    for key in &changes.remove {
+        record.data.remove(*key);
+    }
+    if let Some(flags) = &changes.flags {
+        // Stored as numbers where 0 means "none", as the decoder reads them.
+        record.meta.permanent = flags.permanent;
+        record.meta.lifetime_ms = flags.lifetime_ms.filter(|&ms| ms > 0);
+        record.meta.absolute_ms = flags.absolute_ms.filter(|&ms| ms > 0);
+    }
+    if let Some(expires) = changes.expires_ms {
+        record.meta.expires_ms = expires;
+    }
+}
+
+/// One Redis operation on one key, registered with the cache from before it
+/// is sent until its outcome is known. Dropped without [`finish`](Self::finish)
+/// (an error, or the request's future cancelled mid-flight), it drops the
+/// entry: the write may or may not have happened.
+pub(crate) struct Op<'a> {
+    cache: &'a Cache,
+    key: String,
+    ticket: u64,
+    epoch: u64,
+    done: bool,
+}
+
+impl Op<'_> {
+    /// This operation enabled tracking (pipelined before its read): the
+    /// connection tracks from now on, in this operation's epoch.
+    pub(crate) fn confirm_tracking(&self) {
+        self.cache.tracking_confirmed(self.epoch);
+    }
+
+    /// Records the outcome in the cache.
+    pub(crate) fn finish(mut self, outcome: Outcome<'_>) {
+        self.done = true;
+        self.cache.end(&self, outcome);
+    }
+}
+
+impl Drop for Op<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.cache.end(self, Outcome::Dropped);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Meta;
+
+    fn record(n: &str) -> Record {
+        let mut r = Record {
+            meta: Meta {
+                expires_ms: now_ms() + 60_000,
+                ..Meta::default()
+            },
+            ..Record::default()
+        };
+        r.data.insert("n".to_owned(), n.as_bytes().to_vec());
+        r
+    }
+
+    fn cache() -> Cache {
+        let c = Cache::new(&ClientCache::default(), Duration::from_millis(500));
+        c.tracking_confirmed(0);
+        c
+    }
+
+    fn n(c: &Cache, key: &str) -> Option<String> {
+        c.get(key).and_then(|r| {
+            r.data
+                .get("n")
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        })
+    }
+
+    fn invalidate(c: &Cache, key: &str) {
+        c.on_push(PushInfo {
+            kind: PushKind::Invalidate,
+            data: vec![Value::Array(vec![Value::BulkString(
+                key.as_bytes().to_vec(),
+            )])],
+        });
+    }
+
+    #[test]
+    fn a_read_fills_and_an_invalidation_empties() {
+        let c = cache();
+        c.begin("k")
+            .finish(Outcome::Loaded(Some((&record("1"), 1))));
+        assert_eq!(n(&c, "k").as_deref(), Some("1"));
+        invalidate(&c, "k");
+        assert_eq!(n(&c, "k"), None);
+        assert_eq!(c.stats().invalidations, 1);
+    }
+
+    #[test]
+    fn invalidation_during_a_read_forbids_the_fill() {
+        // The reply of a read sent before a change can be handled after the
+        // change's invalidation: that reply is stale and must not be cached.
+        let c = cache();
+        let op = c.begin("k");
+        invalidate(&c, "k");
+        op.finish(Outcome::Loaded(Some((&record("old"), 1))));
+        assert_eq!(n(&c, "k"), None);
+    }
+
+    #[test]
+    fn overlapping_operations_do_not_fill() {
+        let c = cache();
+        let read = c.begin("k");
+        let write = c.begin("k");
+        write.finish(Outcome::Created(&record("new"), 2));
+        read.finish(Outcome::Loaded(Some((&record("old"), 1))));
+        assert_eq!(n(&c, "k"), None);
+        // Once alone again, a read fills.
+        c.begin("k")
+            .finish(Outcome::Loaded(Some((&record("new"), 2))));
+        assert_eq!(n(&c, "k").as_deref(), Some("new"));
+    }
+
+    #[test]
+    fn an_update_applies_only_on_the_revision_before() {
+        let c = cache();
+        c.begin("k")
+            .finish(Outcome::Loaded(Some((&record("1"), 4))));
+        let v = b"2".to_vec();
+        let changes = Changes {
+            set: vec![("n", v.as_slice())],
+            remove: vec![],
+            flags: None,
+            expires_ms: None,
+            delete_if_empty: false,
+        };
+        c.begin("k").finish(Outcome::Updated(&changes, 5));
+        assert_eq!(n(&c, "k").as_deref(), Some("2"));
+        // Someone else wrote revision 6 (and its invalidation is still on
+        // its way): our revision 7 is not based on what we hold.
+        c.begin("k").finish(Outcome::Updated(&changes, 7));
+        assert_eq!(n(&c, "k"), None);
+    }
+
+    #[test]
+    fn a_dropped_operation_drops_the_entry() {
+        let c = cache();
+        c.begin("k")
+            .finish(Outcome::Loaded(Some((&record("1"), 1))));
+        drop(c.begin("k")); // a write cancelled mid-flight
+        assert_eq!(n(&c, "k"), None);
+        assert!(c.shard("k").pending.is_empty());
+    }
+
+    #[test]
+    fn disconnection_flushes_and_stops_filling_until_tracking_is_back() {
+        let c = cache();
+        c.begin("k")
+            .finish(Outcome::Loaded(Some((&record("1"), 1))));
+        let in_flight = c.begin("j");
+        c.on_push(PushInfo {
+            kind: PushKind::Disconnection,
+            data: vec![],
+        });
+        assert_eq!(n(&c, "k"), None);
+        in_flight.finish(Outcome::Loaded(Some((&record("1"), 1))));
+        assert_eq!(
+            n(&c, "j"),
+            None,
+            "an operation of the old epoch fills nothing"
+        );
+        let op = c.begin("k");
+        assert!(!c.tracking(&op));
+        op.finish(Outcome::Loaded(Some((&record("1"), 1))));
+        assert_eq!(n(&c, "k"), None, "no fill before tracking is re-enabled");
+        let op = c.begin("k");
+        op.confirm_tracking();
+        op.finish(Outcome::Loaded(Some((&record("1"), 1))));
+        assert_eq!(n(&c, "k").as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn expired_and_silent_entries_are_not_served() {
+        let c = cache();
+        let mut r = record("1");
+        r.meta.expires_ms = now_ms().saturating_sub(1);
+        c.begin("k").finish(Outcome::Loaded(Some((&r, 1))));
+        assert_eq!(n(&c, "k"), None, "past the record's expiry");
+        c.begin("k")
+            .finish(Outcome::Loaded(Some((&record("1"), 1))));
+        c.alive_ms.store(0, Ordering::Release);
+        assert_eq!(
+            n(&c, "k"),
+            None,
+            "the connection has not answered for too long"
+        );
+    }
+
+    #[test]
+    fn flushall_push_flushes() {
+        let c = cache();
+        c.begin("k")
+            .finish(Outcome::Loaded(Some((&record("1"), 1))));
+        c.on_push(PushInfo {
+            kind: PushKind::Invalidate,
+            data: vec![Value::Nil],
+        });
+        assert_eq!(n(&c, "k"), None);
+        assert_eq!(c.stats().flushes, 1);
+    }
+}
