@@ -123,7 +123,6 @@ fn absolute_end(config: &SessionConfig, meta: &crate::store::Meta) -> Option<u64
     }
 }
 
-
 /// What the adapter must do to the handler's response, framework-free.
 ///
 /// The adapters apply it in two steps and nothing else: replace the response
@@ -243,7 +242,13 @@ fn resigned_cookie(inner: &Inner, state: &State) -> Option<String> {
     let id = inner.incoming.as_ref().filter(|_| inner.resign)?;
     state.existing.as_ref()?;
     let config = &inner.shared.config;
-    Some(live_cookie(config, id, state, state.meta.expires_ms, now_ms()))
+    Some(live_cookie(
+        config,
+        id,
+        state,
+        state.meta.expires_ms,
+        now_ms(),
+    ))
 }
 
 /// The store's expiry instant for a session saved now.

@@ -4,6 +4,9 @@
 //! store through each framework; the other modules test one store or one
 //! failure mode directly.
 
+// A test panics to fail: `expect` is its assertion, helpers included.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod adapters;
 mod conformance;
 mod reliability;
