@@ -24,15 +24,6 @@ fn only_key(s: &Subject) -> String {
     keys.into_iter().next().unwrap_or_default()
 }
 
-/// Serves `app` on a free loopback port; returns its base URL.
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_redis_fails_fast_and_spares_sessionless_routes() {
@@ -165,7 +156,7 @@ async fn acknowledged_writes_survive_a_redis_restart_with_aof() {
     let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
     let store = RedisStore::connect(redis.url()).await.expect("connect");
     let app = testkit::contract::axum_router(store, SessionConfig::default());
-    let mut b = Browser::new(serve(app).await, "session");
+    let mut b = Browser::new(testkit::serve_axum(app).await, "session");
     for _ in 0..5 {
         b.get("/write").await;
     }
@@ -202,7 +193,7 @@ async fn failure_policy_closed_by_default_open_when_asked() {
         let app = Router::new()
             .route("/page", get(ignores_errors))
             .layer(SessionLayer::new(store, config.build().expect("config")));
-        bases.push(serve(app).await);
+        bases.push(testkit::serve_axum(app).await);
     }
     let cookie = sessionkit::SessionId::generate().expose();
     redis.kill();

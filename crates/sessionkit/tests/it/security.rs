@@ -8,14 +8,6 @@ use axum::Router;
 use sessionkit::{MemoryStore, Session, SessionConfig, SessionLayer};
 use testkit::client::Browser;
 
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}")
-}
 
 fn keys(keys: &[&[u8; 32]]) -> SessionConfig {
     SessionConfig::builder()
@@ -28,9 +20,9 @@ fn keys(keys: &[&[u8; 32]]) -> SessionConfig {
 async fn rotated_key_is_accepted_and_cookie_resigned() {
     let (old, new) = (b"old-key-old-key-old-key-old-key!", b"new-key-new-key-new-key-new-key!");
     let store = MemoryStore::new();
-    let before = serve(testkit::contract::axum_router(store.clone(), keys(&[old]))).await;
-    let rotating = serve(testkit::contract::axum_router(store.clone(), keys(&[new, old]))).await;
-    let after = serve(testkit::contract::axum_router(store.clone(), keys(&[new]))).await;
+    let before = testkit::serve_axum(testkit::contract::axum_router(store.clone(), keys(&[old]))).await;
+    let rotating = testkit::serve_axum(testkit::contract::axum_router(store.clone(), keys(&[new, old]))).await;
+    let after = testkit::serve_axum(testkit::contract::axum_router(store.clone(), keys(&[new]))).await;
 
     let mut b = Browser::new(before, "session");
     b.get("/set?key=who&value=ann").await;
@@ -70,7 +62,7 @@ async fn per_session_absolute_lifetime_ends_an_active_session() {
         .route("/elevate", get(elevate))
         .route("/role", get(role))
         .layer(SessionLayer::new(MemoryStore::new(), SessionConfig::default()));
-    let mut b = Browser::new(serve(app).await, "session");
+    let mut b = Browser::new(testkit::serve_axum(app).await, "session");
     b.get("/elevate").await;
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(100)).await;
