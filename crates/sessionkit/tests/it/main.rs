@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod adapters;
+mod cache;
 mod conformance;
 mod reliability;
 mod security;

@@ -601,7 +601,14 @@ fn load_error(e: Error) -> Error {
     // data for this session, not an outage.
     if let Error::Unavailable(src) = &e {
         if let Some(re) = src.downcast_ref::<redis::RedisError>() {
-            if re.code() == Some("WRONGTYPE") {
+            // A pipelined HGETALL (the cache's) reports its error inside a
+            // pipeline error.
+            let in_pipeline = || {
+                re.clone()
+                    .into_server_errors()
+                    .is_some_and(|errs| errs.iter().any(|(_, e)| e.code() == "WRONGTYPE"))
+            };
+            if re.code() == Some("WRONGTYPE") || in_pipeline() {
                 return Error::Corrupt("key holds a non-hash value".to_owned());
             }
         }
