@@ -1,6 +1,7 @@
 //! sessionkit's test-bed server: `shared/bench/CONTRACT.md` on axum, with
 //! the library's defaults. `PORT` (3000), `REDIS_URL`
-//! (redis://127.0.0.1:6379/), `SESSION_PREFIX` (session:).
+//! (redis://127.0.0.1:6379/), `SESSION_PREFIX` (session:), `CLIENT_CACHE`
+//! (`off` runs the store without its client cache, for comparison).
 
 use std::process::ExitCode;
 
@@ -43,6 +44,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut store = RedisStore::builder();
     if let Ok(prefix) = std::env::var("SESSION_PREFIX") {
         store = store.with_prefix(prefix);
+    }
+    if std::env::var("CLIENT_CACHE").is_ok_and(|v| v == "off") {
+        store = store.without_client_cache();
     }
     let store = store.connect(url.as_str()).await?;
     let app = testkit::contract::axum_router(store, SessionConfig::default());
