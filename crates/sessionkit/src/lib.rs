@@ -13,6 +13,10 @@
 //! - **No raw ids in Redis**: keys are a versioned SHA-256 of the cookie id.
 //! - **Bounded**: every Redis call has a timeout; failures are values for
 //!   handlers and a bare 503 from the middleware, never a hang.
+//! - **Cached**: [`RedisStore`] keeps recently used sessions in process,
+//!   coherent through Redis's client tracking ([`ClientCache`], on by
+//!   default): a read of a cached session costs no Redis round trip, a
+//!   write one.
 //!
 //! # Example (axum)
 //!
@@ -82,5 +86,5 @@ pub use session::Session;
 pub use store::memory::MemoryStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use store::redis::{RedisStore, RedisStoreBuilder};
+pub use store::redis::{ClientCache, RedisStore, RedisStoreBuilder};
 pub use store::SessionStore;

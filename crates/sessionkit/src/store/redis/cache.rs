@@ -433,11 +433,16 @@ impl Cache {
         let until = |r: &Record| r.meta.expires_ms.min(now.saturating_add(self.ttl_ms));
         match outcome {
             Outcome::Loaded(Some((record, rev))) | Outcome::Created(record, rev) if may_fill => {
+                let mut record = record.clone();
+                // As the decoder reads them back: 0 is "none".
+                record.meta.lifetime_ms = record.meta.lifetime_ms.filter(|&ms| ms > 0);
+                record.meta.absolute_ms = record.meta.absolute_ms.filter(|&ms| ms > 0);
+                let until_ms = until(&record);
                 let entry = Entry {
-                    record: record.clone(),
+                    record,
                     rev,
                     epoch,
-                    until_ms: until(record),
+                    until_ms,
                 };
                 shard.lru.insert(&op.key, entry);
             }
