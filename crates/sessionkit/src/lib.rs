@@ -51,9 +51,8 @@
 //! | `fuzzing` | no | entry points for the fuzz targets in `fuzz/`; **not part of the API**, no stability promise |
 //!
 //! With `actix`, the same [`Session`] and the same request lifecycle serve
-//! actix-web: `App::new().wrap(SessionMiddleware::new(store, config))` (or
-//! `SessionMiddleware::per_worker(connect, config)`: one Redis connection per
-//! actix worker), and handlers take `session: Session` exactly as in axum.
+//! actix-web: `App::new().wrap(SessionMiddleware::new(store, config))`, and
+//! handlers take `session: Session` exactly as in axum.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]

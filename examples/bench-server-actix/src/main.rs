@@ -1,6 +1,5 @@
 //! sessionkit's test-bed server: `shared/bench/CONTRACT.md` on actix-web
-//! (2 workers, each with its own Redis connection:
-//! `SessionMiddleware::per_worker`), with the library's default config. `PORT` (3000), `REDIS_URL`
+//! (2 workers sharing one store), with the library's defaults. `PORT` (3000), `REDIS_URL`
 //! (redis://127.0.0.1:6379/), `SESSION_PREFIX` (session:). Stops on SIGTERM
 //! or SIGINT (actix-web's own signal handling).
 
@@ -32,21 +31,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|p| p.parse().ok())
         .unwrap_or(3000);
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned());
-    let prefix = std::env::var("SESSION_PREFIX").ok();
-    let store = move || {
-        let mut store = RedisStore::builder();
-        if let Some(prefix) = &prefix {
-            store = store.with_prefix(prefix.clone());
-        }
-        store
-    };
-    // Fail here, clearly, if Redis is unreachable.
-    drop(store().connect(url.as_str()).await?);
-    // Each worker connects on its own runtime: its Redis I/O stays on its thread.
-    let sessions = SessionMiddleware::per_worker(
-        move || store().connect(url.clone()),
-        SessionConfig::default(),
-    );
+    let mut store = RedisStore::builder();
+    if let Ok(prefix) = std::env::var("SESSION_PREFIX") {
+        store = store.with_prefix(prefix);
+    }
+    // One store for both workers: one connection and one client cache, so a
+    // write on one worker is the next read on the other.
+    let store = store.connect(url.as_str()).await?;
+    let sessions = SessionMiddleware::new(store, SessionConfig::default());
     let server = HttpServer::new(move || {
         App::new()
             .wrap(sessions.clone())

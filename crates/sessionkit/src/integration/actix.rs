@@ -15,17 +15,14 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL,
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
-use crate::error::Chain;
 use crate::lifecycle::{self, Finish, Shared};
 use crate::store::SessionStore;
 use crate::{Error, Session, SessionConfig};
 
 /// actix-web middleware that adds a [`Session`] to every request and saves
 /// it after the response. Build it once, outside the `HttpServer` factory,
-/// and `.wrap(sessions.clone())` in it (`Clone` is cheap): with
-/// [`new`](Self::new) every worker shares one store; with
-/// [`per_worker`](Self::per_worker) (recommended for
-/// [`RedisStore`](crate::RedisStore)) each worker connects its own.
+/// and `.wrap(sessions.clone())` in it: every worker then shares one store
+/// (`Clone` is cheap).
 ///
 /// Take the session in a handler as an extractor; a handler may return
 /// [`Error`] (it becomes a bare 503/413/500, see its `ResponseError` impl):
@@ -73,29 +70,9 @@ use crate::{Error, Session, SessionConfig};
 ///     .await?;
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SessionMiddleware {
-    stores: Stores,
-}
-
-/// Where each worker's service gets its store from.
-#[derive(Clone)]
-enum Stores {
-    /// One store shared by every worker.
-    Shared(Arc<Shared>),
-    /// A store made by each worker, on that worker's runtime.
-    PerWorker(Arc<dyn Fn() -> LocalBoxFuture<Result<Arc<Shared>, Error>> + Send + Sync>),
-}
-
-type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
-
-impl std::fmt::Debug for SessionMiddleware {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.stores {
-            Stores::Shared(shared) => f.debug_tuple("SessionMiddleware").field(shared).finish(),
-            Stores::PerWorker(_) => f.write_str("SessionMiddleware(per worker)"),
-        }
-    }
+    shared: Arc<Shared>,
 }
 
 impl SessionMiddleware {
@@ -109,79 +86,28 @@ impl SessionMiddleware {
     /// ```
     pub fn new(store: impl SessionStore, config: SessionConfig) -> Self {
         SessionMiddleware {
-            stores: Stores::Shared(Shared::new(store, config)),
-        }
-    }
-
-    /// A middleware whose every worker makes its own store with
-    /// `make_store`, on the worker's own runtime, when actix-web starts it.
-    ///
-    /// actix-web runs each worker on a single-threaded runtime. A
-    /// [`RedisStore`](crate::RedisStore) connected before `HttpServer::new`
-    /// lives on the main thread's runtime, so every Redis reply crosses
-    /// threads twice (to that runtime, then back to the worker); a store per
-    /// worker keeps each request's Redis I/O on the thread that serves it.
-    /// Every store `make_store` returns must reach the same data (a new
-    /// connection to the same Redis, a clone of one `MemoryStore`): a
-    /// client's requests land on any worker. A worker whose store cannot be
-    /// made does not start (the error is logged).
-    ///
-    /// ```no_run
-    /// use actix_web::{web, App, HttpServer};
-    /// use sessionkit::{RedisStore, SessionConfig, SessionMiddleware};
-    ///
-    /// # async fn run() -> std::io::Result<()> {
-    /// let sessions = SessionMiddleware::per_worker(
-    ///     || RedisStore::connect("redis://127.0.0.1:6379/"),
-    ///     SessionConfig::default(),
-    /// );
-    /// HttpServer::new(move || App::new().wrap(sessions.clone()).route("/", web::get().to(|| async { "ok" })))
-    ///     .workers(2)
-    ///     .bind(("127.0.0.1", 3000))?
-    ///     .run()
-    ///     .await
-    /// # }
-    /// ```
-    pub fn per_worker<F, Fut, S>(make_store: F, config: SessionConfig) -> Self
-    where
-        F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<S, Error>> + 'static,
-        S: SessionStore,
-    {
-        let make = move || -> LocalBoxFuture<Result<Arc<Shared>, Error>> {
-            let store = make_store();
-            let config = config.clone();
-            Box::pin(async move { Ok(Shared::new(store.await?, config)) })
-        };
-        SessionMiddleware {
-            stores: Stores::PerWorker(Arc::new(make)),
+            shared: Shared::new(store, config),
         }
     }
 }
 
 impl<S, B> Transform<S, ServiceRequest> for SessionMiddleware
 where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
     S::Future: 'static,
     B: MessageBody,
 {
     type Transform = SessionMiddlewareService<S>;
     type InitError = ();
-    type Future = LocalBoxFuture<Result<Self::Transform, Self::InitError>>;
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
     type Response = ServiceResponse<EitherBody<B>>;
     type Error = actix_web::Error;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        let shared = match &self.stores {
-            Stores::Shared(shared) => Box::pin(ready(Ok(Arc::clone(shared)))),
-            Stores::PerWorker(make) => make(),
-        };
-        Box::pin(async move {
-            let shared = shared.await.map_err(|e| {
-                tracing::error!(error = %Chain(&e), "the session store for a worker could not be made");
-            })?;
-            Ok(SessionMiddlewareService { service, shared })
-        })
+        ready(Ok(SessionMiddlewareService {
+            service,
+            shared: Arc::clone(&self.shared),
+        }))
     }
 }
 
