@@ -520,3 +520,43 @@ async fn corrupt_record_after_reconnect_is_replaced() {
     assert!(keys.is_empty(), "the corrupt record is deleted: {keys:?}");
     assert_eq!(on_b.get("/write").await.body, "1");
 }
+
+fn app_user(redis: &RedisServer, rules: &[&str]) -> String {
+    let mut args = vec!["ACL", "SETUSER", "app", "on", ">secret", "~*", "+@all"];
+    args.extend_from_slice(rules);
+    let _: String = redis.cmd(&args);
+    format!("redis://app:secret@127.0.0.1:{}/", redis.port())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_permission_for_client_tracking_the_store_runs_uncached() {
+    let redis = RedisServer::start();
+    let url = app_user(&redis, &["-client"]);
+    let a = Instance::start(&url, Some(ClientCache::default())).await;
+    assert!(a.store.client_cache_stats().is_none(), "cache off");
+    let mut b = a.browser(None);
+    assert_eq!(b.get("/write").await.body, "1");
+    redis.reset_stats();
+    assert_eq!(b.get("/read").await.body, "1");
+    assert_eq!(redis.command_counts().get("hgetall"), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracking_refused_after_a_reconnect_degrades_to_uncached_loads() {
+    let redis = RedisServer::start();
+    let url = app_user(&redis, &[]);
+    let a = Instance::start(&url, Some(ClientCache::default())).await;
+    let mut b = a.browser(None);
+    assert_eq!(b.get("/write").await.body, "1");
+    let _: String = redis.cmd(&["ACL", "SETUSER", "app", "-client"]);
+    let _: i64 = redis.cmd(&["CLIENT", "KILL", "USER", "app"]);
+    poll(&mut b, "/read", BOUND, |r| r.status == 200 && r.body == "1").await;
+    // Loads work, but nothing is cached: each one goes to Redis.
+    let _: i64 = redis.cmd(&["HSET", &only_key(&redis), "d:count", "5"]);
+    redis.reset_stats();
+    for _ in 0..3 {
+        assert_eq!(b.get("/read").await.body, "5");
+    }
+    assert_eq!(redis.command_counts().get("hgetall"), Some(&3));
+    assert_eq!(b.get("/write").await.body, "6");
+}

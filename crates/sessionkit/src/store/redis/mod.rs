@@ -601,14 +601,7 @@ fn load_error(e: Error) -> Error {
     // data for this session, not an outage.
     if let Error::Unavailable(src) = &e {
         if let Some(re) = src.downcast_ref::<redis::RedisError>() {
-            // A pipelined HGETALL (the cache's) reports its error inside a
-            // pipeline error.
-            let in_pipeline = || {
-                re.clone()
-                    .into_server_errors()
-                    .is_some_and(|errs| errs.iter().any(|(_, e)| e.code() == "WRONGTYPE"))
-            };
-            if re.code() == Some("WRONGTYPE") || in_pipeline() {
+            if re.code() == Some("WRONGTYPE") {
                 return Error::Corrupt("key holds a non-hash value".to_owned());
             }
         }
@@ -617,27 +610,32 @@ fn load_error(e: Error) -> Error {
 }
 
 impl RedisStore {
-    /// One HGETALL; with the cache, tracking is re-enabled first (pipelined,
-    /// so on the same connection) when the cache does not know it is on.
-    async fn fetch(&self, key: &str, track: bool) -> Result<Value, Error> {
+    /// One HGETALL. With `track`, tracking is (re-)enabled first, pipelined
+    /// so that it is on the same connection; the flag says whether that
+    /// worked (if the server refuses it, the load still succeeds: the cache
+    /// just does not fill).
+    async fn fetch(&self, key: &str, track: bool) -> Result<(Value, bool), Error> {
         let mut conn = self.conn.clone();
-        let reply = if track {
-            let mut pipe = redis::pipe();
-            pipe.cmd("CLIENT")
-                .arg("TRACKING")
-                .arg("ON")
-                .arg("NOLOOP")
-                .ignore()
-                .cmd("HGETALL")
-                .arg(key);
-            self.bounded(pipe.query_async::<(Value,)>(&mut conn))
-                .await
-                .map(|(v,)| v)
-        } else {
+        if !track {
             let cmd = redis::cmd("HGETALL").arg(key).to_owned();
-            self.bounded(cmd.query_async(&mut conn)).await
-        };
-        reply.map_err(load_error)
+            let reply = self.bounded(cmd.query_async(&mut conn)).await;
+            return reply.map(|v| (v, false)).map_err(load_error);
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("CLIENT")
+            .arg("TRACKING")
+            .arg("ON")
+            .arg("NOLOOP")
+            .cmd("HGETALL")
+            .arg(key)
+            .ignore_errors();
+        let (tracking, reply): (redis::RedisResult<Value>, redis::RedisResult<Value>) =
+            self.bounded(pipe.query_async(&mut conn)).await?;
+        if let Err(e) = &tracking {
+            tracing::debug!(error = %e, "Redis refused CLIENT TRACKING; this load is not cached");
+        }
+        let reply = reply.map_err(|e| load_error(Error::unavailable(e)))?;
+        Ok((reply, tracking.is_ok()))
     }
 }
 
@@ -646,15 +644,15 @@ impl SessionStore for RedisStore {
         Box::pin(async move {
             let key = self.key(id);
             let Some(cache) = self.cache() else {
-                return decode_record(hash_reply(self.fetch(&key, false).await?)?);
+                return decode_record(hash_reply(self.fetch(&key, false).await?.0)?);
             };
             if let Some(record) = cache.get(&key) {
                 return Ok(Some(record));
             }
             let op = cache.begin(&key);
             let track = !cache.tracking(&op);
-            let reply = self.fetch(&key, track).await?;
-            if track {
+            let (reply, tracking) = self.fetch(&key, track).await?;
+            if tracking {
                 op.confirm_tracking();
             }
             let found = decode_revision(hash_reply(reply)?)?;
