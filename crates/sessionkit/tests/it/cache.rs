@@ -560,3 +560,33 @@ async fn tracking_refused_after_a_reconnect_degrades_to_uncached_loads() {
     assert_eq!(redis.command_counts().get("hgetall"), Some(&3));
     assert_eq!(b.get("/write").await.body, "6");
 }
+
+/// The classic client-side-caching race: a read is answered just before
+/// another client's write, whose invalidation is then handled before the
+/// read's reply is stored. (redis-rs 1.8's own cache stores that stale
+/// reply, and keeps it: Redis stops tracking a key once it has sent its
+/// invalidation.) Here the reply must not be stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_racing_a_foreign_write_never_leaves_a_stale_entry() {
+    let redis = RedisServer::start();
+    let (a, b) = (cached(&redis).await, cached(&redis).await);
+    let mut on_a = a.browser(None);
+    on_a.get("/write").await;
+    let mut on_b = b.browser(on_a.cookie.as_deref());
+    let key = only_key(&redis);
+    for n in 2..=150 {
+        // Make B's next read a miss, then race it against A's write.
+        let _: i64 = redis.cmd(&["HSET", &key, "m:touch", &n.to_string()]);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let mut reader = on_b.fork();
+        let race = tokio::spawn(async move { reader.get("/read").await });
+        let written = on_a.get("/write").await.body;
+        race.await.expect("reader");
+        poll(&mut on_b, "/read", BOUND, |r| r.body == written).await;
+    }
+    assert!(
+        b.stats().misses >= 149,
+        "the racing reads were misses: {:?}",
+        b.stats()
+    );
+}
