@@ -62,8 +62,13 @@ fn parse_value(config: &SessionConfig, value: &str) -> Option<Found> {
         _ => return None,
     }
     // Constant-time comparison (`verify_slice`) against every key.
-    let index = keys.iter().position(|k| mac(k, &id).is_some_and(|m| m.verify_slice(&raw).is_ok()))?;
-    Some(Found { id, resign: index > 0 })
+    let index = keys
+        .iter()
+        .position(|k| mac(k, &id).is_some_and(|m| m.verify_slice(&raw).is_ok()))?;
+    Some(Found {
+        id,
+        resign: index > 0,
+    })
 }
 
 fn mac(key: &[u8], id: &SessionId) -> Option<Hmac<Sha256>> {
@@ -128,7 +133,10 @@ mod tests {
         let config = SessionConfig::default();
         let id = SessionId::generate();
         let header = format!("a=b; session=junk; session={}", id.expose());
-        let found = Some(Found { id: id.clone(), resign: false });
+        let found = Some(Found {
+            id: id.clone(),
+            resign: false,
+        });
         assert_eq!(find_id(&config, [header.as_bytes()]), found);
         let quoted = format!("session=\"{}\"", id.expose());
         assert_eq!(find_id(&config, [quoted.as_bytes()]), found);
@@ -161,11 +169,20 @@ mod signing {
     use super::*;
 
     fn signed(keys: &[[u8; 32]]) -> SessionConfig {
-        SessionConfig::builder().with_signing_keys(keys).build().unwrap()
+        SessionConfig::builder()
+            .with_signing_keys(keys)
+            .build()
+            .unwrap()
     }
 
     fn cookie_value(set_cookie: &str) -> &str {
-        set_cookie.split(';').next().unwrap().split_once('=').unwrap().1
+        set_cookie
+            .split(';')
+            .next()
+            .unwrap()
+            .split_once('=')
+            .unwrap()
+            .1
     }
 
     #[test]
@@ -209,7 +226,10 @@ mod signing {
             let header = format!("session={bad}");
             assert_eq!(find_id(&config, [header.as_bytes()]), None, "{bad}");
         }
-        assert!(SessionConfig::builder().with_signing_keys([[0u8; 16]]).build().is_err());
+        assert!(SessionConfig::builder()
+            .with_signing_keys([[0u8; 16]])
+            .build()
+            .is_err());
         let debug = format!("{config:?}");
         assert!(!debug.contains("3, 3"), "keys in Debug: {debug}");
     }

@@ -70,8 +70,8 @@ mod session;
 pub mod store;
 
 pub use config::{
-    ConfigError, FailurePolicy, SameSite, SessionConfig, SessionConfigBuilder, DEFAULT_IDLE_LIFETIME,
-    DEFAULT_MAX_SIZE, DEFAULT_PERMANENT_LIFETIME, MIN_SIGNING_KEY_LEN,
+    ConfigError, FailurePolicy, SameSite, SessionConfig, SessionConfigBuilder,
+    DEFAULT_IDLE_LIFETIME, DEFAULT_MAX_SIZE, DEFAULT_PERMANENT_LIFETIME, MIN_SIGNING_KEY_LEN,
 };
 pub use error::{BoxError, Error};
 pub use id::{ParseIdError, SessionId, StorageId};

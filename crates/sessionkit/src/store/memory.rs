@@ -28,7 +28,10 @@ pub struct MemoryStore {
 enum Entry {
     Live(Record),
     /// Moved by `take`: forwards updates until `until_ms`.
-    Moved { to: StorageId, until_ms: u64 },
+    Moved {
+        to: StorageId,
+        until_ms: u64,
+    },
 }
 
 impl Entry {
@@ -109,7 +112,9 @@ impl SessionStore for MemoryStore {
         let mut inner = self.lock();
         let created = inner.entry(id, now).is_none();
         if created {
-            inner.entries.insert(id.clone(), Entry::Live(record.clone()));
+            inner
+                .entries
+                .insert(id.clone(), Entry::Live(record.clone()));
             inner.wrote(now);
         }
         Box::pin(async move { Ok(created) })

@@ -24,7 +24,6 @@ fn only_key(s: &Subject) -> String {
     keys.into_iter().next().unwrap_or_default()
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_redis_fails_fast_and_spares_sessionless_routes() {
     let s = redis_subject().await;
@@ -38,7 +37,10 @@ async fn stalled_redis_fails_fast_and_spares_sessionless_routes() {
     assert_eq!(r.status, 503, "{r:?}");
     assert_eq!(r.header("retry-after").as_deref(), Some("1"));
     assert!(r.body.is_empty(), "opaque to clients: {:?}", r.body);
-    assert!(took < Duration::from_millis(2500), "stalled Redis must not hang a request ({took:?})");
+    assert!(
+        took < Duration::from_millis(2500),
+        "stalled Redis must not hang a request ({took:?})"
+    );
     let r = b.get("/baseline").await;
     assert_eq!(r.status, 200, "a route without session use is unaffected");
 }
@@ -60,10 +62,17 @@ async fn redis_restart_recovers_without_app_restart() {
         if r.status == 200 {
             break;
         }
-        assert!(back.elapsed() < Duration::from_secs(2), "not recovered 2 s after Redis came back: {r:?}");
+        assert!(
+            back.elapsed() < Duration::from_secs(2),
+            "not recovered 2 s after Redis came back: {r:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(fresh.get("/write").await.body, "2", "writes work again after recovery");
+    assert_eq!(
+        fresh.get("/write").await.body,
+        "2",
+        "writes work again after recovery"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,13 +92,27 @@ async fn corrupt_records_are_replaced_by_a_fresh_session() {
         if corrupt[0] == "SET" {
             let _: i64 = redis.cmd(&["DEL", &key]);
         }
-        let args: Vec<&str> = corrupt.iter().map(|a| if *a == "{key}" { key.as_str() } else { a }).collect();
+        let args: Vec<&str> = corrupt
+            .iter()
+            .map(|a| if *a == "{key}" { key.as_str() } else { a })
+            .collect();
         let _: redis::Value = redis.cmd(&args);
         let r = b.get("/read").await;
-        assert_eq!((r.status, r.body.as_str()), (200, "0"), "{corrupt:?}: a fresh session");
-        assert!(s.keys().is_empty(), "{corrupt:?}: the corrupt record is deleted");
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (200, "0"),
+            "{corrupt:?}: a fresh session"
+        );
+        assert!(
+            s.keys().is_empty(),
+            "{corrupt:?}: the corrupt record is deleted"
+        );
         let r = b.get("/write").await;
-        assert_eq!((r.status, r.body.as_str()), (200, "1"), "{corrupt:?}: no 500 loop");
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (200, "1"),
+            "{corrupt:?}: no 500 loop"
+        );
         let _: String = redis.cmd(&["FLUSHALL"]);
     }
 }
@@ -105,7 +128,11 @@ async fn undecodable_value_is_dropped_not_a_500_loop() {
     let r = b.get("/read").await;
     assert_eq!((r.status, r.body.as_str()), (200, "0"), "{r:?}");
     assert_eq!(b.get("/write").await.body, "1");
-    assert_eq!(b.get("/get?key=keep").await.body, "yes", "the rest of the session is intact");
+    assert_eq!(
+        b.get("/get?key=keep").await.body,
+        "yes",
+        "the rest of the session is intact"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,7 +144,12 @@ async fn cycle_concurrent_with_writes_keeps_one_session_with_all_data() {
     for i in 0..20 {
         let mut tab = b.fork();
         writers.push(tokio::spawn(async move {
-            tab.get(&format!("/set?key=k{i}&value=v{i}&delay_ms={}", 20 + 10 * i)).await.status
+            tab.get(&format!(
+                "/set?key=k{i}&value=v{i}&delay_ms={}",
+                20 + 10 * i
+            ))
+            .await
+            .status
         }));
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -125,10 +157,14 @@ async fn cycle_concurrent_with_writes_keeps_one_session_with_all_data() {
     for w in writers {
         assert_eq!(w.await.expect("writer"), 200);
     }
-    let live: Vec<String> = s.keys().into_iter().filter(|k| {
-        let moved: Option<String> = server(&s).cmd(&["HGET", k, "m:moved"]);
-        moved.is_none()
-    }).collect();
+    let live: Vec<String> = s
+        .keys()
+        .into_iter()
+        .filter(|k| {
+            let moved: Option<String> = server(&s).cmd(&["HGET", k, "m:moved"]);
+            moved.is_none()
+        })
+        .collect();
     assert_eq!(live.len(), 1, "exactly one live session: {live:?}");
     assert_eq!(b.get("/whoami").await.body, "dana");
     for i in 0..20 {
@@ -148,7 +184,11 @@ async fn session_expiring_mid_request_is_not_recreated() {
     b.get("/set?key=a&value=1").await;
     let r = b.get("/set?key=b&value=2&delay_ms=700").await;
     assert_eq!(r.status, 200);
-    assert!(s.keys().is_empty(), "expired session recreated: {:?}", s.keys());
+    assert!(
+        s.keys().is_empty(),
+        "expired session recreated: {:?}",
+        s.keys()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,6 +243,13 @@ async fn failure_policy_closed_by_default_open_when_asked() {
     assert!(r.body.is_empty());
     let mut open = Browser::new(bases[1].clone(), "session").with_cookie(Some(&cookie));
     let r = open.get("/page").await;
-    assert_eq!((r.status, r.body.as_str()), (200, "page without personalisation"), "fail open");
-    assert!(r.set_cookies.is_empty(), "nothing written when failing open");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "page without personalisation"),
+        "fail open"
+    );
+    assert!(
+        r.set_cookies.is_empty(),
+        "nothing written when failing open"
+    );
 }

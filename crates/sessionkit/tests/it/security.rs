@@ -8,7 +8,6 @@ use axum::Router;
 use sessionkit::{MemoryStore, Session, SessionConfig, SessionLayer};
 use testkit::client::Browser;
 
-
 fn keys(keys: &[&[u8; 32]]) -> SessionConfig {
     SessionConfig::builder()
         .with_signing_keys(keys.iter().copied())
@@ -18,11 +17,20 @@ fn keys(keys: &[&[u8; 32]]) -> SessionConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotated_key_is_accepted_and_cookie_resigned() {
-    let (old, new) = (b"old-key-old-key-old-key-old-key!", b"new-key-new-key-new-key-new-key!");
+    let (old, new) = (
+        b"old-key-old-key-old-key-old-key!",
+        b"new-key-new-key-new-key-new-key!",
+    );
     let store = MemoryStore::new();
-    let before = testkit::serve_axum(testkit::contract::axum_router(store.clone(), keys(&[old]))).await;
-    let rotating = testkit::serve_axum(testkit::contract::axum_router(store.clone(), keys(&[new, old]))).await;
-    let after = testkit::serve_axum(testkit::contract::axum_router(store.clone(), keys(&[new]))).await;
+    let before =
+        testkit::serve_axum(testkit::contract::axum_router(store.clone(), keys(&[old]))).await;
+    let rotating = testkit::serve_axum(testkit::contract::axum_router(
+        store.clone(),
+        keys(&[new, old]),
+    ))
+    .await;
+    let after =
+        testkit::serve_axum(testkit::contract::axum_router(store.clone(), keys(&[new]))).await;
 
     let mut b = Browser::new(before, "session");
     b.get("/set?key=who&value=ann").await;
@@ -35,9 +43,16 @@ async fn rotated_key_is_accepted_and_cookie_resigned() {
     assert_eq!(r.set_cookies.len(), 1, "re-signed: {r:?}");
     let new_cookie = b.cookie.clone().expect("cookie");
     assert_ne!(new_cookie, old_cookie);
-    assert_eq!(new_cookie[..32], old_cookie[..32], "same session id, new signature");
+    assert_eq!(
+        new_cookie[..32],
+        old_cookie[..32],
+        "same session id, new signature"
+    );
     let r = b.get("/get?key=who").await;
-    assert!(r.set_cookies.is_empty(), "signed with the current key: nothing to do");
+    assert!(
+        r.set_cookies.is_empty(),
+        "signed with the current key: nothing to do"
+    );
 
     // Once the old key is retired, the re-signed cookie still works; the old one does not.
     let mut b = Browser::new(after.clone(), "session").with_cookie(Some(&new_cookie));
@@ -48,7 +63,9 @@ async fn rotated_key_is_accepted_and_cookie_resigned() {
 
 async fn elevate(session: Session) -> Result<&'static str, sessionkit::Error> {
     session.insert("role", "admin").await?;
-    session.set_absolute_lifetime(Some(Duration::from_millis(600))).await?;
+    session
+        .set_absolute_lifetime(Some(Duration::from_millis(600)))
+        .await?;
     Ok("ok")
 }
 
@@ -61,7 +78,10 @@ async fn per_session_absolute_lifetime_ends_an_active_session() {
     let app = Router::new()
         .route("/elevate", get(elevate))
         .route("/role", get(role))
-        .layer(SessionLayer::new(MemoryStore::new(), SessionConfig::default()));
+        .layer(SessionLayer::new(
+            MemoryStore::new(),
+            SessionConfig::default(),
+        ));
     let mut b = Browser::new(testkit::serve_axum(app).await, "session");
     b.get("/elevate").await;
     for _ in 0..3 {
