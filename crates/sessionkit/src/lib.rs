@@ -56,6 +56,9 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
+// Without a framework adapter nothing drives the lifecycle (it is still
+// compiled, so that store implementations can be built and tested alone).
+#![cfg_attr(not(any(feature = "tower", feature = "actix")), allow(dead_code))]
 
 mod config;
 mod cookie;

@@ -150,6 +150,7 @@ impl Finish {
     /// The reply for a session error a handler returns: an empty response
     /// with [`error_status`] (a 503 says when to retry). The client gets no
     /// detail; the log gets the whole error chain (which never holds an id).
+    #[cfg(any(feature = "axum", feature = "actix"))]
     pub(crate) fn handler_error(error: &Error) -> Self {
         crate::error::log(error, "session error in handler");
         Finish::bare(error_status(error))
@@ -192,6 +193,7 @@ impl Finish {
 
 /// The status answering a session error: 503 when the store is unavailable,
 /// 413 when the session is too large, 500 otherwise.
+#[cfg(any(feature = "axum", feature = "actix"))]
 pub(crate) fn error_status(error: &Error) -> u16 {
     if error.is_unavailable() {
         503
