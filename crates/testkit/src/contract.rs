@@ -193,3 +193,39 @@ async fn whoami(session: Session) -> Result<Reply> {
         None => Reply::status(401),
     })
 }
+
+/// What a test-bed server reads from its environment (CONTRACT.md):
+/// `PORT` (3000), `REDIS_URL` (redis://127.0.0.1:6379/), `SESSION_PREFIX`
+/// (the library's), and `CLIENT_CACHE=off` to run without the client cache.
+#[derive(Debug)]
+pub struct ServerEnv {
+    /// The port to listen on (127.0.0.1 only).
+    pub port: u16,
+    /// The store, connected.
+    pub store: sessionkit::RedisStore,
+}
+
+impl ServerEnv {
+    /// Reads the environment and connects the store.
+    ///
+    /// # Errors
+    ///
+    /// If Redis cannot be reached.
+    pub async fn from_env() -> Result<Self> {
+        let port: u16 = std::env::var("PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(3000);
+        let url =
+            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned());
+        let mut store = sessionkit::RedisStore::builder();
+        if let Ok(prefix) = std::env::var("SESSION_PREFIX") {
+            store = store.with_prefix(prefix);
+        }
+        if std::env::var("CLIENT_CACHE").is_ok_and(|v| v == "off") {
+            store = store.without_client_cache();
+        }
+        let store = store.connect(url.as_str()).await?;
+        Ok(ServerEnv { port, store })
+    }
+}

@@ -1,12 +1,12 @@
 //! sessionkit's test-bed server: `shared/bench/CONTRACT.md` on actix-web
-//! (2 workers sharing one store), with the library's defaults. `PORT` (3000), `REDIS_URL`
-//! (redis://127.0.0.1:6379/), `SESSION_PREFIX` (session:). Stops on SIGTERM
+//! (2 workers sharing one store), with the library's defaults; environment as
+//! in `testkit::contract::ServerEnv`. Stops on SIGTERM
 //! or SIGINT (actix-web's own signal handling).
 
 use std::process::ExitCode;
 
 use actix_web::{App, HttpServer};
-use sessionkit::{RedisStore, SessionConfig, SessionMiddleware};
+use sessionkit::{SessionConfig, SessionMiddleware};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -26,18 +26,10 @@ fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let port: u16 = std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(3000);
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned());
-    let mut store = RedisStore::builder();
-    if let Ok(prefix) = std::env::var("SESSION_PREFIX") {
-        store = store.with_prefix(prefix);
-    }
     // One store for both workers: one connection and one client cache, so a
     // write on one worker is the next read on the other.
-    let store = store.connect(url.as_str()).await?;
+    let testkit::contract::ServerEnv { port, store } =
+        testkit::contract::ServerEnv::from_env().await?;
     let sessions = SessionMiddleware::new(store, SessionConfig::default());
     let server = HttpServer::new(move || {
         App::new()

@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use sessionkit::{RedisStore, SessionConfig};
+use sessionkit::SessionConfig;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -36,19 +36,8 @@ fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let port: u16 = std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(3000);
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned());
-    let mut store = RedisStore::builder();
-    if let Ok(prefix) = std::env::var("SESSION_PREFIX") {
-        store = store.with_prefix(prefix);
-    }
-    if std::env::var("CLIENT_CACHE").is_ok_and(|v| v == "off") {
-        store = store.without_client_cache();
-    }
-    let store = store.connect(url.as_str()).await?;
+    let testkit::contract::ServerEnv { port, store } =
+        testkit::contract::ServerEnv::from_env().await?;
     let app = testkit::contract::axum_router(store, SessionConfig::default());
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     tracing::info!(port, "bench-server listening");
