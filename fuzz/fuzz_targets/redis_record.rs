@@ -24,6 +24,8 @@ enum Field<'a> {
     Expires,
     Permanent,
     Lifetime,
+    Absolute,
+    Revision,
     Moved,
     /// `d:` followed by these bytes.
     Data(&'a [u8]),
@@ -49,6 +51,8 @@ fn field(f: &Field<'_>) -> Vec<u8> {
         Field::Expires => b"m:expires".to_vec(),
         Field::Permanent => b"m:permanent".to_vec(),
         Field::Lifetime => b"m:lifetime".to_vec(),
+        Field::Absolute => b"m:absolute".to_vec(),
+        Field::Revision => b"m:rev".to_vec(),
         Field::Moved => b"m:moved".to_vec(),
         Field::Data(rest) => prefixed(b"d:", rest),
         Field::Meta(rest) => prefixed(b"m:", rest),
@@ -114,6 +118,11 @@ fuzz_target!(|input: Vec<(Field<'_>, Val<'_>)>| {
             );
             let lifetime = last(b"m:lifetime").and_then(num).filter(|&ms| ms > 0);
             assert_eq!(meta.lifetime_ms, lifetime);
+            let absolute = last(b"m:absolute").and_then(num).filter(|&ms| ms > 0);
+            assert_eq!(meta.absolute_ms, absolute);
+            if let Some(rev) = last(b"m:rev") {
+                assert!(num(rev).is_some(), "accepted a bad m:rev");
+            }
         }
     }
 });
