@@ -331,8 +331,12 @@ async fn save(inner: &Inner, state: &mut State) -> Result<Option<String>, Error>
     if state.data.is_empty() {
         return Ok(had_cookie.then(|| cookies::removal(config)));
     }
+    // The limit guards what requests add (checked on insert, and here for a
+    // new record). A cycled session's data is already stored and its old
+    // record already moved: refusing it now would lose the whole session,
+    // so it moves as it is.
     let size: usize = state.data.iter().map(|(k, v)| k.len() + v.len()).sum();
-    if size > config.max_size {
+    if size > config.max_size && new_id.is_none() {
         return Err(Error::TooLarge {
             size,
             limit: config.max_size,
