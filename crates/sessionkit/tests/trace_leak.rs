@@ -69,17 +69,7 @@ async fn serve(redis: &RedisServer, config: SessionConfig) -> String {
     let store = RedisStore::connect(redis.url())
         .await
         .unwrap_or_else(|e| panic!("connect to test redis: {e}"));
-    let app = testkit::contract::axum_router(store, config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("bind: {e}"));
-    let addr = listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("addr: {e}"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}")
+    testkit::serve_axum(testkit::contract::axum_router(store, config)).await
 }
 
 /// Every session cookie value the server set, and the values sent to it
