@@ -140,11 +140,26 @@ impl StorageId {
         &self.0
     }
 
-    /// A short prefix of the storage id for log lines: enough to correlate
-    /// events, too short to look anything up with.
-    pub fn short(&self) -> &str {
-        // Storage ids are ASCII; 10 chars is a safe char boundary.
-        self.0.get(..10).unwrap_or(&self.0)
+    /// A short tag for log lines: the first 10 base64url characters of
+    /// SHA-256(process salt ‖ storage id). It correlates one session's events
+    /// within a process, but matches nothing in Redis or in another
+    /// process's logs (the salt is random per process and never written).
+    pub fn short(&self) -> String {
+        static SALT: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
+        let salt = SALT.get_or_init(|| {
+            let mut salt = [0u8; 16];
+            // Without OS randomness the salt stays zero: the tag is then an
+            // unsalted hash of a hash, still no usable identifier.
+            let _ = rand::rngs::OsRng.try_fill_bytes(&mut salt);
+            salt
+        });
+        let digest = Sha256::new()
+            .chain_update(salt)
+            .chain_update(self.0.as_bytes())
+            .finalize();
+        let mut tag = URL_SAFE_NO_PAD.encode(digest);
+        tag.truncate(10);
+        tag
     }
 }
 
@@ -213,5 +228,12 @@ mod tests {
         assert!(!format!("{id:?}").contains(&id.expose()));
         let sid = id.storage_id();
         assert!(!format!("{sid:?}").contains(sid.as_str()));
+        let tag = sid.short();
+        assert_eq!(tag.len(), 10);
+        assert_eq!(tag, sid.short(), "stable within a process");
+        assert!(
+            !sid.as_str().contains(&tag),
+            "salted: not a prefix of the key"
+        );
     }
 }

@@ -75,12 +75,12 @@ pub(crate) async fn load(inner: &Inner, state: &mut State) -> Result<(), Error> 
         Ok(r) => r,
         Err(Error::Corrupt(why)) => {
             tracing::warn!(
-                storage = sid.short(),
+                storage = %sid.short(),
                 why,
                 "corrupt session record deleted; starting a fresh session"
             );
             if let Err(e) = store.delete(&sid).await {
-                tracing::warn!(storage = sid.short(), error = %Chain(&e), "could not delete corrupt session record");
+                tracing::warn!(storage = %sid.short(), error = %Chain(&e), "could not delete corrupt session record");
             }
             None
         }
@@ -98,7 +98,7 @@ pub(crate) async fn load(inner: &Inner, state: &mut State) -> Result<(), Error> 
         }
         Some(_) => {
             // Past a stored deadline even if the TTL was extended by hand.
-            tracing::debug!(storage = sid.short(), "session past its deadline deleted");
+            tracing::debug!(storage = %sid.short(), "session past its deadline deleted");
             store.delete(&sid).await?;
             state.fresh(now);
         }
@@ -416,7 +416,7 @@ async fn update_existing(
         _ => {
             // Deleted meanwhile (logout elsewhere, expiry): never resurrect.
             tracing::debug!(
-                storage = sid.short(),
+                storage = %sid.short(),
                 "session gone before save; changes dropped"
             );
             None
