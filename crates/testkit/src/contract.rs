@@ -229,3 +229,15 @@ impl ServerEnv {
         Ok(ServerEnv { port, store })
     }
 }
+
+/// Logs of a test-bed server: to stderr, filtered by `RUST_LOG` (default
+/// `warn`, so nothing per request).
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}

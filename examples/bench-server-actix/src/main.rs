@@ -9,13 +9,7 @@ use actix_web::{App, HttpServer};
 use sessionkit::{SessionConfig, SessionMiddleware};
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    testkit::contract::init_tracing();
     match actix_web::rt::System::new().block_on(run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
