@@ -376,11 +376,16 @@ async fn update_existing(
     if !changed && !touch_due {
         return Ok(None);
     }
+    // A data change inside the touch interval keeps the stored expiry, as a
+    // read does: the idle deadline is exact to within one touch interval,
+    // and the save skips PEXPIREAT. New flags (permanence, an absolute
+    // lifetime) may move the deadline either way, so they always set it.
+    let moves_deadline = touch_due || state.meta_changed;
     let mut changes = Changes {
         set: Vec::new(),
         remove: Vec::new(),
         flags: state.meta_changed.then_some(state.meta),
-        expires_ms: Some(new_deadline),
+        expires_ms: moves_deadline.then_some(new_deadline),
         delete_if_empty: state.data.is_empty(),
     };
     for key in &state.dirty {
@@ -390,7 +395,9 @@ async fn update_existing(
         }
     }
     Ok(match store.update(sid, &changes).await? {
-        UpdateOutcome::Saved if state.meta.permanent || state.meta_changed => {
+        // A permanent session's cookie carries its deadline: re-sent when
+        // the deadline moved.
+        UpdateOutcome::Saved if moves_deadline && (state.meta.permanent || state.meta_changed) => {
             // The cookie id is the one the request came with (existing ⇒ incoming).
             inner
                 .incoming

@@ -12,3 +12,4 @@ mod cache;
 mod conformance;
 mod reliability;
 mod security;
+mod store;

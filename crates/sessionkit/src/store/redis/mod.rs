@@ -19,12 +19,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, IntoConnectionInfo, ProtocolVersion, PushInfo, Script, Value};
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use redis::{
+    Client, Cmd, ErrorKind, IntoConnectionInfo, ProtocolVersion, PushInfo, RedisWrite as _, Script,
+    ServerErrorKind, Value,
+};
 
 use super::{BoxFuture, Changes, Meta, Record, SessionStore, UpdateOutcome, LAYOUT_VERSION};
 use crate::{Error, StorageId};
 
 mod cache;
+mod dump;
 mod lru;
 
 use cache::{Cache, Outcome};
@@ -62,6 +69,8 @@ pub struct RedisStore {
     save: Script,
     take: Script,
     cache: Option<Arc<Cached>>,
+    /// Whether creates use `RESTORE` (cleared for good if the server refuses it).
+    restore: Arc<AtomicBool>,
 }
 
 /// The client cache and its heartbeat, which stops with the last clone of
@@ -256,14 +265,11 @@ impl RedisStoreBuilder {
             });
         let mut conn = self.connection(client, config).await?;
         let epoch = cache.epoch();
-        let tracking = redis::cmd("CLIENT")
-            .arg("TRACKING")
-            .arg("ON")
-            .arg("NOLOOP")
-            .to_owned();
+        let mut tracking = redis::pipe();
+        track_keys(&mut tracking);
         match tokio::time::timeout(
             self.response_timeout,
-            tracking.query_async::<Value>(&mut conn),
+            tracking.query_async::<(Value,)>(&mut conn),
         )
         .await
         {
@@ -293,6 +299,7 @@ impl RedisStoreBuilder {
             save: Script::new(include_str!("save.lua")),
             take: Script::new(include_str!("take.lua")),
             cache,
+            restore: Arc::new(AtomicBool::new(true)),
         };
         // Load the scripts now, so that the first request's save is one EVALSHA.
         // (After a Redis restart, redis-rs reloads them on NOSCRIPT.)
@@ -304,6 +311,16 @@ impl RedisStoreBuilder {
         }
         Ok(store)
     }
+}
+
+/// Appends to `pipe` the command that (re-)enables tracking on the
+/// connection: Redis then remembers each session key this connection reads
+/// and reports any change to it by another client. (Broadcast mode would
+/// spare the read-back after a write, but Redis 7 reports a script's writes
+/// to the NOLOOP client that ran the script, which would undo every
+/// write-through.) One reply.
+fn track_keys(pipe: &mut redis::Pipeline) {
+    pipe.cmd("CLIENT").arg("TRACKING").arg("ON").arg("NOLOOP");
 }
 
 /// Whether a connection error says the server does not do RESP3 client
@@ -414,69 +431,182 @@ impl RedisStore {
         result
     }
 
-    async fn run_save(&self, key: String, args: SaveArgs<'_>) -> Result<Value, Error> {
-        let mut inv = self.save.key(key);
-        match args.expires_ms {
-            Some(ms) => inv.arg(args.mode).arg(ms),
-            None => inv.arg(args.mode).arg(""),
-        };
-        let flags = match (args.delete_if_empty, self.cache.is_some()) {
-            (true, true) => "et",
-            (true, false) => "e",
-            (false, true) => "t",
-            (false, false) => "",
-        };
-        inv.arg(flags).arg(args.pairs.len());
-        for (f, v) in &args.pairs {
-            inv.arg(f.as_bytes()).arg(*v);
-        }
-        for f in &args.remove {
-            inv.arg(f.as_str());
-        }
+    /// Runs a script command built by [`script_cmd`]; if Redis lost the
+    /// script (a restart, `SCRIPT FLUSH`), loads it and sends the command again.
+    async fn eval(&self, script: &Script, cmd: &Cmd) -> Result<Value, Error> {
         let mut conn = self.conn.clone();
-        self.bounded(inv.invoke_async::<Value>(&mut conn)).await
+        match self
+            .bounded_raw(cmd.query_async::<Value>(&mut conn))
+            .await?
+        {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                self.bounded(script.prepare_invoke().load_async(&mut conn))
+                    .await?;
+                self.bounded(cmd.query_async::<Value>(&mut conn)).await
+            }
+            result => {
+                let result = result.map_err(Error::unavailable);
+                if let (Some(cache), Err(_)) = (self.cache(), &result) {
+                    cache.flush();
+                }
+                result
+            }
+        }
+    }
+
+    /// Runs one Redis call within the response timeout, and returns the
+    /// server's answer, error replies included, for the caller to judge.
+    /// No answer (a timeout, a broken connection) is an error, and flushes
+    /// the cache; an answer proves the invalidation stream alive.
+    async fn bounded_raw<T>(
+        &self,
+        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<redis::RedisResult<T>, Error> {
+        let result = match tokio::time::timeout(self.timeout, fut).await {
+            Ok(Err(e)) if !matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension) => {
+                Err(Error::unavailable(e))
+            }
+            Ok(answer) => Ok(answer),
+            Err(elapsed) => Err(Error::unavailable(elapsed)),
+        };
+        if let Some(cache) = self.cache() {
+            match result {
+                Ok(_) => cache.alive(),
+                Err(_) => cache.flush(),
+            }
+        }
+        result
+    }
+
+    /// Creates with one `RESTORE` (see [`dump`]); `None` if this server
+    /// refuses RESTORE (an ACL without `@dangerous`, a renamed command, a
+    /// payload it cannot read), which switches this store to the save script.
+    async fn restore(&self, key: &str, record: &Record) -> Result<Option<bool>, Error> {
+        let mut cmd = redis::cmd("RESTORE");
+        cmd.arg(key)
+            .arg(record.meta.expires_ms)
+            .arg(&dump_record(record)[..])
+            .arg("ABSTTL");
+        let mut conn = self.conn.clone();
+        match self
+            .bounded_raw(cmd.query_async::<Value>(&mut conn))
+            .await?
+        {
+            Ok(_) => Ok(Some(true)),
+            Err(e) if e.code() == Some("BUSYKEY") => Ok(Some(false)),
+            // Not permitted, unknown (renamed away), or a payload this server
+            // cannot read: all answered with NOPERM or ERR. Anything else
+            // (LOADING, READONLY, OOM…) is a state of the server, not a refusal.
+            Err(e) if !matches!(e.code(), Some("NOPERM" | "ERR")) => Err(Error::unavailable(e)),
+            Err(e) => {
+                self.restore.store(false, Ordering::Relaxed);
+                tracing::warn!(
+                    error = %e,
+                    "Redis refused RESTORE; sessions are created with the save script from now on"
+                );
+                Ok(None)
+            }
+        }
     }
 }
 
-struct SaveArgs<'a> {
-    mode: &'static str,
-    expires_ms: Option<u64>,
-    delete_if_empty: bool,
-    pairs: Vec<(String, &'a [u8])>,
-    remove: Vec<String>,
+/// `d:<key>`, as one argument.
+fn data_arg(cmd: &mut Cmd, key: &str) {
+    let mut w = cmd.writer_for_next_arg();
+    // Writing into a command's buffer extends a Vec: it cannot fail.
+    let _ = w.write_all(DATA.as_bytes());
+    let _ = w.write_all(key.as_bytes());
 }
 
-/// Metadata fields as written: `m:v` and `m:created` only on create,
+/// The metadata fields a save writes: `m:v` and `m:created` only on create,
 /// `m:expires` when the expiry changes, the flags on create or when changed.
-fn meta_pairs(
+/// Numbers are decimal; 0 means "none".
+fn meta_fields(
     meta: Option<&Meta>,
     on_create: bool,
     expires: Option<u64>,
-) -> Vec<(String, Vec<u8>)> {
-    let mut v = Vec::with_capacity(5);
+    mut field: impl FnMut(&'static str, &[u8]),
+) {
+    let mut num = itoa::Buffer::new();
     if let Some(ms) = expires {
-        v.push(("m:expires".to_owned(), ms.to_string().into_bytes()));
+        field("m:expires", num.format(ms).as_bytes());
     }
-    let Some(meta) = meta else { return v };
+    let Some(meta) = meta else { return };
     if on_create {
-        v.push(("m:v".to_owned(), LAYOUT_VERSION.to_string().into_bytes()));
-        let created = meta.created_ms.to_string().into_bytes();
-        v.push(("m:created".to_owned(), created));
+        field("m:v", num.format(LAYOUT_VERSION).as_bytes());
+        field("m:created", num.format(meta.created_ms).as_bytes());
     }
-    let permanent = if meta.permanent { "1" } else { "0" };
-    v.push(("m:permanent".to_owned(), permanent.as_bytes().to_vec()));
-    let absolute = meta.absolute_ms.unwrap_or(0).to_string().into_bytes();
-    v.push(("m:absolute".to_owned(), absolute));
-    let lifetime = meta.lifetime_ms.unwrap_or(0).to_string().into_bytes();
-    v.push(("m:lifetime".to_owned(), lifetime));
-    v
+    field("m:permanent", if meta.permanent { b"1" } else { b"0" });
+    field(
+        "m:absolute",
+        num.format(meta.absolute_ms.unwrap_or(0)).as_bytes(),
+    );
+    field(
+        "m:lifetime",
+        num.format(meta.lifetime_ms.unwrap_or(0)).as_bytes(),
+    );
 }
 
-fn data_field(key: &str) -> String {
-    let mut f = String::with_capacity(DATA.len() + key.len());
-    f.push_str(DATA);
-    f.push_str(key);
-    f
+/// How many fields [`meta_fields`] writes.
+fn meta_count(meta: Option<&Meta>, on_create: bool, expires: Option<u64>) -> usize {
+    let mut n = 0;
+    meta_fields(meta, on_create, expires, |_, _| n += 1);
+    n
+}
+
+/// A new record as a `RESTORE` payload, revision 1 (as the save script's create).
+fn dump_record(record: &Record) -> Vec<u8> {
+    let expires = Some(record.meta.expires_ms);
+    let fields = record.data.len() + meta_count(Some(&record.meta), true, expires) + 1;
+    let size: usize = record.data.iter().map(|(k, v)| k.len() + v.len() + 8).sum();
+    let mut dump = dump::HashDump::new(fields, size + 160);
+    for (k, v) in &record.data {
+        dump.field(&[DATA.as_bytes(), k.as_bytes()], v);
+    }
+    meta_fields(Some(&record.meta), true, expires, |f, v| {
+        dump.field(&[f.as_bytes()], v);
+    });
+    dump.field(&[b"m:rev"], b"1");
+    dump.finish()
+}
+
+/// One save, as the script takes it (see `save.lua`).
+struct Save<'a, I> {
+    /// Create (refuse if the key exists) rather than update.
+    create: bool,
+    expires: Option<u64>,
+    /// The script's flags argument: `e`, `t`.
+    script_flags: &'static str,
+    /// Metadata to write: all of it on create, the flags when they changed.
+    meta: Option<&'a Meta>,
+    set: I,
+    remove: &'a [&'a str],
+}
+
+impl<'a, I: ExactSizeIterator<Item = (&'a str, &'a [u8])>> Save<'a, I> {
+    /// The EVALSHA command.
+    fn cmd(self, script: &Script, key: &str) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.get_hash()).arg(1).arg(key);
+        cmd.arg(if self.create { "c" } else { "u" });
+        match self.expires {
+            Some(ms) => cmd.arg(ms),
+            None => cmd.arg(""),
+        };
+        cmd.arg(self.script_flags);
+        cmd.arg(self.set.len() + meta_count(self.meta, self.create, self.expires));
+        for (k, v) in self.set {
+            data_arg(&mut cmd, k);
+            cmd.arg(v);
+        }
+        meta_fields(self.meta, self.create, self.expires, |f, v| {
+            cmd.arg(f).arg(v);
+        });
+        for k in self.remove {
+            data_arg(&mut cmd, k);
+        }
+        cmd
+    }
 }
 
 /// Decodes an HGETALL reply into a record; `None` for no record or for the
@@ -622,13 +752,8 @@ impl RedisStore {
             return reply.map(|v| (v, false)).map_err(load_error);
         }
         let mut pipe = redis::pipe();
-        pipe.cmd("CLIENT")
-            .arg("TRACKING")
-            .arg("ON")
-            .arg("NOLOOP")
-            .cmd("HGETALL")
-            .arg(key)
-            .ignore_errors();
+        track_keys(&mut pipe);
+        pipe.cmd("HGETALL").arg(key).ignore_errors();
         let (tracking, reply): (redis::RedisResult<Value>, redis::RedisResult<Value>) =
             self.bounded(pipe.query_async(&mut conn)).await?;
         if let Err(e) = &tracking {
@@ -667,27 +792,36 @@ impl SessionStore for RedisStore {
         record: &'a Record,
     ) -> BoxFuture<'a, Result<bool, Error>> {
         Box::pin(async move {
-            let meta = meta_pairs(Some(&record.meta), true, Some(record.meta.expires_ms));
-            let mut pairs: Vec<(String, &[u8])> = record
-                .data
-                .iter()
-                .map(|(k, v)| (data_field(k), v.as_slice()))
-                .collect();
-            pairs.extend(meta.iter().map(|(k, v)| (k.clone(), v.as_slice())));
-            let args = SaveArgs {
-                mode: "c",
-                expires_ms: Some(record.meta.expires_ms),
-                delete_if_empty: false,
-                pairs,
-                remove: Vec::new(),
-            };
             let key = self.key(id);
             let op = self.cache().map(|c| c.begin(&key));
-            let reply = save_reply(self.run_save(key, args).await?)?;
+            let restored = if self.restore.load(Ordering::Relaxed) {
+                self.restore(&key, record).await?
+            } else {
+                None
+            };
+            // A restored key is not tracked (this connection never read
+            // it): it is not cached, and the first load will track it.
+            // The script path reads it back and caches it.
+            let (reply, tracked) = match restored {
+                Some(true) => (SaveReply::Saved(1), false),
+                Some(false) => (SaveReply::Exists, false),
+                None => {
+                    let save = Save {
+                        create: true,
+                        expires: Some(record.meta.expires_ms),
+                        script_flags: if op.is_some() { "t" } else { "" },
+                        meta: Some(&record.meta),
+                        set: record.data.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+                        remove: &[],
+                    };
+                    let cmd = save.cmd(&self.save, &key);
+                    (save_reply(self.eval(&self.save, &cmd).await?)?, true)
+                }
+            };
             let created = matches!(reply, SaveReply::Saved(_));
             if let Some(op) = op {
                 op.finish(match reply {
-                    SaveReply::Saved(rev) => Outcome::Created(record, rev),
+                    SaveReply::Saved(rev) if tracked => Outcome::Created(record, rev),
                     _ => Outcome::Dropped,
                 });
             }
@@ -701,23 +835,23 @@ impl SessionStore for RedisStore {
         changes: &'a Changes<'a>,
     ) -> BoxFuture<'a, Result<UpdateOutcome, Error>> {
         Box::pin(async move {
-            let meta = meta_pairs(changes.flags.as_ref(), false, changes.expires_ms);
-            let mut pairs: Vec<(String, &[u8])> = changes
-                .set
-                .iter()
-                .map(|(k, v)| (data_field(k), *v))
-                .collect();
-            pairs.extend(meta.iter().map(|(k, v)| (k.clone(), v.as_slice())));
-            let args = SaveArgs {
-                mode: "u",
-                expires_ms: changes.expires_ms,
-                delete_if_empty: changes.delete_if_empty,
-                pairs,
-                remove: changes.remove.iter().map(|k| data_field(k)).collect(),
-            };
             let key = self.key(id);
+            let save = Save {
+                create: false,
+                expires: changes.expires_ms,
+                script_flags: match (changes.delete_if_empty, self.cache.is_some()) {
+                    (true, true) => "et",
+                    (true, false) => "e",
+                    (false, true) => "t",
+                    (false, false) => "",
+                },
+                meta: changes.flags.as_ref(),
+                set: changes.set.iter().copied(),
+                remove: &changes.remove,
+            };
+            let cmd = save.cmd(&self.save, &key);
             let op = self.cache().map(|c| c.begin(&key));
-            let reply = save_reply(self.run_save(key, args).await?)?;
+            let reply = save_reply(self.eval(&self.save, &cmd).await?)?;
             if let Some(op) = op {
                 op.finish(match reply {
                     SaveReply::Saved(rev) => Outcome::Updated(changes, rev),

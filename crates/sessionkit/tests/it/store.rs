@@ -1,0 +1,138 @@
+//! The Redis store's create path, called directly: one `RESTORE` that
+//! never overwrites, the same layout as the save script, and the script as
+//! the fallback where `RESTORE` is not allowed.
+
+use std::collections::HashMap;
+
+use sessionkit::store::{Meta, Record, SessionStore};
+use sessionkit::{RedisStore, SessionId};
+use testkit::RedisServer;
+
+fn record(user: &str) -> Record {
+    let now = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    Record {
+        data: HashMap::from([
+            ("user".to_owned(), format!("\"{user}\"").into_bytes()),
+            // A value past the 63-byte short-length form of the payload.
+            (
+                "bio".to_owned(),
+                format!("\"{}\"", "x".repeat(300)).into_bytes(),
+            ),
+        ]),
+        meta: Meta {
+            created_ms: now,
+            expires_ms: now + 86_400_000,
+            permanent: true,
+            lifetime_ms: Some(86_400_000),
+            absolute_ms: None,
+        },
+    }
+}
+
+/// A store that may not use RESTORE (an ACL without it).
+async fn store_without_restore(redis: &RedisServer) -> RedisStore {
+    let _: String = redis.cmd(&[
+        "ACL", "SETUSER", "app", "on", ">secret", "~*", "+@all", "-restore",
+    ]);
+    let url = format!("redis://app:secret@127.0.0.1:{}/", redis.port());
+    RedisStore::connect(url.as_str()).await.unwrap()
+}
+
+fn hash(redis: &RedisServer, id: &SessionId) -> HashMap<String, String> {
+    redis.cmd(&["HGETALL", &format!("session:{}", id.storage_id())])
+}
+
+#[tokio::test]
+async fn create_is_one_restore_and_never_overwrites() {
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(redis.url().as_str()).await.unwrap();
+    let id = SessionId::generate();
+    let first = record("ann");
+    redis.reset_stats();
+    assert!(store.create(&id.storage_id(), &first).await.unwrap());
+    assert_eq!(
+        redis.command_counts(),
+        HashMap::from([("restore".to_owned(), 1)])
+    );
+    assert!(
+        !store
+            .create(&id.storage_id(), &record("eve"))
+            .await
+            .unwrap(),
+        "a second create under the same id is refused"
+    );
+    let loaded = store.load(&id.storage_id()).await.unwrap().unwrap();
+    assert_eq!(loaded.data, first.data, "the first record is intact");
+    assert_eq!(loaded.meta, first.meta);
+    let key = format!("session:{}", id.storage_id());
+    let expire_at: i64 = redis.cmd(&["PEXPIRETIME", &key]);
+    assert_eq!(expire_at, i64::try_from(first.meta.expires_ms).unwrap());
+}
+
+#[tokio::test]
+async fn restored_and_scripted_records_are_identical() {
+    let redis = RedisServer::start();
+    let restoring = RedisStore::connect(redis.url().as_str()).await.unwrap();
+    let scripting = store_without_restore(&redis).await;
+    let r = record("ann");
+    let (a, b) = (SessionId::generate(), SessionId::generate());
+    assert!(restoring.create(&a.storage_id(), &r).await.unwrap());
+    assert!(scripting.create(&b.storage_id(), &r).await.unwrap());
+    let (ha, hb) = (hash(&redis, &a), hash(&redis, &b));
+    assert!(
+        ha.contains_key("m:rev") && ha.contains_key("d:bio"),
+        "{ha:?}"
+    );
+    assert_eq!(ha, hb, "same fields, same values");
+    let encoding = |id: &SessionId| -> String {
+        redis.cmd(&[
+            "OBJECT",
+            "ENCODING",
+            &format!("session:{}", id.storage_id()),
+        ])
+    };
+    assert_eq!(encoding(&a), encoding(&b), "same encoding");
+    // Redis re-encodes a restored hash by its own rules: compact when small.
+    let mut small = r.clone();
+    small.data.remove("bio");
+    let c = SessionId::generate();
+    assert!(restoring.create(&c.storage_id(), &small).await.unwrap());
+    assert_eq!(encoding(&c), "listpack");
+    assert_eq!(
+        encoding(&a),
+        "hashtable",
+        "a 300-byte value is not listpack-sized"
+    );
+}
+
+#[tokio::test]
+async fn where_restore_is_denied_the_script_creates() {
+    let redis = RedisServer::start();
+    let store = store_without_restore(&redis).await;
+    for user in ["ann", "bob", "cy"] {
+        let id = SessionId::generate();
+        assert!(store.create(&id.storage_id(), &record(user)).await.unwrap());
+        let loaded = store.load(&id.storage_id()).await.unwrap().unwrap();
+        assert_eq!(loaded.data, record(user).data);
+        let again = store
+            .create(&id.storage_id(), &record("eve"))
+            .await
+            .unwrap();
+        assert!(!again, "the script refuses to overwrite too");
+    }
+    let stats: String = redis.cmd(&["INFO", "commandstats"]);
+    let restore = stats
+        .lines()
+        .find(|l| l.starts_with("cmdstat_restore:"))
+        .unwrap_or_default();
+    assert!(
+        restore.contains("rejected_calls=1,"),
+        "RESTORE was tried once, then no more: {restore}"
+    );
+}
