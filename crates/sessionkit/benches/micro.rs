@@ -9,7 +9,8 @@
 //!   building the signed `Set-Cookie` value.
 //! - `record`: decoding a Redis `HGETALL` reply (9 field/value pairs: the
 //!   seven `m:` metadata fields and two JSON `d:` values) into a record, as
-//!   every Redis load does.
+//!   every Redis load does; and `encode`: the same record as the `RESTORE`
+//!   payload that creates a new session.
 //! - `lifecycle`: one request through the tower middleware ([`SessionLayer`]
 //!   on a [`MemoryStore`], signed cookies, a `service_fn` handler):
 //!   `new_insert` (no cookie, handler inserts a key: create + `Set-Cookie`),
@@ -164,14 +165,14 @@ fn record(c: &mut Criterion) {
         b.iter_batched(|| reply.clone(), decode_record, BatchSize::SmallInput)
     });
 
-    // ---- ENCODE BENCH: PLACEHOLDER -------------------------------------
-    // `record/encode` goes here once `sessionkit::fuzzing` exposes the
-    // record encoder (the new-session payload built by the Redis store).
-    // Encode the record `decode_record(hgetall_reply())` yields, e.g.:
-    //
-    //     let rec = decode_record(hgetall_reply()).ok().flatten().unwrap_or_default();
-    //     g.bench_function("encode", |b| b.iter(|| encode_record(black_box(&rec))));
-    // ---------------------------------------------------------------------
+    // The same record as a new session's RESTORE payload (the create path).
+    let rec = decode_record(hgetall_reply())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    g.bench_function("encode", |b| {
+        b.iter(|| sessionkit::fuzzing::encode_new_record(black_box(&rec)))
+    });
 
     g.finish();
 }

@@ -50,3 +50,10 @@ pub fn decode_record(
 ) -> Result<Option<crate::store::Record>, crate::Error> {
     crate::store::redis::decode_record(fields)
 }
+
+/// The Redis record encoder of a new session: the `RESTORE` payload (Redis's
+/// `DUMP` format) that creates the record's hash in one command.
+#[cfg(feature = "redis")]
+pub fn encode_new_record(record: &crate::store::Record) -> Vec<u8> {
+    crate::store::redis::dump_record(record)
+}

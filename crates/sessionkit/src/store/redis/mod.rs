@@ -555,7 +555,7 @@ fn meta_count(meta: Option<&Meta>, on_create: bool, expires: Option<u64>) -> usi
 }
 
 /// A new record as a `RESTORE` payload, revision 1 (as the save script's create).
-fn dump_record(record: &Record) -> Vec<u8> {
+pub(crate) fn dump_record(record: &Record) -> Vec<u8> {
     let expires = Some(record.meta.expires_ms);
     let fields = record.data.len() + meta_count(Some(&record.meta), true, expires) + 1;
     let size: usize = record.data.iter().map(|(k, v)| k.len() + v.len() + 8).sum();
