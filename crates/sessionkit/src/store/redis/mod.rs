@@ -417,22 +417,12 @@ impl RedisStore {
         &self,
         fut: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, Error> {
-        let result = match tokio::time::timeout(self.timeout, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(Error::unavailable(e)),
-            Err(elapsed) => Err(Error::unavailable(elapsed)),
-        };
-        if let Some(cache) = self.cache() {
-            match result {
-                Ok(_) => cache.alive(),
-                Err(_) => cache.flush(),
-            }
-        }
-        result
+        let answer = self.bounded_raw(fut).await?;
+        self.failed_on_error(answer)
     }
 
-    /// Runs a script command built by [`script_cmd`]; if Redis lost the
-    /// script (a restart, `SCRIPT FLUSH`), loads it and sends the command again.
+    /// Runs a save command built by [`Save::cmd`]; if Redis lost the script
+    /// (a restart, `SCRIPT FLUSH`), loads it and sends the command again.
     async fn eval(&self, script: &Script, cmd: &Cmd) -> Result<Value, Error> {
         let mut conn = self.conn.clone();
         match self
@@ -444,14 +434,19 @@ impl RedisStore {
                     .await?;
                 self.bounded(cmd.query_async::<Value>(&mut conn)).await
             }
-            result => {
-                let result = result.map_err(Error::unavailable);
-                if let (Some(cache), Err(_)) = (self.cache(), &result) {
-                    cache.flush();
-                }
-                result
-            }
+            answer => self.failed_on_error(answer),
         }
+    }
+
+    /// An error reply is a failed call: with the cache, the outcome of a
+    /// write is unknown, so everything cached goes.
+    fn failed_on_error<T>(&self, answer: redis::RedisResult<T>) -> Result<T, Error> {
+        answer.map_err(|e| {
+            if let Some(cache) = self.cache() {
+                cache.flush();
+            }
+            Error::unavailable(e)
+        })
     }
 
     /// Runs one Redis call within the response timeout, and returns the
