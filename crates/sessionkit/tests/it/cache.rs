@@ -345,7 +345,7 @@ async fn expiry_in_redis_reaches_the_cache() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cached_read_costs_no_redis_command_and_write_one_script_call() {
+async fn cached_read_costs_no_redis_command_and_write_one_transaction() {
     let redis = RedisServer::start();
     let a = cached(&redis).await;
     let mut on_a = a.browser(None);
@@ -362,13 +362,13 @@ async fn cached_read_costs_no_redis_command_and_write_one_script_call() {
     }
     let c = redis.command_counts();
     assert_eq!(
-        c.get("evalsha"),
-        Some(&5),
-        "one script call per write: {c:?}"
+        (c.get("multi"), c.get("exec")),
+        (Some(&5), Some(&5)),
+        "one transaction per write: {c:?}"
     );
     assert_eq!(c.get("hgetall"), None, "no load: {c:?}");
-    // The script's own commands, and nothing else.
-    let top_level: u64 = ["evalsha", "hmget", "hset", "pexpireat", "exists"]
+    // The transactions' own commands, and nothing else.
+    let top_level: u64 = ["multi", "hmget", "hincrby", "hset", "exists", "exec"]
         .iter()
         .map(|k| c.get(*k).copied().unwrap_or(0))
         .sum();
@@ -391,11 +391,7 @@ async fn write_after_a_foreign_change_loads_again() {
     redis.reset_stats();
     assert_eq!(on_b.get("/write").await.body, "4");
     let c = redis.command_counts();
-    assert_eq!(
-        (c.get("hgetall"), c.get("evalsha")),
-        (None, Some(&1)),
-        "{c:?}"
-    );
+    assert_eq!((c.get("hgetall"), c.get("exec")), (None, Some(&1)), "{c:?}");
     poll(&mut on_a, "/read", BOUND, |r| r.body == "4").await;
     redis.reset_stats();
     let _: i64 = redis.cmd(&["HSET", &only_key(&redis), "d:count", "10"]);
@@ -404,7 +400,7 @@ async fn write_after_a_foreign_change_loads_again() {
     assert_eq!(on_a.get("/write").await.body, "11");
     let c = redis.command_counts();
     assert_eq!(
-        (c.get("hgetall"), c.get("evalsha")),
+        (c.get("hgetall"), c.get("exec")),
         (Some(&1), Some(&1)),
         "{c:?}"
     );

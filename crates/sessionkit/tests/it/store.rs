@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use sessionkit::store::{Meta, Record, SessionStore};
+use sessionkit::store::{Changes, Meta, Record, SessionStore, UpdateOutcome};
 use sessionkit::{RedisStore, SessionId};
 use testkit::RedisServer;
 
@@ -134,5 +134,74 @@ async fn where_restore_is_denied_the_script_creates() {
     assert!(
         restore.contains("rejected_calls=1,"),
         "RESTORE was tried once, then no more: {restore}"
+    );
+}
+
+fn changes<'a>(set: &'a [(&'a str, &'a [u8])], expires_ms: Option<u64>) -> Changes<'a> {
+    Changes {
+        set: set.to_vec(),
+        remove: Vec::new(),
+        flags: None,
+        expires_ms,
+        delete_if_empty: false,
+    }
+}
+
+/// A save that arrives after the session was deleted finds it gone and
+/// leaves nothing behind: no key, not even a hash without metadata.
+#[tokio::test]
+async fn a_late_update_of_a_deleted_session_leaves_nothing() {
+    let redis = RedisServer::start();
+    for store in [
+        RedisStore::connect(redis.url().as_str()).await.unwrap(),
+        RedisStore::builder()
+            .without_client_cache()
+            .connect(redis.url().as_str())
+            .await
+            .unwrap(),
+    ] {
+        let id = SessionId::generate().storage_id();
+        assert!(store.create(&id, &record("ann")).await.unwrap());
+        store.load(&id).await.unwrap().unwrap();
+        let _: i64 = redis.cmd(&["DEL", &format!("session:{id}")]);
+        for expires in [None, Some(4_000_000_000_000)] {
+            let outcome = store
+                .update(&id, &changes(&[("cart", b"[1]")], expires))
+                .await
+                .unwrap();
+            assert_eq!(outcome, UpdateOutcome::Gone);
+            let keys: Vec<String> = redis.cmd(&["KEYS", "*"]);
+            assert!(keys.is_empty(), "nothing left: {keys:?}");
+        }
+        assert!(store.load(&id).await.unwrap().is_none());
+    }
+}
+
+/// A save that arrives after the session moved (cycle_id) is answered with
+/// the new id, and the forwarding marker keeps its short life.
+#[tokio::test]
+async fn an_update_of_a_moved_session_points_to_the_new_one() {
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(redis.url().as_str()).await.unwrap();
+    let (old, new) = (
+        SessionId::generate().storage_id(),
+        SessionId::generate().storage_id(),
+    );
+    assert!(store.create(&old, &record("ann")).await.unwrap());
+    store.load(&old).await.unwrap().unwrap();
+    assert!(store.take(&old, &new).await.unwrap().is_some());
+    let outcome = store
+        .update(&old, &changes(&[("cart", b"[1]")], Some(4_000_000_000_000)))
+        .await
+        .unwrap();
+    assert_eq!(outcome, UpdateOutcome::Moved(new));
+    let ttl: i64 = redis.cmd(&["PTTL", &format!("session:{old}")]);
+    assert!(
+        (0..=10_000).contains(&ttl),
+        "the marker still expires in the grace: {ttl}"
+    );
+    assert!(
+        store.load(&old).await.unwrap().is_none(),
+        "the marker is no session"
     );
 }

@@ -5,11 +5,16 @@
 //! `m:created`, `m:expires` (Unix ms), `m:permanent` (`0`/`1`), `m:lifetime`
 //! (ms, `0` = configured). The key's TTL is set with `PEXPIREAT m:expires`.
 //!
-//! Writes go through one cached Lua script (EVALSHA) that checks existence,
-//! sets and deletes fields, and sets the expiry atomically: it never
-//! recreates a deleted session and never overwrites on create. Every call
-//! touches exactly one key, so every operation stays within one Cluster slot.
-//! Every save also bumps the record's revision `m:rev`.
+//! Writes are atomic and one round trip each. A new session is one
+//! `RESTORE` of the whole hash with its expiry (the `dump` module), refused
+//! if the key exists. A change is one `MULTI`/`EXEC` transaction that reads
+//! the record's markers, bumps its revision `m:rev`, writes, and sets the
+//! expiry; what it read decides the outcome, so a deleted session is never
+//! brought back (its remains are deleted at once) and a moved one forwards.
+//! The Lua script `save.lua` (EVALSHA) does the rest: emptying a session
+//! (delete the key when no data is left) and creating where `RESTORE` is
+//! not allowed. Every call touches exactly one key, so every operation stays
+//! within one Cluster slot.
 //!
 //! With a [`ClientCache`] (the `cache` module), loads are answered in
 //! process when possible and Redis keeps them coherent (RESP3 client
@@ -505,6 +510,74 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// An update as one `MULTI`/`EXEC` transaction (no script): read the
+    /// record's marker fields, bump the revision, write, and (with the
+    /// cache) read the key back so that Redis tracks it again. The writes
+    /// run whatever the read finds; what it found decides afterwards: a
+    /// missing record leaves a hash without `m:v` (never a session: a load
+    /// deletes it as corrupt), deleted here at once; a forwarding marker
+    /// keeps its own short expiry.
+    async fn transact(&self, key: &str, changes: &Changes<'_>) -> Result<SaveReply, Error> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.cmd("HMGET").arg(key).arg("m:v").arg("m:moved");
+        pipe.cmd("HINCRBY").arg(key).arg("m:rev").arg(1);
+        let fields =
+            changes.set.len() + meta_count(changes.flags.as_ref(), false, changes.expires_ms);
+        if fields > 0 {
+            let mut hset = redis::cmd("HSET");
+            hset.arg(key);
+            for (k, v) in &changes.set {
+                data_arg(&mut hset, k);
+                hset.arg(*v);
+            }
+            meta_fields(changes.flags.as_ref(), false, changes.expires_ms, |f, v| {
+                hset.arg(f).arg(v);
+            });
+            pipe.add_command(hset).ignore();
+        }
+        if !changes.remove.is_empty() {
+            let mut hdel = redis::cmd("HDEL");
+            hdel.arg(key);
+            for k in &changes.remove {
+                data_arg(&mut hdel, k);
+            }
+            pipe.add_command(hdel).ignore();
+        }
+        if let Some(ms) = changes.expires_ms {
+            pipe.cmd("PEXPIREAT").arg(key).arg(ms).ignore();
+        }
+        if self.cache.is_some() {
+            pipe.cmd("EXISTS").arg(key).ignore();
+        }
+        let mut conn = self.conn.clone();
+        let ((version, moved), rev): ((Option<Vec<u8>>, Option<String>), u64) = self
+            .bounded(pipe.query_async(&mut conn))
+            .await
+            .map_err(load_error)?;
+        if version.is_none() {
+            let del = redis::cmd("DEL").arg(key).to_owned();
+            if let Err(e) = self.bounded(del.query_async::<i64>(&mut conn)).await {
+                tracing::warn!(error = %crate::error::Chain(&e), "could not delete the remains of a late save");
+            }
+            return Ok(SaveReply::Gone);
+        }
+        if let Some(to) = moved {
+            if changes.expires_ms.is_some() {
+                let grace = super::ms(super::MOVED_GRACE);
+                let cmd = redis::cmd("PEXPIRE").arg(key).arg(grace).to_owned();
+                self.bounded(cmd.query_async::<i64>(&mut conn)).await?;
+            }
+            return match StorageId::parse(to) {
+                Some(to) => Ok(SaveReply::Moved(to)),
+                None => Err(Error::Corrupt("bad forwarding marker".to_owned())),
+            };
+        }
+        Ok(SaveReply::Saved(rev))
+    }
+}
+
 /// `d:<key>`, as one argument.
 fn data_arg(cmd: &mut Cmd, key: &str) {
     let mut w = cmd.writer_for_next_arg();
@@ -844,9 +917,13 @@ impl SessionStore for RedisStore {
                 set: changes.set.iter().copied(),
                 remove: &changes.remove,
             };
-            let cmd = save.cmd(&self.save, &key);
             let op = self.cache().map(|c| c.begin(&key));
-            let reply = save_reply(self.eval(&self.save, &cmd).await?)?;
+            let reply = if changes.delete_if_empty {
+                let cmd = save.cmd(&self.save, &key);
+                save_reply(self.eval(&self.save, &cmd).await?)?
+            } else {
+                self.transact(&key, changes).await?
+            };
             if let Some(op) = op {
                 op.finish(match reply {
                     SaveReply::Saved(rev) => Outcome::Updated(changes, rev),

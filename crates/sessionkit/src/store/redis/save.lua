@@ -1,4 +1,6 @@
 -- sessionkit save script: one atomic step on one session hash (one Cluster slot).
+-- Used for saves that empty a session (flag 'e') and to create where RESTORE
+-- is not allowed; other updates are a MULTI/EXEC transaction (store/redis/mod.rs).
 -- KEYS[1]  the session key
 -- ARGV[1]  mode: 'c' = create (refuse if the key exists), 'u' = update (refuse if it does not)
 -- ARGV[2]  new expiry, Unix milliseconds, for PEXPIREAT ('' keeps the current one;
