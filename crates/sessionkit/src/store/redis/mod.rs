@@ -861,35 +861,30 @@ impl SessionStore for RedisStore {
     ) -> BoxFuture<'a, Result<bool, Error>> {
         Box::pin(async move {
             let key = self.key(id);
-            let op = self.cache().map(|c| c.begin(&key));
-            let restored = if self.restore.load(Ordering::Relaxed) {
-                self.restore(&key, record).await?
-            } else {
-                None
-            };
-            // A restored key is not tracked (this connection never read
-            // it): it is not cached, and the first load will track it.
-            // The script path reads it back and caches it.
-            let (reply, tracked) = match restored {
-                Some(true) => (SaveReply::Saved(1), false),
-                Some(false) => (SaveReply::Exists, false),
-                None => {
-                    let save = Save {
-                        create: true,
-                        expires: Some(record.meta.expires_ms),
-                        script_flags: if op.is_some() { "t" } else { "" },
-                        meta: Some(&record.meta),
-                        set: record.data.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
-                        remove: &[],
-                    };
-                    let cmd = save.cmd(&self.save, &key);
-                    (save_reply(self.eval(&self.save, &cmd).await?)?, true)
+            // A restored key is not tracked (this connection never read it),
+            // so it is not cached, and no entry can exist for an id nobody
+            // has seen: the cache is not involved. The first load tracks it.
+            if self.restore.load(Ordering::Relaxed) {
+                if let Some(created) = self.restore(&key, record).await? {
+                    return Ok(created);
                 }
+            }
+            // The script reads the new key back, so it is tracked and cached.
+            let op = self.cache().map(|c| c.begin(&key));
+            let save = Save {
+                create: true,
+                expires: Some(record.meta.expires_ms),
+                script_flags: if op.is_some() { "t" } else { "" },
+                meta: Some(&record.meta),
+                set: record.data.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+                remove: &[],
             };
+            let cmd = save.cmd(&self.save, &key);
+            let reply = save_reply(self.eval(&self.save, &cmd).await?)?;
             let created = matches!(reply, SaveReply::Saved(_));
             if let Some(op) = op {
                 op.finish(match reply {
-                    SaveReply::Saved(rev) if tracked => Outcome::Created(record, rev),
+                    SaveReply::Saved(rev) => Outcome::Created(record, rev),
                     _ => Outcome::Dropped,
                 });
             }
