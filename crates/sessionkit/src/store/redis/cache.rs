@@ -2,11 +2,12 @@
 //! (server-assisted client-side caching, RESP3 `CLIENT TRACKING`).
 //!
 //! [`ClientCache`] is the public configuration; [`Cache`] the state. The
-//! store's connection runs `CLIENT TRACKING ON NOLOOP`: Redis remembers which
-//! session keys this connection read and pushes an `invalidate` message when
-//! anyone else changes, deletes or expires one of them. The store's own
-//! writes (NOLOOP: Redis sends no message for them) update or drop the entry
-//! here, after the write's reply.
+//! store's connection runs `CLIENT TRACKING ON BCAST PREFIX <prefix> NOLOOP`:
+//! Redis pushes an `invalidate` message whenever anyone else changes,
+//! deletes or expires a key under the prefix. The store's own plain writes
+//! (NOLOOP: Redis sends no message for them) update, fill or drop the entry
+//! here, after the write's reply; what its Lua script writes is reported
+//! back to it, so script writes never fill the cache.
 //!
 //! What must hold, and how:
 //!

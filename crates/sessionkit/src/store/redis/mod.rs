@@ -271,10 +271,10 @@ impl RedisStoreBuilder {
         let mut conn = self.connection(client, config).await?;
         let epoch = cache.epoch();
         let mut tracking = redis::pipe();
-        track_keys(&mut tracking);
+        track_keys(&mut tracking, &self.prefix);
         match tokio::time::timeout(
             self.response_timeout,
-            tracking.query_async::<(Value,)>(&mut conn),
+            tracking.query_async::<(Value, Value)>(&mut conn),
         )
         .await
         {
@@ -318,14 +318,21 @@ impl RedisStoreBuilder {
     }
 }
 
-/// Appends to `pipe` the command that (re-)enables tracking on the
-/// connection: Redis then remembers each session key this connection reads
-/// and reports any change to it by another client. (Broadcast mode would
-/// spare the read-back after a write, but Redis 7 reports a script's writes
-/// to the NOLOOP client that ran the script, which would undo every
-/// write-through.) One reply.
-fn track_keys(pipe: &mut redis::Pipeline) {
-    pipe.cmd("CLIENT").arg("TRACKING").arg("ON").arg("NOLOOP");
+/// Appends to `pipe` the commands that (re-)enable tracking on the
+/// connection, in broadcast mode for the store's prefix: Redis reports every
+/// change by another client to any session key, keeps no per-key state, and
+/// the store's own plain writes (RESTORE, the update transaction) need no
+/// read-back to stay covered. (A script's writes are reported back to the
+/// NOLOOP client that ran it; the store caches nothing a script wrote.)
+/// Tracking is switched off first: Redis refuses a prefix the connection
+/// already tracks. Two replies; the second says whether tracking is on.
+fn track_keys(pipe: &mut redis::Pipeline, prefix: &str) {
+    pipe.cmd("CLIENT").arg("TRACKING").arg("OFF");
+    let on = pipe.cmd("CLIENT").arg("TRACKING").arg("ON").arg("BCAST");
+    if !prefix.is_empty() {
+        on.arg("PREFIX").arg(prefix);
+    }
+    on.arg("NOLOOP");
 }
 
 /// Whether a connection error says the server does not do RESP3 client
@@ -512,8 +519,7 @@ impl RedisStore {
 
 impl RedisStore {
     /// An update as one `MULTI`/`EXEC` transaction (no script): read the
-    /// record's marker fields, bump the revision, write, and (with the
-    /// cache) read the key back so that Redis tracks it again. The writes
+    /// record's marker fields, bump the revision, write. The writes
     /// run whatever the read finds; what it found decides afterwards: a
     /// missing record leaves a hash without `m:v` (never a session: a load
     /// deletes it as corrupt), deleted here at once; a forwarding marker
@@ -547,9 +553,6 @@ impl RedisStore {
         }
         if let Some(ms) = changes.expires_ms {
             pipe.cmd("PEXPIREAT").arg(key).arg(ms).ignore();
-        }
-        if self.cache.is_some() {
-            pipe.cmd("EXISTS").arg(key).ignore();
         }
         let mut conn = self.conn.clone();
         let ((version, moved), rev): ((Option<Vec<u8>>, Option<String>), u64) = self
@@ -820,10 +823,13 @@ impl RedisStore {
             return reply.map(|v| (v, false)).map_err(load_error);
         }
         let mut pipe = redis::pipe();
-        track_keys(&mut pipe);
+        track_keys(&mut pipe, &self.prefix);
         pipe.cmd("HGETALL").arg(key).ignore_errors();
-        let (tracking, reply): (redis::RedisResult<Value>, redis::RedisResult<Value>) =
-            self.bounded(pipe.query_async(&mut conn)).await?;
+        let (_, tracking, reply): (
+            redis::RedisResult<Value>,
+            redis::RedisResult<Value>,
+            redis::RedisResult<Value>,
+        ) = self.bounded(pipe.query_async(&mut conn)).await?;
         if let Err(e) = &tracking {
             tracing::debug!(error = %e, "Redis refused CLIENT TRACKING; this load is not cached");
         }
@@ -861,30 +867,35 @@ impl SessionStore for RedisStore {
     ) -> BoxFuture<'a, Result<bool, Error>> {
         Box::pin(async move {
             let key = self.key(id);
-            // A restored key is not tracked (this connection never read it),
-            // so it is not cached, and no entry can exist for an id nobody
-            // has seen: the cache is not involved. The first load tracks it.
-            if self.restore.load(Ordering::Relaxed) {
-                if let Some(created) = self.restore(&key, record).await? {
-                    return Ok(created);
-                }
-            }
-            // The script reads the new key back, so it is tracked and cached.
             let op = self.cache().map(|c| c.begin(&key));
-            let save = Save {
-                create: true,
-                expires: Some(record.meta.expires_ms),
-                script_flags: if op.is_some() { "t" } else { "" },
-                meta: Some(&record.meta),
-                set: record.data.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
-                remove: &[],
+            let restored = if self.restore.load(Ordering::Relaxed) {
+                self.restore(&key, record).await?
+            } else {
+                None
             };
-            let cmd = save.cmd(&self.save, &key);
-            let reply = save_reply(self.eval(&self.save, &cmd).await?)?;
+            // A restored record is cached as written (broadcast tracking
+            // covers the key already). The script's write is reported back
+            // to this connection, so what it creates is not cached.
+            let (reply, cache_it) = match restored {
+                Some(true) => (SaveReply::Saved(1), true),
+                Some(false) => (SaveReply::Exists, false),
+                None => {
+                    let save = Save {
+                        create: true,
+                        expires: Some(record.meta.expires_ms),
+                        script_flags: "",
+                        meta: Some(&record.meta),
+                        set: record.data.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+                        remove: &[],
+                    };
+                    let cmd = save.cmd(&self.save, &key);
+                    (save_reply(self.eval(&self.save, &cmd).await?)?, false)
+                }
+            };
             let created = matches!(reply, SaveReply::Saved(_));
             if let Some(op) = op {
                 op.finish(match reply {
-                    SaveReply::Saved(rev) => Outcome::Created(record, rev),
+                    SaveReply::Saved(rev) if cache_it => Outcome::Created(record, rev),
                     _ => Outcome::Dropped,
                 });
             }
@@ -902,12 +913,7 @@ impl SessionStore for RedisStore {
             let save = Save {
                 create: false,
                 expires: changes.expires_ms,
-                script_flags: match (changes.delete_if_empty, self.cache.is_some()) {
-                    (true, true) => "et",
-                    (true, false) => "e",
-                    (false, true) => "t",
-                    (false, false) => "",
-                },
+                script_flags: if changes.delete_if_empty { "e" } else { "" },
                 meta: changes.flags.as_ref(),
                 set: changes.set.iter().copied(),
                 remove: &changes.remove,
@@ -921,7 +927,10 @@ impl SessionStore for RedisStore {
             };
             if let Some(op) = op {
                 op.finish(match reply {
-                    SaveReply::Saved(rev) => Outcome::Updated(changes, rev),
+                    // The script's write is reported back to this connection.
+                    SaveReply::Saved(rev) if !changes.delete_if_empty => {
+                        Outcome::Updated(changes, rev)
+                    }
                     _ => Outcome::Dropped,
                 });
             }

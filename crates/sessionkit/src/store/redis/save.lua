@@ -5,9 +5,7 @@
 -- ARGV[1]  mode: 'c' = create (refuse if the key exists), 'u' = update (refuse if it does not)
 -- ARGV[2]  new expiry, Unix milliseconds, for PEXPIREAT ('' keeps the current one;
 --          the caller writes the same value to m:expires among the pairs)
--- ARGV[3]  flags: 'e' = delete the key when no data field ('d:...') remains;
---          't' = read the key after writing it (the caller caches the result and
---          needs Redis to track the key for it again: a write untracks it)
+-- ARGV[3]  flags: 'e' = delete the key when no data field ('d:...') remains
 -- ARGV[4]  n = number of field/value pairs that follow
 -- ARGV[5 .. 4+2n]  field, value pairs to HSET; the rest: fields to HDEL
 -- Every save also sets m:rev, the record's revision: 1 on create, +1 on update.
@@ -55,8 +53,5 @@ if string.find(flags, 'e', 1, true) then
 end
 if ARGV[2] ~= '' then
   redis.call('PEXPIREAT', key, ARGV[2])
-end
-if string.find(flags, 't', 1, true) then
-  redis.call('EXISTS', key)
 end
 return {1, rev}
