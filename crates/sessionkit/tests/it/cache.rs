@@ -350,6 +350,8 @@ async fn cached_read_costs_no_redis_command_and_write_one_transaction() {
     let a = cached(&redis).await;
     let mut on_a = a.browser(None);
     assert_eq!(on_a.get("/new").await.body, "ok");
+    // A new session is not cached as created: its first read loads it.
+    assert_eq!(on_a.get("/read").await.body, "0");
     redis.reset_stats();
     for _ in 0..5 {
         assert_eq!(on_a.get("/read").await.body, "0");
@@ -450,10 +452,11 @@ async fn the_cache_is_a_bounded_lru() {
     for _ in 0..10 {
         let mut b = a.browser(None);
         b.get("/new").await;
+        b.get("/read").await; // a new session is cached once read
         browsers.push(b);
     }
     assert!(a.stats().entries <= 4, "{:?}", a.stats());
-    // The four most recently created are cached; the others load.
+    // The four most recently read are cached; the others load.
     redis.reset_stats();
     for b in &mut browsers[6..] {
         assert_eq!(b.get("/read").await.body, "0");
@@ -484,6 +487,7 @@ async fn entries_live_at_most_the_ttl() {
     let a = Instance::start(&redis.url(), Some(ClientCache::default().with_ttl(ttl))).await;
     let mut b = a.browser(None);
     b.get("/write").await;
+    b.get("/read").await; // a new session is cached once read
     redis.reset_stats();
     b.get("/read").await;
     assert_eq!(redis.total_commands(), 0);

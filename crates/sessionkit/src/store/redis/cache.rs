@@ -4,10 +4,11 @@
 //! [`ClientCache`] is the public configuration; [`Cache`] the state. The
 //! store's connection runs `CLIENT TRACKING ON BCAST PREFIX <prefix> NOLOOP`:
 //! Redis pushes an `invalidate` message whenever anyone else changes,
-//! deletes or expires a key under the prefix. The store's own plain writes
-//! (NOLOOP: Redis sends no message for them) update, fill or drop the entry
-//! here, after the write's reply; what its Lua script writes is reported
-//! back to it, so script writes never fill the cache.
+//! deletes or expires a key under the prefix. The store's own update
+//! transactions (NOLOOP: Redis sends no message for them) update or drop the
+//! entry here, after the write's reply; what its Lua script writes is
+//! reported back to it, so a script write only drops the entry. Creates do
+//! not touch the cache: a new session is cached by its first load.
 //!
 //! What must hold, and how:
 //!
@@ -20,7 +21,7 @@
 //! - **A write fills the cache only from a known base.** Every save bumps
 //!   the record's revision (`m:rev`) and returns it; the entry is updated in
 //!   place only if it holds the revision just before, i.e. exactly what
-//!   Redis held when the script ran. Otherwise the entry is dropped.
+//!   Redis held when the write ran. Otherwise the entry is dropped.
 //! - **Nothing is served across a gap in the invalidation stream.** Any
 //!   connection loss (the `Disconnection` push), failed or timed-out call,
 //!   or `FLUSHALL` flushes everything by moving to a new *epoch*; entries
@@ -209,8 +210,6 @@ pub(crate) struct Cache {
 pub(crate) enum Outcome<'a> {
     /// A read found this record at this revision, or nothing.
     Loaded(Option<(&'a Record, u64)>),
-    /// A create stored this record at this revision.
-    Created(&'a Record, u64),
     /// An update applied `changes`, giving this revision.
     Updated(&'a Changes<'a>, u64),
     /// The record is gone, or the outcome is unknown: drop the entry.
@@ -433,7 +432,7 @@ impl Cache {
             owner && op.epoch == epoch && self.tracking_epoch.load(Ordering::Acquire) == epoch;
         let until = |r: &Record| r.meta.expires_ms.min(now.saturating_add(self.ttl_ms));
         match outcome {
-            Outcome::Loaded(Some((record, rev))) | Outcome::Created(record, rev) if may_fill => {
+            Outcome::Loaded(Some((record, rev))) if may_fill => {
                 let mut record = record.clone();
                 // As the decoder reads them back: 0 is "none".
                 record.meta.lifetime_ms = record.meta.lifetime_ms.filter(|&ms| ms > 0);
@@ -588,8 +587,8 @@ mod tests {
     fn overlapping_operations_do_not_fill() {
         let c = cache();
         let read = c.begin("k");
-        let write = c.begin("k");
-        write.finish(Outcome::Created(&record("new"), 2));
+        let other = c.begin("k");
+        other.finish(Outcome::Loaded(Some((&record("new"), 2))));
         read.finish(Outcome::Loaded(Some((&record("old"), 1))));
         assert_eq!(n(&c, "k"), None);
         // Once alone again, a read fills.
