@@ -98,12 +98,35 @@ async fn restored_and_scripted_records_are_identical() {
         ])
     };
     assert_eq!(encoding(&a), encoding(&b), "same encoding");
-    // Redis re-encodes a restored hash by its own rules: compact when small.
+    // A small record is sent as the listpack Redis itself would build: the
+    // two hashes serialize to the same bytes.
     let mut small = r.clone();
     small.data.remove("bio");
-    let c = SessionId::generate();
+    small.data.insert("n".to_owned(), b"42".to_vec());
+    small.data.insert("neg".to_owned(), b"-70000".to_vec());
+    small.data.insert("zero".to_owned(), b"007".to_vec());
+    small.data.insert("max".to_owned(), "m".repeat(64).into_bytes());
+    let (c, d) = (SessionId::generate(), SessionId::generate());
     assert!(restoring.create(&c.storage_id(), &small).await.unwrap());
+    assert!(scripting.create(&d.storage_id(), &small).await.unwrap());
     assert_eq!(encoding(&c), "listpack");
+    let dump = |id: &SessionId| -> Vec<u8> {
+        redis.cmd(&["DUMP", &format!("session:{}", id.storage_id())])
+    };
+    assert_eq!(dump(&c), dump(&d), "byte for byte what the script builds");
+    assert_eq!(hash(&redis, &c)["d:zero"], "007");
+    let loaded = restoring.load(&c.storage_id()).await.unwrap().unwrap();
+    assert_eq!(loaded.data, small.data);
+    // One byte over the listpack limit: the plain layout, which Redis
+    // re-encodes as a hash table, as it does the script's HSET.
+    let mut over = small.clone();
+    over.data.insert("max".to_owned(), "m".repeat(65).into_bytes());
+    let (e, f) = (SessionId::generate(), SessionId::generate());
+    assert!(restoring.create(&e.storage_id(), &over).await.unwrap());
+    assert!(scripting.create(&f.storage_id(), &over).await.unwrap());
+    assert_eq!(encoding(&e), "hashtable");
+    assert_eq!(encoding(&f), "hashtable");
+    assert_eq!(hash(&redis, &e), hash(&redis, &f));
     assert_eq!(
         encoding(&a),
         "hashtable",

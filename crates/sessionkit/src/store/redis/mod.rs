@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::io::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use redis::{
     Client, Cmd, ErrorKind, IntoConnectionInfo, ProtocolVersion, PushInfo, RedisWrite as _, Script,
@@ -74,8 +74,9 @@ pub struct RedisStore {
     save: Script,
     take: Script,
     cache: Option<Arc<Cached>>,
-    /// Whether creates use `RESTORE` (cleared for good if the server refuses it).
-    restore: Arc<AtomicBool>,
+    /// How creates use `RESTORE`: [`RESTORE_LISTPACK`], [`RESTORE_HASH`] or
+    /// [`RESTORE_NONE`]; only ever lowered, when the server refuses a payload.
+    restore: Arc<AtomicU8>,
 }
 
 /// The client cache and its heartbeat, which stops with the last clone of
@@ -304,7 +305,7 @@ impl RedisStoreBuilder {
             save: Script::new(include_str!("save.lua")),
             take: Script::new(include_str!("take.lua")),
             cache,
-            restore: Arc::new(AtomicBool::new(true)),
+            restore: Arc::new(AtomicU8::new(RESTORE_LISTPACK)),
         };
         // Load the scripts now, so that the first request's save is one EVALSHA.
         // (After a Redis restart, redis-rs reloads them on NOSCRIPT.)
@@ -488,34 +489,62 @@ impl RedisStore {
     /// Creates with one `RESTORE` (see [`dump`]); `None` if this server
     /// refuses RESTORE (an ACL without `@dangerous`, a renamed command, a
     /// payload it cannot read), which switches this store to the save script.
+    /// A listpack payload refused with `ERR` (a Redis before 7.0 reads no
+    /// RDB 10) is retried at once in the plain hash layout, which every
+    /// Redis reads, and the store keeps to that layout.
     async fn restore(&self, key: &str, record: &Record) -> Result<Option<bool>, Error> {
-        let mut cmd = redis::cmd("RESTORE");
-        cmd.arg(key)
-            .arg(record.meta.expires_ms)
-            .arg(&dump_record(record)[..])
-            .arg("ABSTTL");
-        let mut conn = self.conn.clone();
-        match self
-            .bounded_raw(cmd.query_async::<Value>(&mut conn))
-            .await?
-        {
-            Ok(_) => Ok(Some(true)),
-            Err(e) if e.code() == Some("BUSYKEY") => Ok(Some(false)),
-            // Not permitted, unknown (renamed away), or a payload this server
-            // cannot read: all answered with NOPERM or ERR. Anything else
-            // (LOADING, READONLY, OOM…) is a state of the server, not a refusal.
-            Err(e) if !matches!(e.code(), Some("NOPERM" | "ERR")) => Err(Error::unavailable(e)),
-            Err(e) => {
-                self.restore.store(false, Ordering::Relaxed);
-                tracing::warn!(
-                    error = %e,
-                    "Redis refused RESTORE; sessions are created with the save script from now on"
-                );
-                Ok(None)
+        loop {
+            let layout = match self.restore.load(Ordering::Relaxed) {
+                RESTORE_NONE => return Ok(None),
+                RESTORE_LISTPACK if fits_listpack(record) => dump::Layout::Listpack,
+                _ => dump::Layout::Hash,
+            };
+            let mut cmd = redis::cmd("RESTORE");
+            cmd.arg(key)
+                .arg(record.meta.expires_ms)
+                .arg(&dump_record(record, layout)[..])
+                .arg("ABSTTL");
+            let mut conn = self.conn.clone();
+            match self
+                .bounded_raw(cmd.query_async::<Value>(&mut conn))
+                .await?
+            {
+                Ok(_) => return Ok(Some(true)),
+                Err(e) if e.code() == Some("BUSYKEY") => return Ok(Some(false)),
+                // Not permitted, unknown (renamed away), or a payload this
+                // server cannot read: all answered with NOPERM or ERR.
+                // Anything else (LOADING, READONLY, OOM…) is a state of the
+                // server, not a refusal.
+                Err(e) if !matches!(e.code(), Some("NOPERM" | "ERR")) => {
+                    return Err(Error::unavailable(e))
+                }
+                Err(e) if layout == dump::Layout::Listpack && e.code() == Some("ERR") => {
+                    self.restore.fetch_min(RESTORE_HASH, Ordering::Relaxed);
+                    tracing::info!(
+                        error = %e,
+                        "Redis refused a listpack RESTORE payload (Redis before 7.0?); sessions are created in the plain hash layout from now on"
+                    );
+                }
+                Err(e) => {
+                    self.restore.store(RESTORE_NONE, Ordering::Relaxed);
+                    tracing::warn!(
+                        error = %e,
+                        "Redis refused RESTORE; sessions are created with the save script from now on"
+                    );
+                    return Ok(None);
+                }
             }
         }
     }
 }
+
+/// Creates send listpack payloads ([`dump::Layout::Listpack`]) when the
+/// record fits.
+const RESTORE_LISTPACK: u8 = 2;
+/// Creates send plain hash payloads ([`dump::Layout::Hash`]).
+const RESTORE_HASH: u8 = 1;
+/// Creates run the save script.
+const RESTORE_NONE: u8 = 0;
 
 impl RedisStore {
     /// An update as one `MULTI`/`EXEC` transaction (no script): read the
@@ -625,19 +654,43 @@ fn meta_count(meta: Option<&Meta>, on_create: bool, expires: Option<u64>) -> usi
     n
 }
 
-/// A new record as a `RESTORE` payload, revision 1 (as the save script's create).
-pub(crate) fn dump_record(record: &Record) -> Vec<u8> {
+/// Whether every field of `record`, as stored, fits the listpack layout.
+fn fits_listpack(record: &Record) -> bool {
+    // The metadata fields are short names with numbers (at most 20 digits).
+    let meta = meta_count(Some(&record.meta), true, Some(record.meta.expires_ms)) + 1;
+    record.data.len() + meta <= dump::LISTPACK_MAX_FIELDS
+        && record.data.iter().all(|(k, v)| {
+            DATA.len() + k.len() <= dump::LISTPACK_MAX_LEN && v.len() <= dump::LISTPACK_MAX_LEN
+        })
+}
+
+/// A new record as the payload a Redis 7 store sends.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn dump_new_record(record: &Record) -> Vec<u8> {
+    let layout = if fits_listpack(record) {
+        dump::Layout::Listpack
+    } else {
+        dump::Layout::Hash
+    };
+    dump_record(record, layout)
+}
+
+/// A new record as a `RESTORE` payload in `layout`, revision 1 (as the save
+/// script's create). [`dump::Layout::Listpack`] only where [`fits_listpack`].
+pub(crate) fn dump_record(record: &Record, layout: dump::Layout) -> Vec<u8> {
     let expires = Some(record.meta.expires_ms);
     let fields = record.data.len() + meta_count(Some(&record.meta), true, expires) + 1;
     let size: usize = record.data.iter().map(|(k, v)| k.len() + v.len() + 8).sum();
-    let mut dump = dump::HashDump::new(fields, size + 160);
+    let mut dump = dump::HashDump::new(layout, fields, size + 160);
+    // In the save script's order (revision, data, metadata), so that both
+    // build the same listpack.
+    dump.field(&[b"m:rev"], b"1");
     for (k, v) in &record.data {
         dump.field(&[DATA.as_bytes(), k.as_bytes()], v);
     }
     meta_fields(Some(&record.meta), true, expires, |f, v| {
         dump.field(&[f.as_bytes()], v);
     });
-    dump.field(&[b"m:rev"], b"1");
     dump.finish()
 }
 
@@ -873,10 +926,8 @@ impl SessionStore for RedisStore {
             // it here costs every created session an entry, most of them
             // never read on this instance: measured, it cut `new`
             // throughput by a third (allocator churn on eviction).
-            if self.restore.load(Ordering::Relaxed) {
-                if let Some(created) = self.restore(&key, record).await? {
-                    return Ok(created);
-                }
+            if let Some(created) = self.restore(&key, record).await? {
+                return Ok(created);
             }
             let save = Save {
                 create: true,
