@@ -226,7 +226,11 @@ impl RedisStoreBuilder {
 
     fn manager_config(&self) -> ConnectionManagerConfig {
         ConnectionManagerConfig::new()
-            .set_response_timeout(Some(self.response_timeout))
+            // Every call the store makes is bounded by its own response
+            // timeout (`bounded`, which also flushes the client cache when
+            // it fires); a second timer inside redis-rs would cost every
+            // call a timer-wheel insert and removal for nothing.
+            .set_response_timeout(None)
             .set_connection_timeout(Some(self.connect_timeout))
             // No retry loop inside the connection: while Redis is down, each
             // request makes (at most) one bounded reconnect attempt and fails
