@@ -105,7 +105,9 @@ async fn restored_and_scripted_records_are_identical() {
     small.data.insert("n".to_owned(), b"42".to_vec());
     small.data.insert("neg".to_owned(), b"-70000".to_vec());
     small.data.insert("zero".to_owned(), b"007".to_vec());
-    small.data.insert("max".to_owned(), "m".repeat(64).into_bytes());
+    small
+        .data
+        .insert("max".to_owned(), "m".repeat(64).into_bytes());
     let (c, d) = (SessionId::generate(), SessionId::generate());
     assert!(restoring.create(&c.storage_id(), &small).await.unwrap());
     assert!(scripting.create(&d.storage_id(), &small).await.unwrap());
@@ -120,7 +122,8 @@ async fn restored_and_scripted_records_are_identical() {
     // One byte over the listpack limit: the plain layout, which Redis
     // re-encodes as a hash table, as it does the script's HSET.
     let mut over = small.clone();
-    over.data.insert("max".to_owned(), "m".repeat(65).into_bytes());
+    over.data
+        .insert("max".to_owned(), "m".repeat(65).into_bytes());
     let (e, f) = (SessionId::generate(), SessionId::generate());
     assert!(restoring.create(&e.storage_id(), &over).await.unwrap());
     assert!(scripting.create(&f.storage_id(), &over).await.unwrap());
@@ -213,11 +216,15 @@ async fn an_update_of_a_moved_session_points_to_the_new_one() {
     assert!(store.create(&old, &record("ann")).await.unwrap());
     store.load(&old).await.unwrap().unwrap();
     assert!(store.take(&old, &new).await.unwrap().is_some());
-    let outcome = store
-        .update(&old, &changes(&[("cart", b"[1]")], Some(4_000_000_000_000)))
-        .await
-        .unwrap();
-    assert_eq!(outcome, UpdateOutcome::Moved(new));
+    // Every late update is told, not only the first (each bumps the
+    // marker's revision, which stays far below any record's).
+    for _ in 0..3 {
+        let outcome = store
+            .update(&old, &changes(&[("cart", b"[1]")], Some(4_000_000_000_000)))
+            .await
+            .unwrap();
+        assert_eq!(outcome, UpdateOutcome::Moved(new.clone()));
+    }
     let ttl: i64 = redis.cmd(&["PTTL", &format!("session:{old}")]);
     assert!(
         (0..=10_000).contains(&ttl),
@@ -227,4 +234,32 @@ async fn an_update_of_a_moved_session_points_to_the_new_one() {
         store.load(&old).await.unwrap().is_none(),
         "the marker is no session"
     );
+}
+
+/// A record written before revisions existed (no `m:rev`) is updated, not
+/// taken for a deleted session, and has a revision from then on.
+#[tokio::test]
+async fn a_record_without_a_revision_is_updated() {
+    let redis = RedisServer::start();
+    let store = RedisStore::builder()
+        .without_client_cache()
+        .connect(redis.url().as_str())
+        .await
+        .unwrap();
+    let id = SessionId::generate().storage_id();
+    assert!(store.create(&id, &record("ann")).await.unwrap());
+    let key = format!("session:{id}");
+    let _: i64 = redis.cmd(&["HDEL", &key, "m:rev"]);
+    for _ in 0..2 {
+        let outcome = store
+            .update(&id, &changes(&[("cart", b"[1]")], None))
+            .await
+            .unwrap();
+        assert_eq!(outcome, UpdateOutcome::Saved);
+    }
+    let rev: String = redis.cmd(&["HGET", &key, "m:rev"]);
+    assert_eq!(rev, "2");
+    let loaded = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(loaded.data["cart"], b"[1]");
+    assert_eq!(loaded.data["user"], b"\"ann\"");
 }

@@ -542,6 +542,11 @@ impl RedisStore {
     }
 }
 
+/// The `m:rev` of a forwarding marker (`take.lua` writes it): far enough
+/// below zero that no number of late updates (each an `HINCRBY m:rev 1`)
+/// brings it near a record's revision.
+pub(crate) const MARKER_REV: i64 = -(1 << 62);
+
 /// Creates send listpack payloads ([`dump::Layout::Listpack`]) when the
 /// record fits.
 const RESTORE_LISTPACK: u8 = 2;
@@ -551,16 +556,19 @@ const RESTORE_HASH: u8 = 1;
 const RESTORE_NONE: u8 = 0;
 
 impl RedisStore {
-    /// An update as one `MULTI`/`EXEC` transaction (no script): read the
-    /// record's marker fields, bump the revision, write. The writes
-    /// run whatever the read finds; what it found decides afterwards: a
-    /// missing record leaves a hash without `m:v` (never a session: a load
-    /// deletes it as corrupt), deleted here at once; a forwarding marker
-    /// keeps its own short expiry.
+    /// An update as one `MULTI`/`EXEC` transaction (no script): bump the
+    /// revision, write. The revision tells what was there: a record of this
+    /// layout has `m:rev` ≥ 1, so the new revision is ≥ 2; anything else —
+    /// no hash (deleted or expired meanwhile: the transaction just created
+    /// one), a forwarding marker (its `m:rev` is [`MARKER_REV`], far below
+    /// zero), a record from before revisions — is classified afterwards
+    /// with one `HMGET m:v m:moved`, a rare second round trip. A missing
+    /// record leaves a hash without `m:v` (never a session: a load deletes it
+    /// as corrupt), deleted here at once; a forwarding marker keeps its own
+    /// short expiry.
     async fn transact(&self, key: &str, changes: &Changes<'_>) -> Result<SaveReply, Error> {
         let mut pipe = redis::pipe();
         pipe.atomic();
-        pipe.cmd("HMGET").arg(key).arg("m:v").arg("m:moved");
         pipe.cmd("HINCRBY").arg(key).arg("m:rev").arg(1);
         let fields =
             changes.set.len() + meta_count(changes.flags.as_ref(), false, changes.expires_ms);
@@ -588,17 +596,22 @@ impl RedisStore {
             pipe.cmd("PEXPIREAT").arg(key).arg(ms).ignore();
         }
         let mut conn = self.conn.clone();
-        let ((version, moved), rev): ((Option<Vec<u8>>, Option<String>), u64) = self
+        let (rev,): (i64,) = self
             .bounded(pipe.query_async(&mut conn))
             .await
             .map_err(load_error)?;
-        if version.is_none() {
-            let del = redis::cmd("DEL").arg(key).to_owned();
-            if let Err(e) = self.bounded(del.query_async::<i64>(&mut conn)).await {
-                tracing::warn!(error = %crate::error::Chain(&e), "could not delete the remains of a late save");
-            }
-            return Ok(SaveReply::Gone);
+        if let Ok(rev @ 2..) = u64::try_from(rev) {
+            return Ok(SaveReply::Saved(rev));
         }
+        let marks = redis::cmd("HMGET")
+            .arg(key)
+            .arg("m:v")
+            .arg("m:moved")
+            .to_owned();
+        let (version, moved): (Option<Vec<u8>>, Option<String>) = self
+            .bounded(marks.query_async(&mut conn))
+            .await
+            .map_err(load_error)?;
         if let Some(to) = moved {
             if changes.expires_ms.is_some() {
                 let grace = super::ms(super::MOVED_GRACE);
@@ -610,7 +623,15 @@ impl RedisStore {
                 None => Err(Error::Corrupt("bad forwarding marker".to_owned())),
             };
         }
-        Ok(SaveReply::Saved(rev))
+        if version.is_none() {
+            let del = redis::cmd("DEL").arg(key).to_owned();
+            if let Err(e) = self.bounded(del.query_async::<i64>(&mut conn)).await {
+                tracing::warn!(error = %crate::error::Chain(&e), "could not delete the remains of a late save");
+            }
+            return Ok(SaveReply::Gone);
+        }
+        // A record from before revisions: it has one now.
+        Ok(SaveReply::Saved(1))
     }
 }
 
@@ -1014,7 +1035,8 @@ impl SessionStore for RedisStore {
             let mut inv = self.take.prepare_invoke();
             inv.key(key)
                 .arg(moved_to.as_str())
-                .arg(super::ms(super::MOVED_GRACE));
+                .arg(super::ms(super::MOVED_GRACE))
+                .arg(MARKER_REV);
             let reply: Value = self
                 .bounded(inv.invoke_async(&mut conn))
                 .await
