@@ -99,7 +99,7 @@ impl HashDump {
 
     /// One listpack entry: an integer if the bytes are one as Redis reads
     /// them (`lpStringToInt64`), else a string; then its own length
-    /// (`backlen`, one byte: entries are at most 2 + 64 bytes here).
+    /// (`backlen`).
     fn lp_entry(&mut self, parts: &[&[u8]]) {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let start = self.out.len();
@@ -117,22 +117,14 @@ impl HashDump {
         match int {
             Some(v) => write_lp_int(&mut self.out, v),
             None => {
-                if len < 1 << 6 {
-                    // 6-bit length: checked just above.
-                    self.out.push(0x80 | len as u8);
-                } else {
-                    // 12-bit length: at most LISTPACK_MAX_LEN here.
-                    self.out.push(0xe0 | ((len >> 8) & 0x0f) as u8);
-                    self.out.push((len & 0xff) as u8);
-                }
+                write_lp_str_len(&mut self.out, len);
                 for part in parts {
                     self.out.extend_from_slice(part);
                 }
             }
         }
         let entry = self.out.len() - start;
-        // One byte holds up to 127; entries here are at most 66 bytes.
-        self.out.push(entry.min(127) as u8);
+        write_lp_backlen(&mut self.out, entry);
     }
 
     /// The finished payload.
@@ -141,9 +133,9 @@ impl HashDump {
         if self.layout == Layout::Listpack {
             self.out.push(0xff);
             let lp_len = self.out.len() - (1 + 5);
-            // Listpacks here are far below 4 GiB (at most 128 fields of
-            // 64-byte names and values): the casts cannot truncate.
-            let lp_len = lp_len as u32;
+            // The caller sends listpacks only for small records (at most 128
+            // fields of 64-byte names and values), far below 4 GiB.
+            let lp_len = u32::try_from(lp_len).unwrap_or(u32::MAX);
             self.out[1] = 0x80;
             self.out[2..6].copy_from_slice(&lp_len.to_be_bytes());
             self.out[6..10].copy_from_slice(&lp_len.to_le_bytes());
@@ -182,6 +174,38 @@ fn canonical_int(bytes: &[u8]) -> Option<i64> {
         Some(v)
     } else {
         v.checked_neg()
+    }
+}
+
+/// A listpack string entry's header: 6-bit, 12-bit or 32-bit length.
+fn write_lp_str_len(out: &mut Vec<u8>, len: usize) {
+    if len < 1 << 6 {
+        // Fits: checked just above.
+        out.push(0x80 | len as u8);
+    } else if len < 1 << 12 {
+        out.push(0xe0 | (len >> 8) as u8);
+        out.push((len & 0xff) as u8);
+    } else {
+        out.push(0xf0);
+        let len = u32::try_from(len).unwrap_or(u32::MAX);
+        out.extend_from_slice(&len.to_le_bytes());
+    }
+}
+
+/// A listpack entry's `backlen`: the entry's length, 7 bits per byte, read
+/// from its last byte backwards (Redis's `lpEncodeBacklen`).
+fn write_lp_backlen(out: &mut Vec<u8>, len: usize) {
+    let bytes = match len {
+        0..=127 => 1,
+        128..=16_382 => 2,
+        16_383..=2_097_150 => 3,
+        2_097_151..=268_435_454 => 4,
+        _ => 5,
+    };
+    for i in (0..bytes).rev() {
+        // 7 bits per byte; every byte but the first flags "more".
+        let seven = ((len >> (7 * i)) & 0x7f) as u8;
+        out.push(if i + 1 == bytes { seven } else { seven | 0x80 });
     }
 }
 
@@ -314,5 +338,33 @@ mod tests {
         assert_eq!(&long[..2], &[0xe0, 64]);
         assert_eq!(long.len(), 2 + 64 + 1);
         assert_eq!(long[66], 66);
+    }
+
+    #[test]
+    fn long_listpack_strings_and_backlens_as_redis_encodes_them() {
+        let enc = |n: usize| {
+            let mut d = HashDump::new(Layout::Listpack, 1, 0);
+            d.lp_entry(&[&vec![b'x'; n]]);
+            d.out[LISTPACK_HEAD..].to_vec()
+        };
+        // 200 bytes: 12-bit length, a 202-byte entry, two-byte backlen.
+        let e = enc(200);
+        assert_eq!(&e[..2], &[0xe0, 200]);
+        assert_eq!(&e[202..], &[0x01, 0x80 | 74]);
+        // 5000 bytes: 32-bit length, a 5005-byte entry.
+        let e = enc(5000);
+        assert_eq!(&e[..5], &[0xf0, 0x88, 0x13, 0, 0]);
+        assert_eq!(&e[5005..], &[39, 0x80 | 13]); // 5005 = 39 × 128 + 13
+                                                  // 20000 bytes: a three-byte backlen.
+        let e = enc(20_000);
+        let l = 20_005;
+        assert_eq!(
+            &e[l..],
+            &[
+                (l >> 14) as u8,
+                0x80 | ((l >> 7) & 0x7f) as u8,
+                0x80 | (l & 0x7f) as u8
+            ]
+        );
     }
 }
