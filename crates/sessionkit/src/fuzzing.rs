@@ -56,5 +56,5 @@ pub fn decode_record(
 /// layout a Redis 7 store sends (a listpack when the record fits one).
 #[cfg(feature = "redis")]
 pub fn encode_new_record(record: &crate::store::Record) -> Vec<u8> {
-    crate::store::redis::dump_new_record(record)
+    crate::store::redis::dump_record(record, true).0
 }

@@ -7,10 +7,11 @@
 //!
 //! Writes are atomic and one round trip each. A new session is one
 //! `RESTORE` of the whole hash with its expiry (the `dump` module), refused
-//! if the key exists. A change is one `MULTI`/`EXEC` transaction that reads
-//! the record's markers, bumps its revision `m:rev`, writes, and sets the
-//! expiry; what it read decides the outcome, so a deleted session is never
-//! brought back (its remains are deleted at once) and a moved one forwards.
+//! if the key exists. A change is one `MULTI`/`EXEC` transaction that bumps
+//! the record's revision `m:rev`, writes, and sets the expiry; the revision
+//! it returns tells whether it hit the record (else one more read decides),
+//! so a deleted session is never brought back (its remains are deleted at
+//! once) and a moved one forwards.
 //! The Lua script `save.lua` (EVALSHA) does the rest: emptying a session
 //! (delete the key when no data is left) and creating where `RESTORE` is
 //! not allowed. Every call touches exactly one key, so every operation stays
@@ -498,15 +499,14 @@ impl RedisStore {
     /// Redis reads, and the store keeps to that layout.
     async fn restore(&self, key: &str, record: &Record) -> Result<Option<bool>, Error> {
         loop {
-            let layout = match self.restore.load(Ordering::Relaxed) {
+            let (payload, layout) = match self.restore.load(Ordering::Relaxed) {
                 RESTORE_NONE => return Ok(None),
-                RESTORE_LISTPACK if fits_listpack(record) => dump::Layout::Listpack,
-                _ => dump::Layout::Hash,
+                allowed => dump_record(record, allowed == RESTORE_LISTPACK),
             };
             let mut cmd = redis::cmd("RESTORE");
             cmd.arg(key)
                 .arg(record.meta.expires_ms)
-                .arg(&dump_record(record, layout)[..])
+                .arg(&payload[..])
                 .arg("ABSTTL");
             let mut conn = self.conn.clone();
             match self
@@ -679,32 +679,22 @@ fn meta_count(meta: Option<&Meta>, on_create: bool, expires: Option<u64>) -> usi
     n
 }
 
-/// Whether every field of `record`, as stored, fits the listpack layout.
-fn fits_listpack(record: &Record) -> bool {
+/// A new record as a `RESTORE` payload, revision 1 (as the save script's
+/// create), and its layout: a listpack where `listpack` allows it and the
+/// record fits Redis's default listpack limits, else the plain hash layout.
+pub(crate) fn dump_record(record: &Record, listpack: bool) -> (Vec<u8>, dump::Layout) {
+    let expires = Some(record.meta.expires_ms);
+    let fields = record.data.len() + meta_count(Some(&record.meta), true, expires) + 1;
     // The metadata fields are short names with numbers (at most 20 digits).
-    let meta = meta_count(Some(&record.meta), true, Some(record.meta.expires_ms)) + 1;
-    record.data.len() + meta <= dump::LISTPACK_MAX_FIELDS
+    let fits = fields <= dump::LISTPACK_MAX_FIELDS
         && record.data.iter().all(|(k, v)| {
             DATA.len() + k.len() <= dump::LISTPACK_MAX_LEN && v.len() <= dump::LISTPACK_MAX_LEN
-        })
-}
-
-/// A new record as the payload a Redis 7 store sends.
-#[cfg(feature = "fuzzing")]
-pub(crate) fn dump_new_record(record: &Record) -> Vec<u8> {
-    let layout = if fits_listpack(record) {
+        });
+    let layout = if listpack && fits {
         dump::Layout::Listpack
     } else {
         dump::Layout::Hash
     };
-    dump_record(record, layout)
-}
-
-/// A new record as a `RESTORE` payload in `layout`, revision 1 (as the save
-/// script's create). [`dump::Layout::Listpack`] only where [`fits_listpack`].
-pub(crate) fn dump_record(record: &Record, layout: dump::Layout) -> Vec<u8> {
-    let expires = Some(record.meta.expires_ms);
-    let fields = record.data.len() + meta_count(Some(&record.meta), true, expires) + 1;
     let size: usize = record.data.iter().map(|(k, v)| k.len() + v.len() + 8).sum();
     let mut dump = dump::HashDump::new(layout, fields, size + 160);
     // In the save script's order (revision, data, metadata), so that both
@@ -716,7 +706,7 @@ pub(crate) fn dump_record(record: &Record, layout: dump::Layout) -> Vec<u8> {
     meta_fields(Some(&record.meta), true, expires, |f, v| {
         dump.field(&[f.as_bytes()], v);
     });
-    dump.finish()
+    (dump.finish(), layout)
 }
 
 /// One save, as the script takes it (see `save.lua`).
@@ -724,7 +714,7 @@ struct Save<'a, I> {
     /// Create (refuse if the key exists) rather than update.
     create: bool,
     expires: Option<u64>,
-    /// The script's flags argument: `e`, `t`.
+    /// The script's flags argument: `e` (delete when emptied) or none.
     script_flags: &'static str,
     /// Metadata to write: all of it on create, the flags when they changed.
     meta: Option<&'a Meta>,
@@ -948,9 +938,8 @@ impl SessionStore for RedisStore {
             // The cache is not involved: no entry can exist for an id nobody
             // has seen, and a new session is cached by its first load
             // (broadcast tracking needs no read to cover the key). Caching
-            // it here costs every created session an entry, most of them
-            // never read on this instance: measured, it cut `new`
-            // throughput by a third (allocator churn on eviction).
+            // every created session here cut `new` on actix-web from 26-27k
+            // to 17-19k req/s (ARCHITECTURE.md).
             if let Some(created) = self.restore(&key, record).await? {
                 return Ok(created);
             }
@@ -978,16 +967,16 @@ impl SessionStore for RedisStore {
     ) -> BoxFuture<'a, Result<UpdateOutcome, Error>> {
         Box::pin(async move {
             let key = self.key(id);
-            let save = Save {
-                create: false,
-                expires: changes.expires_ms,
-                script_flags: if changes.delete_if_empty { "e" } else { "" },
-                meta: changes.flags.as_ref(),
-                set: changes.set.iter().copied(),
-                remove: &changes.remove,
-            };
             let op = self.cache().map(|c| c.begin(&key));
             let reply = if changes.delete_if_empty {
+                let save = Save {
+                    create: false,
+                    expires: changes.expires_ms,
+                    script_flags: "e",
+                    meta: changes.flags.as_ref(),
+                    set: changes.set.iter().copied(),
+                    remove: &changes.remove,
+                };
                 let cmd = save.cmd(&self.save, &key);
                 save_reply(self.eval(&self.save, &cmd).await?)?
             } else {
