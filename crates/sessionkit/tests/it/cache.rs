@@ -377,6 +377,47 @@ async fn cached_read_costs_no_redis_command_and_write_one_transaction() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_writes_of_one_user_keep_the_session_cached() {
+    // Tabs of one browser writing at once: nearly every write overlaps
+    // another. Their replies carry consecutive revisions, so the cache
+    // applies them in turn instead of loading the session again for the
+    // next request.
+    const TABS: usize = 4;
+    const WRITES: usize = 25;
+    let redis = RedisServer::start();
+    let a = cached(&redis).await;
+    let mut on_a = a.browser(None);
+    on_a.get("/new").await;
+    assert_eq!(on_a.get("/read").await.body, "0");
+    redis.reset_stats();
+    let mut tasks = Vec::new();
+    for t in 0..TABS {
+        let mut tab = on_a.fork();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..WRITES {
+                let r = tab.get(&format!("/set?key=t{t}&value={i}")).await;
+                assert_eq!(r.status, 200, "{:?}", r.body);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("tab");
+    }
+    let c = redis.command_counts();
+    let writes = (TABS * WRITES) as u64;
+    assert_eq!(c.get("exec"), Some(&writes), "{c:?}");
+    let loads = c.get("hgetall").copied().unwrap_or(0);
+    assert!(
+        loads * 5 <= writes,
+        "{loads} of {writes} requests loaded the session again: {c:?}"
+    );
+    for t in 0..TABS {
+        let last = (WRITES - 1).to_string();
+        assert_eq!(on_a.get(&format!("/get?key=t{t}")).await.body, last);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_after_a_foreign_change_loads_again() {
     let redis = RedisServer::start();
     let (a, b) = (cached(&redis).await, cached(&redis).await);

@@ -15,13 +15,19 @@
 //! - **No stale entry survives an invalidation.** An invalidation can be
 //!   handled before the reply of a read that was sent earlier (replies and
 //!   pushes reach different tasks). So every Redis operation on a key is an
-//!   [`Op`] that registers *before* it is sent; an invalidation of the key
-//!   while it is in flight, or a second operation on the same key
-//!   overlapping it, forbids it to fill the cache ("owner" below).
-//! - **A write fills the cache only from a known base.** Every save bumps
-//!   the record's revision (`m:rev`) and returns it; the entry is updated in
-//!   place only if it holds the revision just before, i.e. exactly what
-//!   Redis held when the write ran. Otherwise the entry is dropped.
+//!   [`Op`] that registers *before* it is sent; a read during which the key
+//!   was invalidated (or one of our writes failed or deleted it) does not
+//!   fill the cache.
+//! - **Our own writes are ordered by revision.** Every save bumps the
+//!   record's revision (`m:rev`) and returns it; our writes send us no
+//!   invalidation (`NOLOOP`), and their replies may be handled in any order
+//!   relative to each other and to our reads. So an entry is updated in
+//!   place only by the write of the revision just after its own (exactly
+//!   what Redis held when the write ran); a write of a revision it already
+//!   holds is a no-op; any other leaves no entry. A read fills only with a
+//!   revision at least as new as every write of ours handled while it was in
+//!   flight, and never replaces a newer entry. Overlapping requests of one
+//!   user (parallel tabs, page assets) therefore keep the session cached.
 //! - **Nothing is served across a gap in the invalidation stream.** Any
 //!   connection loss (the `Disconnection` push), failed or timed-out call,
 //!   or `FLUSHALL` flushes everything by moving to a new *epoch*; entries
@@ -46,7 +52,7 @@ use std::time::Duration;
 use redis::{PushInfo, PushKind, Value};
 
 use super::lru::Lru;
-use crate::store::{ms, now_ms, Changes, Record};
+use crate::store::{ms, now_ms, Changes, Meta, Record};
 
 /// Client-side caching options for a [`RedisStore`](super::RedisStore)
 /// (see [`RedisStoreBuilder::with_client_cache`](super::RedisStoreBuilder::with_client_cache)).
@@ -172,14 +178,50 @@ struct Entry {
     epoch: u64,
     /// Served until then (Unix ms): the record's expiry or the cache's ttl.
     until_ms: u64,
+    /// Writes of ours handled before the revision after `rev`, oldest
+    /// first: applied when it arrives. The entry is not served meanwhile.
+    ahead: Vec<Ahead>,
+}
+
+/// At most this many writes wait in [`Entry::ahead`]; more drop the entry.
+const MAX_AHEAD: usize = 8;
+
+/// A write of ours whose reply was handled before the one of the revision
+/// just before it (replies reach different tasks, on different threads).
+struct Ahead {
+    rev: u64,
+    set: Vec<(String, Vec<u8>)>,
+    remove: Vec<String>,
+    flags: Option<Meta>,
+    expires_ms: Option<u64>,
+}
+
+impl Ahead {
+    fn new(changes: &Changes<'_>, rev: u64) -> Self {
+        Ahead {
+            rev,
+            set: changes
+                .set
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
+                .collect(),
+            remove: changes.remove.iter().map(|k| (*k).to_owned()).collect(),
+            flags: changes.flags,
+            expires_ms: changes.expires_ms,
+        }
+    }
 }
 
 /// Operations on one key in flight.
 struct Pending {
     count: u32,
-    /// The only operation allowed to fill the cache; 0 when none is (an
-    /// invalidation or an overlapping operation happened).
-    owner: u64,
+    /// Bumped by every invalidation of the key and every write of ours that
+    /// failed or deleted it: a read that sees it unchanged at its end was
+    /// not disturbed.
+    disturbed: u64,
+    /// The newest revision our own writes made, among those handled while
+    /// operations were in flight: a read that returns an older one is stale.
+    newest_written: u64,
 }
 
 struct Shard {
@@ -193,7 +235,6 @@ pub(crate) struct Cache {
     epoch: AtomicU64,
     /// The epoch in which tracking is known to be on for the connection.
     tracking_epoch: AtomicU64,
-    tickets: AtomicU64,
     /// Last time (Unix ms) the connection answered.
     alive_ms: AtomicU64,
     ttl_ms: u64,
@@ -235,7 +276,6 @@ impl Cache {
             shards,
             epoch: AtomicU64::new(0),
             tracking_epoch: AtomicU64::new(NO_EPOCH),
-            tickets: AtomicU64::new(1),
             alive_ms: AtomicU64::new(now_ms()),
             ttl_ms: ms(options.ttl),
             heartbeat: options.heartbeat,
@@ -276,6 +316,8 @@ impl Cache {
         let epoch = self.epoch.load(Ordering::Acquire);
         let mut shard = self.shard(key);
         let fresh = match shard.lru.get_mut(key) {
+            // Waiting for a write of ours to fill a gap: Redis is ahead.
+            Some(e) if !e.ahead.is_empty() => None,
             Some(e) if e.epoch == epoch && now < e.until_ms && live => Some(e.record.clone()),
             Some(_) => {
                 shard.lru.remove(key);
@@ -295,31 +337,28 @@ impl Cache {
 
     /// Registers an operation on `key`, before it is sent to Redis.
     pub(crate) fn begin(&self, key: &str) -> Op<'_> {
-        let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
         let epoch = self.epoch.load(Ordering::Acquire);
         let mut shard = self.shard(key);
-        match shard.pending.get_mut(key) {
+        let disturbed = match shard.pending.get_mut(key) {
             Some(p) => {
-                // Overlapping operations: their replies may be applied in
-                // any order, so none of them may fill the cache.
                 p.count += 1;
-                p.owner = 0;
+                p.disturbed
             }
             None => {
-                shard.pending.insert(
-                    key.into(),
-                    Pending {
-                        count: 1,
-                        owner: ticket,
-                    },
-                );
+                let p = Pending {
+                    count: 1,
+                    disturbed: 0,
+                    newest_written: 0,
+                };
+                shard.pending.insert(key.into(), p);
+                0
             }
-        }
+        };
         drop(shard);
         Op {
             cache: self,
             key: key.to_owned(),
-            ticket,
+            disturbed,
             epoch,
             done: false,
         }
@@ -359,7 +398,7 @@ impl Cache {
             let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
             shard.lru.clear();
             for p in shard.pending.values_mut() {
-                p.owner = 0;
+                p.disturbed += 1;
             }
         }
     }
@@ -370,7 +409,7 @@ impl Cache {
         let mut shard = self.shard(key);
         shard.lru.remove(key);
         if let Some(p) = shard.pending.get_mut(key) {
-            p.owner = 0;
+            p.disturbed += 1;
         }
     }
 
@@ -416,51 +455,100 @@ impl Cache {
     fn end(&self, op: &Op<'_>, outcome: Outcome<'_>) {
         let now = now_ms();
         let mut shard = self.shard(&op.key);
-        let owner = match shard.pending.get_mut(op.key.as_str()) {
+        let (undisturbed, newest_written, last) = match shard.pending.get_mut(op.key.as_str()) {
             Some(p) => {
                 p.count = p.count.saturating_sub(1);
-                let owner = p.owner == op.ticket;
-                if p.count == 0 {
+                let undisturbed = p.disturbed == op.disturbed;
+                match &outcome {
+                    Outcome::Updated(_, rev) => p.newest_written = p.newest_written.max(*rev),
+                    Outcome::Dropped => p.disturbed += 1,
+                    Outcome::Loaded(_) => {}
+                }
+                let newest_written = p.newest_written;
+                let last = p.count == 0;
+                if last {
                     shard.pending.remove(op.key.as_str());
                 }
-                owner
+                (undisturbed, newest_written, last)
             }
-            None => false,
+            // Every operation is registered until it ends: not reached.
+            None => (false, u64::MAX, true),
         };
         let epoch = self.epoch.load(Ordering::Acquire);
-        let may_fill =
-            owner && op.epoch == epoch && self.tracking_epoch.load(Ordering::Acquire) == epoch;
+        let may_fill = op.epoch == epoch && self.tracking_epoch.load(Ordering::Acquire) == epoch;
         let until = |r: &Record| r.meta.expires_ms.min(now.saturating_add(self.ttl_ms));
         match outcome {
-            Outcome::Loaded(Some((record, rev))) if may_fill => {
-                let mut record = record.clone();
-                // As the decoder reads them back: 0 is "none".
-                record.meta.lifetime_ms = record.meta.lifetime_ms.filter(|&ms| ms > 0);
-                record.meta.absolute_ms = record.meta.absolute_ms.filter(|&ms| ms > 0);
-                let until_ms = until(&record);
-                let entry = Entry {
-                    record,
-                    rev,
-                    epoch,
-                    until_ms,
-                };
-                shard.lru.insert(&op.key, entry);
+            Outcome::Loaded(Some((record, rev))) => {
+                // Stale or unknown results are not cached: an entry there is
+                // kept fresh by the writes' revisions, or was dropped by the
+                // invalidation that disturbed this read.
+                let fresh = may_fill && undisturbed && rev >= newest_written;
+                // Nor does a read replace what is as new, or newer.
+                let newer_held = shard
+                    .lru
+                    .get_mut(&op.key)
+                    .is_some_and(|e| e.epoch == epoch && e.rev >= rev);
+                if fresh && !newer_held {
+                    let mut record = record.clone();
+                    // As the decoder reads them back: 0 is "none".
+                    record.meta.lifetime_ms = record.meta.lifetime_ms.filter(|&ms| ms > 0);
+                    record.meta.absolute_ms = record.meta.absolute_ms.filter(|&ms| ms > 0);
+                    let until_ms = until(&record);
+                    let entry = Entry {
+                        record,
+                        rev,
+                        epoch,
+                        until_ms,
+                        ahead: Vec::new(),
+                    };
+                    shard.lru.insert(&op.key, entry);
+                }
             }
             Outcome::Updated(changes, rev) if may_fill => {
-                let applied = match shard.lru.get_mut(&op.key) {
+                let keep = match shard.lru.get_mut(&op.key) {
                     Some(e) if e.epoch == epoch && e.rev.checked_add(1) == Some(rev) => {
                         apply(&mut e.record, changes);
                         e.rev = rev;
+                        // Writes of ours handled early, now in order.
+                        while e.ahead.first().is_some_and(|a| a.rev <= e.rev + 1) {
+                            let a = e.ahead.remove(0);
+                            if a.rev == e.rev + 1 {
+                                apply_ahead(&mut e.record, &a);
+                                e.rev = a.rev;
+                            }
+                        }
                         e.until_ms = until(&e.record);
                         true
                     }
-                    _ => false,
+                    // Already read back with this write in it.
+                    Some(e) if e.epoch == epoch && e.rev >= rev => true,
+                    // A revision in between is not here yet: one of ours
+                    // still in flight (kept, unserved, until it arrives), or
+                    // another client's (its invalidation drops the entry,
+                    // and so does the end of our operations on the key).
+                    Some(e) if e.epoch == epoch && !last && e.ahead.len() < MAX_AHEAD => {
+                        let at = e.ahead.partition_point(|a| a.rev < rev);
+                        e.ahead.insert(at, Ahead::new(changes, rev));
+                        true
+                    }
+                    Some(_) => false,
+                    None => true,
                 };
-                if !applied {
+                if !keep {
                     shard.lru.remove(&op.key);
                 }
             }
             _ => {
+                shard.lru.remove(&op.key);
+            }
+        }
+        if last {
+            // No write of ours left to fill a gap: it was someone else's.
+            let gap = shard
+                .lru
+                .get_mut(&op.key)
+                .is_some_and(|e| !e.ahead.is_empty());
+            if gap {
                 shard.lru.remove(&op.key);
             }
         }
@@ -476,13 +564,28 @@ fn apply(record: &mut Record, changes: &Changes<'_>) {
     for key in &changes.remove {
         record.data.remove(*key);
     }
-    if let Some(flags) = &changes.flags {
+    apply_meta(record, changes.flags.as_ref(), changes.expires_ms);
+}
+
+/// [`apply`] for a write kept in [`Entry::ahead`].
+fn apply_ahead(record: &mut Record, ahead: &Ahead) {
+    for (key, value) in &ahead.set {
+        record.data.insert(key.clone(), value.clone());
+    }
+    for key in &ahead.remove {
+        record.data.remove(key);
+    }
+    apply_meta(record, ahead.flags.as_ref(), ahead.expires_ms);
+}
+
+fn apply_meta(record: &mut Record, flags: Option<&Meta>, expires_ms: Option<u64>) {
+    if let Some(flags) = flags {
         // Stored as numbers where 0 means "none", as the decoder reads them.
         record.meta.permanent = flags.permanent;
         record.meta.lifetime_ms = flags.lifetime_ms.filter(|&ms| ms > 0);
         record.meta.absolute_ms = flags.absolute_ms.filter(|&ms| ms > 0);
     }
-    if let Some(expires) = changes.expires_ms {
+    if let Some(expires) = expires_ms {
         record.meta.expires_ms = expires;
     }
 }
@@ -494,7 +597,8 @@ fn apply(record: &mut Record, changes: &Changes<'_>) {
 pub(crate) struct Op<'a> {
     cache: &'a Cache,
     key: String,
-    ticket: u64,
+    /// The key's `disturbed` count when it began.
+    disturbed: u64,
     epoch: u64,
     done: bool,
 }
@@ -584,17 +688,101 @@ mod tests {
     }
 
     #[test]
-    fn overlapping_operations_do_not_fill() {
+    fn overlapping_reads_fill() {
+        let c = cache();
+        let first = c.begin("k");
+        let second = c.begin("k");
+        second.finish(Outcome::Loaded(Some((&record("1"), 1))));
+        first.finish(Outcome::Loaded(Some((&record("1"), 1))));
+        assert_eq!(n(&c, "k").as_deref(), Some("1"));
+        assert!(c.shard("k").pending.is_empty());
+    }
+
+    #[test]
+    fn a_read_older_than_a_write_of_ours_does_not_fill() {
+        // Our writes send us no invalidation, and their replies may be
+        // handled before a read's: the revision tells which state is newer.
+        let c = cache();
+        let six = set_n(b"6");
+        let read = c.begin("k");
+        let write = c.begin("k");
+        write.finish(Outcome::Updated(&six, 6));
+        read.finish(Outcome::Loaded(Some((&record("5"), 5))));
+        assert_eq!(n(&c, "k"), None, "the read saw the state before the write");
+        // A read that saw the write fills, and the write's late reply is
+        // then a no-op.
+        let read = c.begin("k");
+        let write = c.begin("k");
+        read.finish(Outcome::Loaded(Some((&record("6"), 6))));
+        write.finish(Outcome::Updated(&six, 6));
+        assert_eq!(n(&c, "k").as_deref(), Some("6"));
+        // A slow read never replaces a newer entry.
+        let slow = c.begin("k");
+        c.begin("k").finish(Outcome::Updated(&set_n(b"7"), 7));
+        slow.finish(Outcome::Loaded(Some((&record("6"), 6))));
+        assert_eq!(n(&c, "k").as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn a_failed_or_deleting_write_forbids_reads_in_flight_to_fill() {
         let c = cache();
         let read = c.begin("k");
-        let other = c.begin("k");
-        other.finish(Outcome::Loaded(Some((&record("new"), 2))));
-        read.finish(Outcome::Loaded(Some((&record("old"), 1))));
+        drop(c.begin("k")); // a delete, or a write whose outcome is unknown
+        read.finish(Outcome::Loaded(Some((&record("1"), 1))));
         assert_eq!(n(&c, "k"), None);
-        // Once alone again, a read fills.
+        assert!(c.shard("k").pending.is_empty());
+    }
+
+    fn set_n(v: &[u8]) -> Changes<'_> {
+        Changes {
+            set: vec![("n", v)],
+            remove: vec![],
+            flags: None,
+            expires_ms: None,
+            delete_if_empty: false,
+        }
+    }
+
+    #[test]
+    fn overlapping_updates_keep_the_entry_when_handled_in_order() {
+        // Two requests of one user writing at once: each reply carries the
+        // revision it made, so handled in order they both apply.
+        let c = cache();
         c.begin("k")
-            .finish(Outcome::Loaded(Some((&record("new"), 2))));
-        assert_eq!(n(&c, "k").as_deref(), Some("new"));
+            .finish(Outcome::Loaded(Some((&record("1"), 4))));
+        let (two, three) = (set_n(b"2"), set_n(b"3"));
+        let a = c.begin("k");
+        let b = c.begin("k");
+        a.finish(Outcome::Updated(&two, 5));
+        b.finish(Outcome::Updated(&three, 6));
+        assert_eq!(n(&c, "k").as_deref(), Some("3"));
+        assert_eq!(c.stats().hits, 1);
+        // Handled out of order, the later write waits for the earlier one,
+        // and the entry is not served meanwhile: Redis already holds it.
+        let (four, five) = (set_n(b"4"), set_n(b"5"));
+        let a = c.begin("k");
+        let b = c.begin("k");
+        b.finish(Outcome::Updated(&five, 8));
+        assert_eq!(n(&c, "k"), None, "not served across a gap");
+        a.finish(Outcome::Updated(&four, 7));
+        assert_eq!(n(&c, "k").as_deref(), Some("5"));
+        assert!(c.shard("k").pending.is_empty());
+    }
+
+    #[test]
+    fn a_gap_nobody_of_ours_fills_drops_the_entry() {
+        // Revision 6 was another client's (its invalidation still on the
+        // way): once no write of ours is left, the entry goes.
+        let c = cache();
+        c.begin("k")
+            .finish(Outcome::Loaded(Some((&record("1"), 5))));
+        let read = c.begin("k");
+        c.begin("k").finish(Outcome::Updated(&set_n(b"7"), 7));
+        assert_eq!(n(&c, "k"), None);
+        // A read older than our write: it neither fills nor fills the gap.
+        read.finish(Outcome::Loaded(Some((&record("1"), 5))));
+        assert!(c.shard("k").lru.get_mut("k").is_none());
+        assert!(c.shard("k").pending.is_empty());
     }
 
     #[test]
@@ -602,14 +790,7 @@ mod tests {
         let c = cache();
         c.begin("k")
             .finish(Outcome::Loaded(Some((&record("1"), 4))));
-        let v = b"2".to_vec();
-        let changes = Changes {
-            set: vec![("n", v.as_slice())],
-            remove: vec![],
-            flags: None,
-            expires_ms: None,
-            delete_if_empty: false,
-        };
+        let changes = set_n(b"2");
         c.begin("k").finish(Outcome::Updated(&changes, 5));
         assert_eq!(n(&c, "k").as_deref(), Some("2"));
         // Someone else wrote revision 6 (and its invalidation is still on
