@@ -57,6 +57,11 @@ pub struct SessionConfig {
     pub(crate) max_size: usize,
     pub(crate) failure_policy: FailurePolicy,
     pub(crate) signing: SigningKeys,
+    /// What follows `name=value` in a `Set-Cookie` of a browser-session
+    /// cookie (`; HttpOnly; ...`), as the `cookie` crate writes it: derived
+    /// from the fields above when the config is made, so that a request
+    /// does not format the same attributes again.
+    pub(crate) cookie_attrs: Box<str>,
 }
 
 /// HMAC keys for signed cookies; the first signs, all verify. `Debug` shows
@@ -106,11 +111,18 @@ impl Default for SessionConfig {
             max_size: DEFAULT_MAX_SIZE,
             failure_policy: FailurePolicy::Closed,
             signing: SigningKeys::default(),
+            cookie_attrs: Box::default(),
         }
+        .with_cookie_attrs()
     }
 }
 
 impl SessionConfig {
+    fn with_cookie_attrs(mut self) -> Self {
+        self.cookie_attrs = crate::cookie::attributes(&self).into();
+        self
+    }
+
     /// A builder starting from the defaults.
     pub fn builder() -> SessionConfigBuilder {
         SessionConfigBuilder(SessionConfig::default())
@@ -322,7 +334,7 @@ impl SessionConfigBuilder {
                 "the absolute lifetime must be greater than zero",
             ));
         }
-        Ok(c)
+        Ok(c.with_cookie_attrs())
     }
 }
 

@@ -96,13 +96,36 @@ pub(crate) fn set_cookie(
     id: &SessionId,
     max_age: Option<Duration>,
 ) -> String {
-    let mut c = base(config, value(config, id));
-    if let Some(age) = max_age {
-        let age = cookie::time::Duration::try_from(age).unwrap_or(cookie::time::Duration::MAX);
-        c.set_max_age(age);
-        c.set_expires(cookie::time::OffsetDateTime::now_utc().saturating_add(age));
-    }
+    let value = value(config, id);
+    let Some(age) = max_age else {
+        // The attributes of a browser-session cookie never change: the
+        // config holds them as the `cookie` crate writes them. The name is a
+        // token and the value base64url, neither needs encoding.
+        let mut s = String::with_capacity(
+            config.cookie_name.len() + 1 + value.len() + config.cookie_attrs.len(),
+        );
+        s.push_str(&config.cookie_name);
+        s.push('=');
+        s.push_str(&value);
+        s.push_str(&config.cookie_attrs);
+        return s;
+    };
+    let mut c = base(config, value);
+    let age = cookie::time::Duration::try_from(age).unwrap_or(cookie::time::Duration::MAX);
+    c.set_max_age(age);
+    c.set_expires(cookie::time::OffsetDateTime::now_utc().saturating_add(age));
     c.to_string()
+}
+
+/// What follows `name=value` in the `Set-Cookie` of a browser-session
+/// cookie under `config` (see `SessionConfig::cookie_attrs`).
+pub(crate) fn attributes(config: &SessionConfig) -> String {
+    let whole = base(config, String::new()).to_string();
+    // `name=` then the attributes.
+    whole
+        .get(config.cookie_name.len() + 1..)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// A `Set-Cookie` value that deletes the session cookie.
@@ -156,6 +179,19 @@ mod tests {
             assert!(s.contains(attr), "{s} lacks {attr}");
         }
         assert!(!s.contains("Max-Age"));
+        // The precomputed attributes are what the cookie crate writes.
+        assert_eq!(s, base(&config, value(&config, &id)).to_string());
+        let custom = SessionConfig::builder()
+            .with_cookie_name("__Host-x")
+            .with_same_site(crate::SameSite::Strict)
+            .build()
+            .unwrap();
+        let s = set_cookie(&custom, &id, None);
+        assert_eq!(s, base(&custom, value(&custom, &id)).to_string());
+        assert!(
+            s.starts_with("__Host-x=") && s.contains("SameSite=Strict"),
+            "{s}"
+        );
         let p = set_cookie(&config, &id, Some(Duration::from_secs(60)));
         assert!(p.contains("Max-Age=60"), "{p}");
         assert!(p.contains("Expires="), "{p}");
