@@ -1,0 +1,121 @@
+//! The floor of the shared benchmark (`shared/bench/CONTRACT.md`, the four
+//! routes `run.sh` drives): actix-web with 2 workers and one redis-rs
+//! `ConnectionManager`, each route doing the least any Redis-backed session
+//! library could do, and no session logic at all — no signing, no hashing
+//! of ids, no record, no timeouts, no cache.
+//!
+//! - `/new`: one `SET <id> {"user":"bench"} EX 86400`, a cookie with the id;
+//! - `/read`: one `GET <id>:count` (a session library with a client cache
+//!   does no Redis call here: its floor is `baseline-cookie`);
+//! - `/write`: one `INCR <id>:count` (not a session update: no read, no
+//!   existence check, no expiry).
+//!
+//! What it is for: whatever a library does, it cannot beat this server on
+//! `new` and `write` by much, since the Redis round trip it measures is one
+//! every library must make. Comparing a peer with this floor says how much
+//! room there is above that peer. Not a session server: do not use it as one.
+
+use std::process::ExitCode;
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use base64::Engine as _;
+use redis::aio::ConnectionManager;
+
+fn main() -> ExitCode {
+    match actix_web::rt::System::new().block_on(run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-floor: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map_or(Ok(3000), |p| p.parse())?;
+    let url = std::env::var("REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "redis://127.0.0.1:6379/".to_owned());
+    let redis = ConnectionManager::new(redis::Client::open(url)?).await?;
+    HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(redis.clone()))
+            .route("/baseline", web::get().to(|| async { "ok" }))
+            .route("/new", web::get().to(new))
+            .route("/read", web::get().to(read))
+            .route("/write", web::get().to(write))
+    })
+    .workers(2)
+    .bind(("127.0.0.1", port))?
+    .run()
+    .await?;
+    Ok(())
+}
+
+fn unavailable(e: redis::RedisError) -> HttpResponse {
+    HttpResponse::ServiceUnavailable().body(e.to_string())
+}
+
+/// The `floor` cookie's value (actix-web's cookie parsing is a feature this
+/// crate leaves off, as the session test-beds do).
+fn id(req: &HttpRequest) -> Option<&str> {
+    let header = req.headers().get("cookie")?.to_str().ok()?;
+    header
+        .split(';')
+        .find_map(|pair| pair.trim().strip_prefix("floor="))
+}
+
+async fn new(redis: web::Data<ConnectionManager>) -> HttpResponse {
+    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>());
+    let mut conn = redis.get_ref().clone();
+    let set: Result<(), _> = redis::cmd("SET")
+        .arg(&id)
+        .arg(r#"{"user":"bench"}"#)
+        .arg("EX")
+        .arg(86_400)
+        .query_async(&mut conn)
+        .await;
+    match set {
+        Ok(()) => HttpResponse::Ok()
+            .insert_header((
+                "set-cookie",
+                format!("floor={id}; HttpOnly; SameSite=Lax; Secure; Path=/"),
+            ))
+            .body("ok"),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn read(req: HttpRequest, redis: web::Data<ConnectionManager>) -> HttpResponse {
+    let Some(id) = id(&req) else {
+        return HttpResponse::Ok().body("0");
+    };
+    let mut conn = redis.get_ref().clone();
+    let count: Result<Option<i64>, _> = redis::cmd("GET")
+        .arg(format!("{id}:count"))
+        .query_async(&mut conn)
+        .await;
+    match count {
+        Ok(n) => HttpResponse::Ok().body(n.unwrap_or(0).to_string()),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn write(req: HttpRequest, redis: web::Data<ConnectionManager>) -> HttpResponse {
+    let Some(id) = id(&req) else {
+        return HttpResponse::BadRequest().body("no cookie");
+    };
+    let mut conn = redis.get_ref().clone();
+    let count: Result<i64, _> = redis::cmd("INCR")
+        .arg(format!("{id}:count"))
+        .query_async(&mut conn)
+        .await;
+    match count {
+        Ok(n) => HttpResponse::Ok().body(n.to_string()),
+        Err(e) => unavailable(e),
+    }
+}
