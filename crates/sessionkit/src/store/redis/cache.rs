@@ -59,10 +59,10 @@ use crate::store::{ms, now_ms, Changes, Meta, Record};
 ///
 /// With the cache, a request that reads a session which this process has
 /// read or written recently costs **no** Redis round trip, and a write costs
-/// one (the save script) instead of two. Redis keeps the cache coherent: it
-/// tells this process when another one changes a cached session (RESP3
-/// `CLIENT TRACKING`, Redis 6 or later), and any loss of that channel
-/// flushes the cache.
+/// one round trip (the update transaction) instead of two. Redis keeps the
+/// cache coherent: it tells this process when another one changes a cached
+/// session (RESP3 `CLIENT TRACKING`, Redis 6 or later), and any loss of that
+/// channel flushes the cache.
 ///
 /// ```
 /// use std::time::Duration;
@@ -555,8 +555,8 @@ impl Cache {
     }
 }
 
-/// Applies `changes` to `record` exactly as the save script applies them
-/// to the stored hash.
+/// Applies `changes` to `record` exactly as an update applies them to the
+/// stored hash.
 fn apply(record: &mut Record, changes: &Changes<'_>) {
     for (key, value) in &changes.set {
         record.data.insert((*key).to_owned(), value.to_vec());
