@@ -210,6 +210,21 @@ impl Ahead {
             expires_ms: changes.expires_ms,
         }
     }
+
+    /// The write as [`Changes`] again, for [`apply`].
+    fn changes(&self) -> Changes<'_> {
+        Changes {
+            set: self
+                .set
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_slice()))
+                .collect(),
+            remove: self.remove.iter().map(String::as_str).collect(),
+            flags: self.flags,
+            expires_ms: self.expires_ms,
+            delete_if_empty: false,
+        }
+    }
 }
 
 /// Operations on one key in flight.
@@ -222,6 +237,8 @@ struct Pending {
     /// The newest revision our own writes made, among those handled while
     /// operations were in flight: a read that returns an older one is stale.
     newest_written: u64,
+    /// A write of ours waits in the entry ([`Entry::ahead`]).
+    waiting: bool,
 }
 
 struct Shard {
@@ -336,7 +353,7 @@ impl Cache {
     }
 
     /// Registers an operation on `key`, before it is sent to Redis.
-    pub(crate) fn begin(&self, key: &str) -> Op<'_> {
+    pub(crate) fn begin<'a>(&'a self, key: &'a str) -> Op<'a> {
         let epoch = self.epoch.load(Ordering::Acquire);
         let mut shard = self.shard(key);
         let disturbed = match shard.pending.get_mut(key) {
@@ -349,6 +366,7 @@ impl Cache {
                     count: 1,
                     disturbed: 0,
                     newest_written: 0,
+                    waiting: false,
                 };
                 shard.pending.insert(key.into(), p);
                 0
@@ -357,7 +375,7 @@ impl Cache {
         drop(shard);
         Op {
             cache: self,
-            key: key.to_owned(),
+            key,
             disturbed,
             epoch,
             done: false,
@@ -454,8 +472,9 @@ impl Cache {
 
     fn end(&self, op: &Op<'_>, outcome: Outcome<'_>) {
         let now = now_ms();
-        let mut shard = self.shard(&op.key);
-        let (undisturbed, newest_written, last) = match shard.pending.get_mut(op.key.as_str()) {
+        let mut guard = self.shard(op.key);
+        let shard = &mut *guard;
+        let (undisturbed, newest_written, last, gap) = match shard.pending.get_mut(op.key) {
             Some(p) => {
                 p.count = p.count.saturating_sub(1);
                 let undisturbed = p.disturbed == op.disturbed;
@@ -466,13 +485,17 @@ impl Cache {
                 }
                 let newest_written = p.newest_written;
                 let last = p.count == 0;
+                // The last of our operations on the key: a write still
+                // waiting in the entry (checked below, only if one ever
+                // waited) waits for a revision that was not ours.
+                let gap = last && p.waiting;
                 if last {
-                    shard.pending.remove(op.key.as_str());
+                    shard.pending.remove(op.key);
                 }
-                (undisturbed, newest_written, last)
+                (undisturbed, newest_written, last, gap)
             }
             // Every operation is registered until it ends: not reached.
-            None => (false, u64::MAX, true),
+            None => (false, u64::MAX, true, false),
         };
         let epoch = self.epoch.load(Ordering::Acquire);
         let may_fill = op.epoch == epoch && self.tracking_epoch.load(Ordering::Acquire) == epoch;
@@ -486,7 +509,7 @@ impl Cache {
                 // Nor does a read replace what is as new, or newer.
                 let newer_held = shard
                     .lru
-                    .get_mut(&op.key)
+                    .get_mut(op.key)
                     .is_some_and(|e| e.epoch == epoch && e.rev >= rev);
                 if fresh && !newer_held {
                     let mut record = record.clone();
@@ -501,11 +524,11 @@ impl Cache {
                         until_ms,
                         ahead: Vec::new(),
                     };
-                    shard.lru.insert(&op.key, entry);
+                    shard.lru.insert(op.key, entry);
                 }
             }
             Outcome::Updated(changes, rev) if may_fill => {
-                let keep = match shard.lru.get_mut(&op.key) {
+                let keep = match shard.lru.get_mut(op.key) {
                     Some(e) if e.epoch == epoch && e.rev.checked_add(1) == Some(rev) => {
                         apply(&mut e.record, changes);
                         e.rev = rev;
@@ -513,7 +536,7 @@ impl Cache {
                         while e.ahead.first().is_some_and(|a| a.rev <= e.rev + 1) {
                             let a = e.ahead.remove(0);
                             if a.rev == e.rev + 1 {
-                                apply_ahead(&mut e.record, &a);
+                                apply(&mut e.record, &a.changes());
                                 e.rev = a.rev;
                             }
                         }
@@ -529,28 +552,29 @@ impl Cache {
                     Some(e) if e.epoch == epoch && !last && e.ahead.len() < MAX_AHEAD => {
                         let at = e.ahead.partition_point(|a| a.rev < rev);
                         e.ahead.insert(at, Ahead::new(changes, rev));
+                        if let Some(p) = shard.pending.get_mut(op.key) {
+                            p.waiting = true;
+                        }
                         true
                     }
                     Some(_) => false,
                     None => true,
                 };
                 if !keep {
-                    shard.lru.remove(&op.key);
+                    shard.lru.remove(op.key);
                 }
             }
             _ => {
-                shard.lru.remove(&op.key);
+                shard.lru.remove(op.key);
             }
         }
-        if last {
-            // No write of ours left to fill a gap: it was someone else's.
-            let gap = shard
+        if gap
+            && shard
                 .lru
-                .get_mut(&op.key)
-                .is_some_and(|e| !e.ahead.is_empty());
-            if gap {
-                shard.lru.remove(&op.key);
-            }
+                .get_mut(op.key)
+                .is_some_and(|e| !e.ahead.is_empty())
+        {
+            shard.lru.remove(op.key);
         }
     }
 }
@@ -564,28 +588,13 @@ fn apply(record: &mut Record, changes: &Changes<'_>) {
     for key in &changes.remove {
         record.data.remove(*key);
     }
-    apply_meta(record, changes.flags.as_ref(), changes.expires_ms);
-}
-
-/// [`apply`] for a write kept in [`Entry::ahead`].
-fn apply_ahead(record: &mut Record, ahead: &Ahead) {
-    for (key, value) in &ahead.set {
-        record.data.insert(key.clone(), value.clone());
-    }
-    for key in &ahead.remove {
-        record.data.remove(key);
-    }
-    apply_meta(record, ahead.flags.as_ref(), ahead.expires_ms);
-}
-
-fn apply_meta(record: &mut Record, flags: Option<&Meta>, expires_ms: Option<u64>) {
-    if let Some(flags) = flags {
+    if let Some(flags) = &changes.flags {
         // Stored as numbers where 0 means "none", as the decoder reads them.
         record.meta.permanent = flags.permanent;
         record.meta.lifetime_ms = flags.lifetime_ms.filter(|&ms| ms > 0);
         record.meta.absolute_ms = flags.absolute_ms.filter(|&ms| ms > 0);
     }
-    if let Some(expires) = expires_ms {
+    if let Some(expires) = changes.expires_ms {
         record.meta.expires_ms = expires;
     }
 }
@@ -596,7 +605,7 @@ fn apply_meta(record: &mut Record, flags: Option<&Meta>, expires_ms: Option<u64>
 /// entry: the write may or may not have happened.
 pub(crate) struct Op<'a> {
     cache: &'a Cache,
-    key: String,
+    key: &'a str,
     /// The key's `disturbed` count when it began.
     disturbed: u64,
     epoch: u64,
@@ -656,6 +665,12 @@ mod tests {
         })
     }
 
+    /// A read of "k" that found `n` at revision `rev`.
+    fn fill(c: &Cache, n: &str, rev: u64) {
+        c.begin("k")
+            .finish(Outcome::Loaded(Some((&record(n), rev))));
+    }
+
     fn invalidate(c: &Cache, key: &str) {
         c.on_push(PushInfo {
             kind: PushKind::Invalidate,
@@ -668,8 +683,7 @@ mod tests {
     #[test]
     fn a_read_fills_and_an_invalidation_empties() {
         let c = cache();
-        c.begin("k")
-            .finish(Outcome::Loaded(Some((&record("1"), 1))));
+        fill(&c, "1", 1);
         assert_eq!(n(&c, "k").as_deref(), Some("1"));
         invalidate(&c, "k");
         assert_eq!(n(&c, "k"), None);
@@ -748,8 +762,7 @@ mod tests {
         // Two requests of one user writing at once: each reply carries the
         // revision it made, so handled in order they both apply.
         let c = cache();
-        c.begin("k")
-            .finish(Outcome::Loaded(Some((&record("1"), 4))));
+        fill(&c, "1", 4);
         let (two, three) = (set_n(b"2"), set_n(b"3"));
         let a = c.begin("k");
         let b = c.begin("k");
@@ -774,8 +787,7 @@ mod tests {
         // Revision 6 was another client's (its invalidation still on the
         // way): once no write of ours is left, the entry goes.
         let c = cache();
-        c.begin("k")
-            .finish(Outcome::Loaded(Some((&record("1"), 5))));
+        fill(&c, "1", 5);
         let read = c.begin("k");
         c.begin("k").finish(Outcome::Updated(&set_n(b"7"), 7));
         assert_eq!(n(&c, "k"), None);
@@ -788,8 +800,7 @@ mod tests {
     #[test]
     fn an_update_applies_only_on_the_revision_before() {
         let c = cache();
-        c.begin("k")
-            .finish(Outcome::Loaded(Some((&record("1"), 4))));
+        fill(&c, "1", 4);
         let changes = set_n(b"2");
         c.begin("k").finish(Outcome::Updated(&changes, 5));
         assert_eq!(n(&c, "k").as_deref(), Some("2"));
@@ -802,8 +813,7 @@ mod tests {
     #[test]
     fn a_dropped_operation_drops_the_entry() {
         let c = cache();
-        c.begin("k")
-            .finish(Outcome::Loaded(Some((&record("1"), 1))));
+        fill(&c, "1", 1);
         drop(c.begin("k")); // a write cancelled mid-flight
         assert_eq!(n(&c, "k"), None);
         assert!(c.shard("k").pending.is_empty());
@@ -812,8 +822,7 @@ mod tests {
     #[test]
     fn disconnection_flushes_and_stops_filling_until_tracking_is_back() {
         let c = cache();
-        c.begin("k")
-            .finish(Outcome::Loaded(Some((&record("1"), 1))));
+        fill(&c, "1", 1);
         let in_flight = c.begin("j");
         c.on_push(PushInfo {
             kind: PushKind::Disconnection,
@@ -843,8 +852,7 @@ mod tests {
         r.meta.expires_ms = now_ms().saturating_sub(1);
         c.begin("k").finish(Outcome::Loaded(Some((&r, 1))));
         assert_eq!(n(&c, "k"), None, "past the record's expiry");
-        c.begin("k")
-            .finish(Outcome::Loaded(Some((&record("1"), 1))));
+        fill(&c, "1", 1);
         c.alive_ms.store(0, Ordering::Release);
         assert_eq!(
             n(&c, "k"),
@@ -856,8 +864,7 @@ mod tests {
     #[test]
     fn flushall_push_flushes() {
         let c = cache();
-        c.begin("k")
-            .finish(Outcome::Loaded(Some((&record("1"), 1))));
+        fill(&c, "1", 1);
         c.on_push(PushInfo {
             kind: PushKind::Invalidate,
             data: vec![Value::Nil],

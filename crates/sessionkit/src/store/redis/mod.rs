@@ -714,8 +714,8 @@ struct Save<'a, I> {
     /// Create (refuse if the key exists) rather than update.
     create: bool,
     expires: Option<u64>,
-    /// The script's flags argument: `e` (delete when emptied) or none.
-    script_flags: &'static str,
+    /// Delete the key when no data field remains (the script's `e` flag).
+    delete_if_empty: bool,
     /// Metadata to write: all of it on create, the flags when they changed.
     meta: Option<&'a Meta>,
     set: I,
@@ -732,7 +732,7 @@ impl<'a, I: ExactSizeIterator<Item = (&'a str, &'a [u8])>> Save<'a, I> {
             Some(ms) => cmd.arg(ms),
             None => cmd.arg(""),
         };
-        cmd.arg(self.script_flags);
+        cmd.arg(if self.delete_if_empty { "e" } else { "" });
         cmd.arg(self.set.len() + meta_count(self.meta, self.create, self.expires));
         for (k, v) in self.set {
             data_arg(&mut cmd, k);
@@ -946,7 +946,7 @@ impl SessionStore for RedisStore {
             let save = Save {
                 create: true,
                 expires: Some(record.meta.expires_ms),
-                script_flags: "",
+                delete_if_empty: false,
                 meta: Some(&record.meta),
                 set: record.data.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
                 remove: &[],
@@ -972,7 +972,7 @@ impl SessionStore for RedisStore {
                 let save = Save {
                     create: false,
                     expires: changes.expires_ms,
-                    script_flags: "e",
+                    delete_if_empty: true,
                     meta: changes.flags.as_ref(),
                     set: changes.set.iter().copied(),
                     remove: &changes.remove,
@@ -1005,7 +1005,7 @@ impl SessionStore for RedisStore {
             let key = self.key(id);
             let op = self.cache().map(|c| c.begin(&key));
             let mut conn = self.conn.clone();
-            let cmd = redis::cmd("DEL").arg(key).to_owned();
+            let cmd = redis::cmd("DEL").arg(&key).to_owned();
             self.bounded(cmd.query_async::<i64>(&mut conn)).await?;
             drop(op); // the entry goes
             Ok(())
@@ -1022,7 +1022,7 @@ impl SessionStore for RedisStore {
             let op = self.cache().map(|c| c.begin(&key));
             let mut conn = self.conn.clone();
             let mut inv = self.take.prepare_invoke();
-            inv.key(key)
+            inv.key(&key)
                 .arg(moved_to.as_str())
                 .arg(super::ms(super::MOVED_GRACE))
                 .arg(MARKER_REV);
