@@ -14,12 +14,39 @@
 //! `new` and `write` by much, since the Redis round trip it measures is one
 //! every library must make. Comparing a peer with this floor says how much
 //! room there is above that peer. Not a session server: do not use it as one.
+//!
+//! `FLOOR_CONNECTION=per-worker` gives each worker its own connection, opened
+//! by the worker's first request so that its I/O runs on the worker's own
+//! thread; by default one connection, opened in `main` (its I/O on the main
+//! thread), is shared by both workers, as the session test-beds and the
+//! peers do. The difference is the cost of that structure, not of any
+//! session logic.
 
 use std::process::ExitCode;
+use std::rc::Rc;
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use base64::Engine as _;
 use redis::aio::ConnectionManager;
+use tokio::sync::OnceCell;
+
+/// A worker's connection: set in `main` when shared, else opened by the
+/// worker's first request.
+#[derive(Clone)]
+struct Conn {
+    cell: Rc<OnceCell<ConnectionManager>>,
+    client: redis::Client,
+}
+
+impl Conn {
+    async fn get(&self) -> redis::RedisResult<ConnectionManager> {
+        let client = &self.client;
+        self.cell
+            .get_or_try_init(|| ConnectionManager::new(client.clone()))
+            .await
+            .cloned()
+    }
+}
 
 fn main() -> ExitCode {
     match actix_web::rt::System::new().block_on(run()) {
@@ -40,10 +67,19 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| "redis://127.0.0.1:6379/".to_owned());
-    let redis = ConnectionManager::new(redis::Client::open(url)?).await?;
+    let client = redis::Client::open(url)?;
+    let shared = match std::env::var("FLOOR_CONNECTION").as_deref() {
+        Ok("per-worker") => None,
+        Ok("" | "shared") | Err(_) => Some(ConnectionManager::new(client.clone()).await?),
+        Ok(other) => return Err(format!("FLOOR_CONNECTION={other}: shared or per-worker").into()),
+    };
     HttpServer::new(move || {
+        let cell = Rc::new(OnceCell::new_with(shared.clone()));
         App::new()
-            .app_data(web::Data::new(redis.clone()))
+            .app_data(Conn {
+                cell,
+                client: client.clone(),
+            })
             .route("/baseline", web::get().to(|| async { "ok" }))
             .route("/new", web::get().to(new))
             .route("/read", web::get().to(read))
@@ -60,6 +96,17 @@ fn unavailable(e: redis::RedisError) -> HttpResponse {
     HttpResponse::ServiceUnavailable().body(e.to_string())
 }
 
+/// The worker's connection.
+async fn connection(req: &HttpRequest) -> redis::RedisResult<ConnectionManager> {
+    match req.app_data::<Conn>() {
+        Some(conn) => conn.get().await,
+        None => Err(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "no connection registered",
+        ))),
+    }
+}
+
 /// The `floor` cookie's value (actix-web's cookie parsing is a feature this
 /// crate leaves off, as the session test-beds do).
 fn id(req: &HttpRequest) -> Option<&str> {
@@ -69,9 +116,12 @@ fn id(req: &HttpRequest) -> Option<&str> {
         .find_map(|pair| pair.trim().strip_prefix("floor="))
 }
 
-async fn new(redis: web::Data<ConnectionManager>) -> HttpResponse {
+async fn new(req: HttpRequest) -> HttpResponse {
     let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>());
-    let mut conn = redis.get_ref().clone();
+    let mut conn = match connection(&req).await {
+        Ok(conn) => conn,
+        Err(e) => return unavailable(e),
+    };
     let set: Result<(), _> = redis::cmd("SET")
         .arg(&id)
         .arg(r#"{"user":"bench"}"#)
@@ -90,11 +140,14 @@ async fn new(redis: web::Data<ConnectionManager>) -> HttpResponse {
     }
 }
 
-async fn read(req: HttpRequest, redis: web::Data<ConnectionManager>) -> HttpResponse {
+async fn read(req: HttpRequest) -> HttpResponse {
     let Some(id) = id(&req) else {
         return HttpResponse::Ok().body("0");
     };
-    let mut conn = redis.get_ref().clone();
+    let mut conn = match connection(&req).await {
+        Ok(conn) => conn,
+        Err(e) => return unavailable(e),
+    };
     let count: Result<Option<i64>, _> = redis::cmd("GET")
         .arg(format!("{id}:count"))
         .query_async(&mut conn)
@@ -105,11 +158,14 @@ async fn read(req: HttpRequest, redis: web::Data<ConnectionManager>) -> HttpResp
     }
 }
 
-async fn write(req: HttpRequest, redis: web::Data<ConnectionManager>) -> HttpResponse {
+async fn write(req: HttpRequest) -> HttpResponse {
     let Some(id) = id(&req) else {
         return HttpResponse::BadRequest().body("no cookie");
     };
-    let mut conn = redis.get_ref().clone();
+    let mut conn = match connection(&req).await {
+        Ok(conn) => conn,
+        Err(e) => return unavailable(e),
+    };
     let count: Result<i64, _> = redis::cmd("INCR")
         .arg(format!("{id}:count"))
         .query_async(&mut conn)
