@@ -35,18 +35,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-redis_port="$(free_port)"
-redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-    --dir "$work" >"$work/redis.log" 2>&1 &
-redis_pid=$!
-for _ in $(seq 100); do
-    redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
-    sleep 0.1
-done
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+start_private_redis "$work"
 
 # Runs the server under callgrind, sends `count` requests to `path`, prints
 # the total instruction count.
@@ -58,10 +49,7 @@ count_instructions() {
         valgrind --tool=callgrind --callgrind-out-file="$out" "$server" \
         >"$work/server.log" 2>&1 &
     server_pid=$!
-    for _ in $(seq 600); do
-        curl -fs "http://127.0.0.1:$port/baseline" >/dev/null 2>&1 && break
-        sleep 0.1
-    done
+    wait_for_server "$port" 600
     if [ "$path" = read ] || [ "$path" = write ]; then
         cookie="$(curl -fs -D - -o /dev/null "http://127.0.0.1:$port/new" |
             sed -n 's/^[Ss]et-[Cc]ookie: \([^;]*\).*/\1/p' | head -1)"

@@ -47,9 +47,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 # User + system CPU ticks of a process and its threads.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # Ticks of the whole process group (a server started through `env` or a
@@ -77,19 +76,13 @@ LUA
 # One measurement: prints "req/s server_us redis_us cmds_per_req".
 measure() {
     local command="$1" workload="$2" rport sport
-    rport="$(free_port)"
-    redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
-        --dir "$work" >"$work/redis.log" 2>&1 &
-    redis_pid=$!
-    for _ in $(seq 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.05; done
+    start_private_redis "$work"
+    rport="$redis_port"
     sport="$(free_port)"
     PORT="$sport" REDIS_URL="redis://127.0.0.1:$rport/" setsid bash -c "exec $command" \
         >"$work/server.log" 2>&1 &
     server_pid=$!
-    for _ in $(seq 200); do
-        curl -sf "http://127.0.0.1:$sport/baseline" >/dev/null 2>&1 && break
-        sleep 0.05
-    done
+    wait_for_server "$sport" 200
     : >"$work/cookies"
     if [ "$workload" != new ] && [ "$workload" != baseline ]; then
         for _ in $(seq "$sessions"); do
