@@ -49,6 +49,7 @@ trap cleanup EXIT
 
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
+
 # User + system CPU ticks of a process and its threads.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # Ticks of the whole process group (a server started through `env` or a
@@ -125,7 +126,9 @@ for workload in $workloads; do
     : >"$work/results"
     for rep in $(seq "$repeats"); do
         for i in "${!names[@]}"; do
-            echo "${names[$i]} $rep $(measure "${commands[$i]}" "$workload")" >>"$work/results"
+            # Not in a subshell: the exit trap must see the pids it starts.
+            measure "${commands[$i]}" "$workload" >"$work/one"
+            echo "${names[$i]} $rep $(cat "$work/one")" >>"$work/results"
         done
     done
     python3 - "$workload" "$work/results" "${names[@]}" <<'PY'
