@@ -96,15 +96,16 @@ fn unavailable(e: redis::RedisError) -> HttpResponse {
     HttpResponse::ServiceUnavailable().body(e.to_string())
 }
 
-/// The worker's connection.
-async fn connection(req: &HttpRequest) -> redis::RedisResult<ConnectionManager> {
-    match req.app_data::<Conn>() {
-        Some(conn) => conn.get().await,
-        None => Err(redis::RedisError::from((
-            redis::ErrorKind::Client,
-            "no connection registered",
-        ))),
-    }
+/// Runs one command on the worker's connection; a Redis failure is a 503.
+async fn query<T: redis::FromRedisValue>(
+    req: &HttpRequest,
+    cmd: &redis::Cmd,
+) -> Result<T, HttpResponse> {
+    let Some(conn) = req.app_data::<Conn>() else {
+        return Err(HttpResponse::InternalServerError().body("no connection registered"));
+    };
+    let mut conn = conn.get().await.map_err(unavailable)?;
+    cmd.query_async(&mut conn).await.map_err(unavailable)
 }
 
 /// The `floor` cookie's value (actix-web's cookie parsing is a feature this
@@ -118,25 +119,20 @@ fn id(req: &HttpRequest) -> Option<&str> {
 
 async fn new(req: HttpRequest) -> HttpResponse {
     let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>());
-    let mut conn = match connection(&req).await {
-        Ok(conn) => conn,
-        Err(e) => return unavailable(e),
-    };
-    let set: Result<(), _> = redis::cmd("SET")
+    let set = redis::cmd("SET")
         .arg(&id)
         .arg(r#"{"user":"bench"}"#)
         .arg("EX")
         .arg(86_400)
-        .query_async(&mut conn)
-        .await;
-    match set {
+        .to_owned();
+    match query::<()>(&req, &set).await {
         Ok(()) => HttpResponse::Ok()
             .insert_header((
                 "set-cookie",
                 format!("floor={id}; HttpOnly; SameSite=Lax; Secure; Path=/"),
             ))
             .body("ok"),
-        Err(e) => unavailable(e),
+        Err(response) => response,
     }
 }
 
@@ -144,17 +140,10 @@ async fn read(req: HttpRequest) -> HttpResponse {
     let Some(id) = id(&req) else {
         return HttpResponse::Ok().body("0");
     };
-    let mut conn = match connection(&req).await {
-        Ok(conn) => conn,
-        Err(e) => return unavailable(e),
-    };
-    let count: Result<Option<i64>, _> = redis::cmd("GET")
-        .arg(format!("{id}:count"))
-        .query_async(&mut conn)
-        .await;
-    match count {
+    let get = redis::cmd("GET").arg(format!("{id}:count")).to_owned();
+    match query::<Option<i64>>(&req, &get).await {
         Ok(n) => HttpResponse::Ok().body(n.unwrap_or(0).to_string()),
-        Err(e) => unavailable(e),
+        Err(response) => response,
     }
 }
 
@@ -162,16 +151,9 @@ async fn write(req: HttpRequest) -> HttpResponse {
     let Some(id) = id(&req) else {
         return HttpResponse::BadRequest().body("no cookie");
     };
-    let mut conn = match connection(&req).await {
-        Ok(conn) => conn,
-        Err(e) => return unavailable(e),
-    };
-    let count: Result<i64, _> = redis::cmd("INCR")
-        .arg(format!("{id}:count"))
-        .query_async(&mut conn)
-        .await;
-    match count {
+    let incr = redis::cmd("INCR").arg(format!("{id}:count")).to_owned();
+    match query::<i64>(&req, &incr).await {
         Ok(n) => HttpResponse::Ok().body(n.to_string()),
-        Err(e) => unavailable(e),
+        Err(response) => response,
     }
 }
