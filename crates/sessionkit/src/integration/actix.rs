@@ -104,6 +104,8 @@ where
     type Error = actix_web::Error;
 
     fn new_transform(&self, service: S) -> Self::Future {
+        // actix-web builds each worker's service on the worker's thread.
+        self.shared.store.worker_started();
         ready(Ok(SessionMiddlewareService {
             service,
             shared: Arc::clone(&self.shared),

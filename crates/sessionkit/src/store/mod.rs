@@ -133,6 +133,14 @@ pub trait SessionStore: Send + Sync + 'static {
         id: &'a StorageId,
         moved_to: &'a StorageId,
     ) -> BoxFuture<'a, Result<Option<Record>, Error>>;
+
+    /// Called on each worker thread of a framework that runs one
+    /// single-threaded runtime per worker (actix-web), once as the worker
+    /// starts, on that thread. A store may place per-thread resources there
+    /// ([`RedisStore`](redis::RedisStore) opens its connections on these
+    /// threads, so that their I/O runs where the requests do). Stores that
+    /// wrap another store pass it on. The default does nothing.
+    fn worker_started(&self) {}
 }
 
 /// Current time in Unix milliseconds.

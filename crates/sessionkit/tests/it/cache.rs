@@ -20,6 +20,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// How soon another instance must see a write.
 const BOUND: Duration = Duration::from_millis(100);
 
+/// Connections per store in these tests: more than one, and not a divisor
+/// of the 64 shards, so that sessions spread unevenly over them.
+const CONNECTIONS: usize = 3;
+
 /// One app instance: the contract app on its own `RedisStore`.
 struct Instance {
     base: String,
@@ -32,7 +36,18 @@ impl Instance {
     }
 
     async fn start_with(url: &str, cache: Option<ClientCache>, timeout: Duration) -> Self {
-        let builder = RedisStore::builder().with_response_timeout(timeout);
+        Self::start_on(url, cache, timeout, CONNECTIONS).await
+    }
+
+    async fn start_on(
+        url: &str,
+        cache: Option<ClientCache>,
+        timeout: Duration,
+        connections: usize,
+    ) -> Self {
+        let builder = RedisStore::builder()
+            .with_response_timeout(timeout)
+            .with_connections(connections);
         let builder = match cache {
             Some(c) => builder.with_client_cache(c),
             None => builder.without_client_cache(),
@@ -118,6 +133,97 @@ async fn write_on_one_instance_is_seen_by_the_other_within_the_bound() {
     redis.reset_stats();
     assert_eq!(on_b.get("/write").await.body, "6");
     poll(&mut on_a, "/read", BOUND, |r| r.body == "6").await;
+}
+
+/// RESP3 connections Redis has open (the instances' store connections;
+/// the test's own are RESP2).
+fn resp3_clients(redis: &RedisServer) -> usize {
+    let list: String = redis.cmd(&["CLIENT", "LIST"]);
+    list.lines().filter(|l| l.contains(" resp=3")).count()
+}
+
+/// Sessions spread over a store's connections, each tracking only its share
+/// of the keys: every share stays coherent with another instance, and an
+/// instance hears nothing of its own writes, on any of its connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_connection_stays_coherent_and_hears_only_other_clients() {
+    let redis = RedisServer::start();
+    let (a, b) = (cached(&redis).await, cached(&redis).await);
+    // 48 sessions over 3 connections: all three are used (the chance that
+    // one gets none is 3·(2/3)^48, below 1e-8).
+    let mut on_a = Vec::new();
+    for _ in 0..48 {
+        let mut user = a.browser(None);
+        assert_eq!(user.get("/write").await.body, "1");
+        on_a.push(user);
+    }
+    let mut on_b: Vec<Browser> = on_a
+        .iter()
+        .map(|u| b.browser(u.cookie.as_deref()))
+        .collect();
+    for user in &mut on_b {
+        assert_eq!(user.get("/read").await.body, "1");
+    }
+    // Each instance opened its connections as sessions needed them, and
+    // closed the one it connected with.
+    let started = Instant::now();
+    while resp3_clients(&redis) != 2 * CONNECTIONS {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{} RESP3 connections, want {}",
+            resp3_clients(&redis),
+            2 * CONNECTIONS
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    redis.reset_stats();
+    for user in &mut on_b {
+        assert_eq!(user.get("/read").await.body, "1");
+    }
+    assert_eq!(redis.total_commands(), 0, "B serves all 48 from its cache");
+    for (a_user, b_user) in on_a.iter_mut().zip(&mut on_b) {
+        assert_eq!(a_user.get("/write").await.body, "2");
+        poll(b_user, "/read", BOUND, |r| r.body == "2").await;
+    }
+    assert!(b.stats().invalidations >= 48, "{:?}", b.stats());
+    // B's own writes reach none of B's connections: with overlapping
+    // prefixes, each would be reported to B's other connections.
+    let heard = b.stats().invalidations;
+    for user in &mut on_b {
+        assert_eq!(user.get("/write").await.body, "3");
+    }
+    for user in &mut on_b {
+        assert_eq!(user.get("/read").await.body, "3");
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(b.stats().invalidations, heard, "{:?}", b.stats());
+    for user in &mut on_a {
+        poll(user, "/read", BOUND, |r| r.body == "3").await;
+    }
+}
+
+/// A connection opens when a session first needs it: Redis down at that
+/// moment is a clean 503, and the next request after Redis is back opens it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_cannot_open_yet_fails_cleanly_then_opens() {
+    let mut redis = RedisServer::start();
+    let a = cached(&redis).await;
+    redis.kill();
+    let mut user = a.browser(None);
+    let started = Instant::now();
+    assert_eq!(user.get("/write").await.status, 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    redis.restart();
+    poll(&mut user, "/write", Duration::from_secs(2), |r| {
+        r.status == 200
+    })
+    .await;
+    assert_eq!(user.get("/read").await.body, "1");
+    assert_eq!(user.get("/write").await.body, "2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -484,9 +590,12 @@ async fn concurrent_writes_on_two_instances_lose_nothing_and_converge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cache_is_a_bounded_lru() {
     let redis = RedisServer::start();
-    let a = Instance::start(
+    // One connection: one exact LRU (with several, each caches its share).
+    let a = Instance::start_on(
         &redis.url(),
         Some(ClientCache::default().with_max_entries(4)),
+        Duration::from_millis(500),
+        1,
     )
     .await;
     let mut browsers = Vec::new();

@@ -10,6 +10,7 @@
 mod adapters;
 mod cache;
 mod conformance;
+mod connections;
 mod reliability;
 mod security;
 mod store;

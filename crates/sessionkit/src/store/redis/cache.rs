@@ -262,7 +262,14 @@ pub(crate) struct Cache {
     misses: AtomicU64,
     invalidations: AtomicU64,
     flushes: AtomicU64,
+    /// Which keys this cache may hold, when it holds only some of the
+    /// prefix's (one lane of several): invalidations of other keys are
+    /// ignored.
+    owns: Option<KeyFilter>,
 }
+
+/// A predicate on keys ([`Cache::only_keys`]).
+type KeyFilter = Box<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// What an operation learned, for [`Op::finish`].
 pub(crate) enum Outcome<'a> {
@@ -301,7 +308,17 @@ impl Cache {
             misses: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
+            owns: None,
         }
+    }
+
+    /// This cache only ever holds keys for which `owns` is true: an
+    /// invalidation of any other key is not about it (and not counted).
+    /// The store's lanes use it: each caches its own share of the sessions
+    /// while its connection hears about all of them.
+    pub(crate) fn only_keys(mut self, owns: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        self.owns = Some(Box::new(owns));
+        self
     }
 
     /// The current epoch (see [`flush`](Self::flush)).
@@ -440,7 +457,8 @@ impl Cache {
                     for key in keys {
                         if let Value::BulkString(bytes) = key {
                             // Our keys are UTF-8; anything else is not ours.
-                            if let Ok(key) = std::str::from_utf8(bytes) {
+                            let ours = |key: &str| self.owns.as_ref().is_none_or(|owns| owns(key));
+                            if let Some(key) = std::str::from_utf8(bytes).ok().filter(|k| ours(k)) {
                                 self.invalidate(key);
                             }
                         }
@@ -685,6 +703,18 @@ mod tests {
         let c = cache();
         fill(&c, "1", 1);
         assert_eq!(n(&c, "k").as_deref(), Some("1"));
+        invalidate(&c, "k");
+        assert_eq!(n(&c, "k"), None);
+        assert_eq!(c.stats().invalidations, 1);
+    }
+
+    #[test]
+    fn a_cache_for_some_keys_ignores_invalidations_of_others() {
+        let c = cache().only_keys(|k| k.starts_with('k'));
+        fill(&c, "1", 1);
+        invalidate(&c, "other");
+        assert_eq!(n(&c, "k").as_deref(), Some("1"));
+        assert_eq!(c.stats().invalidations, 0);
         invalidate(&c, "k");
         assert_eq!(n(&c, "k"), None);
         assert_eq!(c.stats().invalidations, 1);

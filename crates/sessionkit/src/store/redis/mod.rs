@@ -24,26 +24,25 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use redis::{
-    Client, Cmd, ErrorKind, IntoConnectionInfo, ProtocolVersion, PushInfo, RedisWrite as _, Script,
-    ServerErrorKind, Value,
-};
+use redis::{Client, Cmd, IntoConnectionInfo, RedisWrite as _, Script, Value};
 
 use super::{BoxFuture, Changes, Meta, Record, SessionStore, UpdateOutcome, LAYOUT_VERSION};
 use crate::{Error, StorageId};
 
 mod cache;
 mod dump;
+mod lanes;
 mod lru;
 
-use cache::{Cache, Outcome};
+use cache::Outcome;
 pub use cache::{
     CacheStats, ClientCache, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_HEARTBEAT, DEFAULT_CACHE_TTL,
 };
+use lanes::{Lane, Lanes, Opener};
 
 /// Default key prefix (the seed's).
 pub const DEFAULT_PREFIX: &str = "session:";
@@ -57,8 +56,13 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/";
 const DATA: &str = "d:";
 
 /// A [`SessionStore`] on Redis, through redis-rs's [`ConnectionManager`]
-/// (one multiplexed connection that reconnects by itself). Cloning is cheap
-/// and shares the connection (and the [`ClientCache`], if any).
+/// (multiplexed connections that reconnect by themselves). Cloning is cheap
+/// and shares the connections (and the [`ClientCache`], if any).
+///
+/// The connection opens when a request first needs it, on that request's
+/// thread; under actix-web, on the first worker thread (where its I/O then
+/// runs, not on the thread that built the store). More connections, each
+/// serving a fixed share of the sessions: [`RedisStoreBuilder::with_connections`].
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), sessionkit::Error> {
@@ -69,28 +73,14 @@ const DATA: &str = "d:";
 /// ```
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    lanes: Arc<Lanes>,
     prefix: String,
     timeout: Duration,
     save: Script,
     take: Script,
-    cache: Option<Arc<Cached>>,
     /// How creates use `RESTORE`: [`RESTORE_LISTPACK`], [`RESTORE_HASH`] or
     /// [`RESTORE_NONE`]; only ever lowered, when the server refuses a payload.
     restore: Arc<AtomicU8>,
-}
-
-/// The client cache and its heartbeat, which stops with the last clone of
-/// the store.
-struct Cached {
-    cache: Arc<Cache>,
-    heartbeat: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Cached {
-    fn drop(&mut self) {
-        self.heartbeat.abort();
-    }
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -98,7 +88,8 @@ impl std::fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
-            .field("client_cache", &self.cache.is_some())
+            .field("connections", &self.lanes.len())
+            .field("client_cache", &self.lanes.cached())
             .finish_non_exhaustive()
     }
 }
@@ -111,6 +102,7 @@ pub struct RedisStoreBuilder {
     response_timeout: Duration,
     connect_timeout: Duration,
     cache: Option<ClientCache>,
+    connections: usize,
 }
 
 impl Default for RedisStoreBuilder {
@@ -120,6 +112,7 @@ impl Default for RedisStoreBuilder {
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             cache: Some(ClientCache::default()),
+            connections: 1,
         }
     }
 }
@@ -141,6 +134,27 @@ impl RedisStoreBuilder {
     /// Bound on each connection attempt (default 500 ms).
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// How many connections to Redis the store keeps (default 1; 1 to 64,
+    /// values outside count as the nearest).
+    ///
+    /// Each session always goes through the same connection (chosen by its
+    /// storage id), so its commands — and, with the client cache, the
+    /// invalidations about it — arrive in one order, and each connection
+    /// caches only its own share of the sessions. The cost: every
+    /// connection hears of every session write made on the others (one
+    /// short push each, ignored). On a 2-CPU machine under actix-web, two
+    /// connections did 0.8× the `new` and write throughput of one; more may
+    /// pay with many worker threads, when a single connection's I/O would
+    /// keep one thread busy.
+    ///
+    /// Connections open when first needed. Under actix-web, connection `k`
+    /// opens on worker thread `k` (modulo the worker count), which then
+    /// runs its I/O: see [`SessionStore::worker_started`].
+    pub fn with_connections(mut self, connections: usize) -> Self {
+        self.connections = connections.clamp(1, crate::id::MAX_SHARDS);
         self
     }
 
@@ -195,25 +209,33 @@ impl RedisStoreBuilder {
     /// # Errors
     ///
     /// [`Error::Unavailable`] if Redis cannot be reached.
-    pub async fn client(mut self, client: Client) -> Result<RedisStore, Error> {
-        if let Some(options) = self.cache.take() {
-            match self.connect_cached(&client, &options).await {
-                Ok(store) => return Ok(store),
-                Err(e) if unsupported(&e) => {
-                    tracing::warn!(
-                        error = %crate::error::Chain(&e),
-                        "Redis refused RESP3 client tracking; running without the client cache"
-                    );
-                }
-                Err(e) => return Err(e),
-            }
+    pub async fn client(self, client: Client) -> Result<RedisStore, Error> {
+        let mut opener = Opener {
+            client,
+            cache: self.cache.clone(),
+            prefix: self.prefix.clone(),
+            lanes: self.connections,
+            response_timeout: self.response_timeout,
+            connect_timeout: self.connect_timeout,
+        };
+        // Lane 0 now: it proves Redis reachable, finds out whether the
+        // server allows the client cache (if not, no other lane asks
+        // again), and loads the scripts. It serves as lane 0 unless actix-web
+        // workers start: lane 0 then reopens on one of them.
+        let first = opener.clone().open(0).await?;
+        if first.cache().is_none() {
+            opener.cache = None;
         }
-        let conn = self.connection(client, self.manager_config()).await?;
-        self.manager(conn).await
+        first
+            .load_scripts(&[&self.save_script(), &self.take_script()])
+            .await?;
+        Ok(self.store(Lanes::new(opener, first)))
     }
 
     /// Uses an existing [`ConnectionManager`] (its own timeouts apply, and
-    /// this builder's response timeout bounds each call on top).
+    /// this builder's response timeout bounds each call on top): one
+    /// connection, whatever [`with_connections`](Self::with_connections)
+    /// says.
     ///
     /// Never caches: the [`ClientCache`] needs a connection of its own,
     /// which [`connect`](Self::connect) and [`client`](Self::client) make.
@@ -222,153 +244,30 @@ impl RedisStoreBuilder {
     ///
     /// [`Error::Unavailable`] if the scripts cannot be loaded into Redis.
     pub async fn manager(self, conn: ConnectionManager) -> Result<RedisStore, Error> {
-        self.store(conn, None).await
-    }
-
-    fn manager_config(&self) -> ConnectionManagerConfig {
-        ConnectionManagerConfig::new()
-            // Every call the store makes is bounded by its own response
-            // timeout (`bounded`, which also flushes the client cache when
-            // it fires); a second timer inside redis-rs would cost every
-            // call a timer-wheel insert and removal for nothing.
-            .set_response_timeout(None)
-            .set_connection_timeout(Some(self.connect_timeout))
-            // No retry loop inside the connection: while Redis is down, each
-            // request makes (at most) one bounded reconnect attempt and fails
-            // fast with a 503, and the first request after Redis is back
-            // reconnects. Sleeping retries would make every request wait for
-            // them (about 500 ms per request during an outage, measured).
-            .set_number_of_retries(0)
-    }
-
-    async fn connection(
-        &self,
-        client: Client,
-        config: ConnectionManagerConfig,
-    ) -> Result<ConnectionManager, Error> {
-        let connect = ConnectionManager::new_with_config(client, config);
-        tokio::time::timeout(self.connect_timeout * 4, connect)
-            .await
-            .map_err(Error::unavailable)?
-            .map_err(Error::unavailable)
-    }
-
-    /// Connects over RESP3 with the cache's push handler, and enables
-    /// tracking before the first load.
-    async fn connect_cached(
-        &self,
-        client: &Client,
-        options: &ClientCache,
-    ) -> Result<RedisStore, Error> {
-        let info = client.get_connection_info().clone();
-        let resp3 = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        let client = Client::open(info.set_redis_settings(resp3)).map_err(Error::unavailable)?;
-        let cache = Arc::new(Cache::new(options, self.response_timeout));
-        let pushes = Arc::clone(&cache);
-        let config = self
-            .manager_config()
-            .set_push_sender(move |push: PushInfo| {
-                pushes.on_push(push);
-                Ok::<(), std::convert::Infallible>(())
-            });
-        let mut conn = self.connection(client, config).await?;
-        let epoch = cache.epoch();
-        let mut tracking = redis::pipe();
-        track_keys(&mut tracking, &self.prefix);
-        match tokio::time::timeout(
-            self.response_timeout,
-            tracking.query_async::<(Value, Value)>(&mut conn),
-        )
-        .await
-        {
-            Ok(Ok(_)) => cache.tracking_confirmed(epoch),
-            Ok(Err(e)) => return Err(Error::unavailable(e)),
-            Err(elapsed) => return Err(Error::unavailable(elapsed)),
-        }
-        cache.alive();
-        let heartbeat = tokio::spawn(heartbeat(
-            Arc::clone(&cache),
-            conn.clone(),
-            self.response_timeout,
-        ));
-        let cached = Arc::new(Cached { cache, heartbeat });
-        self.clone().store(conn, Some(cached)).await
-    }
-
-    async fn store(
-        self,
-        conn: ConnectionManager,
-        cache: Option<Arc<Cached>>,
-    ) -> Result<RedisStore, Error> {
-        let store = RedisStore {
-            conn,
-            prefix: self.prefix,
-            timeout: self.response_timeout,
-            save: Script::new(include_str!("save.lua")),
-            take: Script::new(include_str!("take.lua")),
-            cache,
-            restore: Arc::new(AtomicU8::new(RESTORE_LISTPACK)),
-        };
-        // Load the scripts now, so that the first request's save is one EVALSHA.
-        // (After a Redis restart, redis-rs reloads them on NOSCRIPT.)
-        let mut conn = store.conn.clone();
-        for script in [&store.save, &store.take] {
-            store
-                .bounded(script.prepare_invoke().load_async(&mut conn))
-                .await?;
-        }
+        let lanes = Lanes::given(conn, &self.prefix, self.response_timeout);
+        let store = self.store(lanes);
+        let lane = store.lanes.get(0).await?;
+        lane.load_scripts(&[&store.save, &store.take]).await?;
         Ok(store)
     }
-}
 
-/// Appends to `pipe` the commands that (re-)enable tracking on the
-/// connection, in broadcast mode for the store's prefix: Redis reports every
-/// change by another client to any session key, keeps no per-key state, and
-/// the store's own plain writes (RESTORE, the update transaction) need no
-/// read-back to stay covered. (A script's writes are reported back to the
-/// NOLOOP client that ran it; the store caches nothing a script wrote.)
-/// Tracking is switched off first: Redis refuses a prefix the connection
-/// already tracks. Two replies; the second says whether tracking is on.
-fn track_keys(pipe: &mut redis::Pipeline, prefix: &str) {
-    pipe.cmd("CLIENT").arg("TRACKING").arg("OFF");
-    let on = pipe.cmd("CLIENT").arg("TRACKING").arg("ON").arg("BCAST");
-    if !prefix.is_empty() {
-        on.arg("PREFIX").arg(prefix);
+    fn store(self, lanes: Lanes) -> RedisStore {
+        RedisStore {
+            lanes: Arc::new(lanes),
+            save: self.save_script(),
+            take: self.take_script(),
+            prefix: self.prefix,
+            timeout: self.response_timeout,
+            restore: Arc::new(AtomicU8::new(RESTORE_LISTPACK)),
+        }
     }
-    on.arg("NOLOOP");
-}
 
-/// Whether a connection error says the server does not do RESP3 client
-/// tracking (it answered, with an error), rather than that it is unreachable.
-fn unsupported(e: &Error) -> bool {
-    let Error::Unavailable(src) = e else {
-        return false;
-    };
-    src.downcast_ref::<redis::RedisError>().is_some_and(|re| {
-        !(re.is_io_error()
-            || re.is_timeout()
-            || re.is_connection_dropped()
-            || re.is_connection_refusal())
-    })
-}
+    fn save_script(&self) -> Script {
+        Script::new(include_str!("save.lua"))
+    }
 
-/// Checks the connection when nothing else has for a heartbeat; a failed
-/// check flushes the cache (invalidations may have been lost).
-async fn heartbeat(cache: Arc<Cache>, mut conn: ConnectionManager, timeout: Duration) {
-    let every = cache.heartbeat();
-    loop {
-        tokio::time::sleep(every).await;
-        if cache.silent_for() < every {
-            continue;
-        }
-        let ping = redis::cmd("PING").to_owned();
-        match tokio::time::timeout(timeout, ping.query_async::<Value>(&mut conn)).await {
-            Ok(Ok(_)) => cache.alive(),
-            _ => cache.flush(),
-        }
+    fn take_script(&self) -> Script {
+        Script::new(include_str!("take.lua"))
     }
 }
 
@@ -410,14 +309,20 @@ impl RedisStore {
         &self.prefix
     }
 
-    /// The client cache's counters; `None` when the store runs without one
-    /// ([`RedisStoreBuilder::without_client_cache`], or the server refused it).
+    /// The client cache's counters (over all connections); `None` when the
+    /// store runs without one ([`RedisStoreBuilder::without_client_cache`],
+    /// or the server refused it).
     pub fn client_cache_stats(&self) -> Option<CacheStats> {
-        self.cache.as_ref().map(|c| c.cache.stats())
+        self.lanes.stats()
     }
 
-    fn cache(&self) -> Option<&Cache> {
-        self.cache.as_deref().map(|c| &*c.cache)
+    /// The lane (connection, cache) that serves `id`.
+    async fn lane(&self, id: &StorageId) -> Result<&Lane, Error> {
+        let k = id.shard(self.lanes.len());
+        match self.lanes.ready(k) {
+            Some(lane) => Ok(lane),
+            None => self.lanes.get(k).await,
+        }
     }
 
     /// The Redis key of a session.
@@ -428,76 +333,18 @@ impl RedisStore {
         key
     }
 
-    /// Runs one Redis call within the response timeout. With the cache, an
-    /// answer proves the invalidation stream alive, and a failure flushes
-    /// the cache (invalidations may have been lost with the connection).
-    async fn bounded<T>(
-        &self,
-        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, Error> {
-        let answer = self.bounded_raw(fut).await?;
-        self.failed_on_error(answer)
-    }
-
-    /// Runs a save command built by [`Save::cmd`]; if Redis lost the script
-    /// (a restart, `SCRIPT FLUSH`), loads it and sends the command again.
-    async fn eval(&self, script: &Script, cmd: &Cmd) -> Result<Value, Error> {
-        let mut conn = self.conn.clone();
-        match self
-            .bounded_raw(cmd.query_async::<Value>(&mut conn))
-            .await?
-        {
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                self.bounded(script.prepare_invoke().load_async(&mut conn))
-                    .await?;
-                self.bounded(cmd.query_async::<Value>(&mut conn)).await
-            }
-            answer => self.failed_on_error(answer),
-        }
-    }
-
-    /// An error reply is a failed call: with the cache, the outcome of a
-    /// write is unknown, so everything cached goes.
-    fn failed_on_error<T>(&self, answer: redis::RedisResult<T>) -> Result<T, Error> {
-        answer.map_err(|e| {
-            if let Some(cache) = self.cache() {
-                cache.flush();
-            }
-            Error::unavailable(e)
-        })
-    }
-
-    /// Runs one Redis call within the response timeout, and returns the
-    /// server's answer, error replies included, for the caller to judge.
-    /// No answer (a timeout, a broken connection) is an error, and flushes
-    /// the cache; an answer proves the invalidation stream alive.
-    async fn bounded_raw<T>(
-        &self,
-        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> Result<redis::RedisResult<T>, Error> {
-        let result = match tokio::time::timeout(self.timeout, fut).await {
-            Ok(Err(e)) if !matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension) => {
-                Err(Error::unavailable(e))
-            }
-            Ok(answer) => Ok(answer),
-            Err(elapsed) => Err(Error::unavailable(elapsed)),
-        };
-        if let Some(cache) = self.cache() {
-            match result {
-                Ok(_) => cache.alive(),
-                Err(_) => cache.flush(),
-            }
-        }
-        result
-    }
-
     /// Creates with one `RESTORE` (see [`dump`]); `None` if this server
     /// refuses RESTORE (an ACL without `@dangerous`, a renamed command, a
     /// payload it cannot read), which switches this store to the save script.
     /// A listpack payload refused with `ERR` (a Redis before 7.0 reads no
     /// RDB 10) is retried at once in the plain hash layout, which every
     /// Redis reads, and the store keeps to that layout.
-    async fn restore(&self, key: &str, record: &Record) -> Result<Option<bool>, Error> {
+    async fn restore(
+        &self,
+        lane: &Lane,
+        key: &str,
+        record: &Record,
+    ) -> Result<Option<bool>, Error> {
         loop {
             let (payload, layout) = match self.restore.load(Ordering::Relaxed) {
                 RESTORE_NONE => return Ok(None),
@@ -508,8 +355,8 @@ impl RedisStore {
                 .arg(record.meta.expires_ms)
                 .arg(&payload[..])
                 .arg("ABSTTL");
-            let mut conn = self.conn.clone();
-            match self
+            let mut conn = lane.conn();
+            match lane
                 .bounded_raw(cmd.query_async::<Value>(&mut conn))
                 .await?
             {
@@ -566,7 +413,7 @@ impl RedisStore {
     /// record leaves a hash without `m:v` (never a session: a load deletes it
     /// as corrupt), deleted here at once; a forwarding marker keeps its own
     /// short expiry.
-    async fn transact(&self, key: &str, changes: &Changes<'_>) -> Result<SaveReply, Error> {
+    async fn transact(lane: &Lane, key: &str, changes: &Changes<'_>) -> Result<SaveReply, Error> {
         let mut pipe = redis::pipe();
         pipe.atomic();
         pipe.cmd("HINCRBY").arg(key).arg("m:rev").arg(1);
@@ -595,8 +442,8 @@ impl RedisStore {
         if let Some(ms) = changes.expires_ms {
             pipe.cmd("PEXPIREAT").arg(key).arg(ms).ignore();
         }
-        let mut conn = self.conn.clone();
-        let (rev,): (i64,) = self
+        let mut conn = lane.conn();
+        let (rev,): (i64,) = lane
             .bounded(pipe.query_async(&mut conn))
             .await
             .map_err(load_error)?;
@@ -608,7 +455,7 @@ impl RedisStore {
             .arg("m:v")
             .arg("m:moved")
             .to_owned();
-        let (version, moved): (Option<Vec<u8>>, Option<String>) = self
+        let (version, moved): (Option<Vec<u8>>, Option<String>) = lane
             .bounded(marks.query_async(&mut conn))
             .await
             .map_err(load_error)?;
@@ -616,7 +463,7 @@ impl RedisStore {
             if changes.expires_ms.is_some() {
                 let grace = super::ms(super::MOVED_GRACE);
                 let cmd = redis::cmd("PEXPIRE").arg(key).arg(grace).to_owned();
-                self.bounded(cmd.query_async::<i64>(&mut conn)).await?;
+                lane.bounded(cmd.query_async::<i64>(&mut conn)).await?;
             }
             return match StorageId::parse(to) {
                 Some(to) => Ok(SaveReply::Moved(to)),
@@ -625,7 +472,7 @@ impl RedisStore {
         }
         if version.is_none() {
             let del = redis::cmd("DEL").arg(key).to_owned();
-            if let Err(e) = self.bounded(del.query_async::<i64>(&mut conn)).await {
+            if let Err(e) = lane.bounded(del.query_async::<i64>(&mut conn)).await {
                 tracing::warn!(error = %crate::error::Chain(&e), "could not delete the remains of a late save");
             }
             return Ok(SaveReply::Gone);
@@ -878,47 +725,20 @@ fn load_error(e: Error) -> Error {
     e
 }
 
-impl RedisStore {
-    /// One HGETALL. With `track`, tracking is (re-)enabled first, pipelined
-    /// so that it is on the same connection; the flag says whether that
-    /// worked (if the server refuses it, the load still succeeds: the cache
-    /// just does not fill).
-    async fn fetch(&self, key: &str, track: bool) -> Result<(Value, bool), Error> {
-        let mut conn = self.conn.clone();
-        if !track {
-            let cmd = redis::cmd("HGETALL").arg(key).to_owned();
-            let reply = self.bounded(cmd.query_async(&mut conn)).await;
-            return reply.map(|v| (v, false)).map_err(load_error);
-        }
-        let mut pipe = redis::pipe();
-        track_keys(&mut pipe, &self.prefix);
-        pipe.cmd("HGETALL").arg(key).ignore_errors();
-        let (_, tracking, reply): (
-            redis::RedisResult<Value>,
-            redis::RedisResult<Value>,
-            redis::RedisResult<Value>,
-        ) = self.bounded(pipe.query_async(&mut conn)).await?;
-        if let Err(e) = &tracking {
-            tracing::debug!(error = %e, "Redis refused CLIENT TRACKING; this load is not cached");
-        }
-        let reply = reply.map_err(|e| load_error(Error::unavailable(e)))?;
-        Ok((reply, tracking.is_ok()))
-    }
-}
-
 impl SessionStore for RedisStore {
     fn load<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<Option<Record>, Error>> {
         Box::pin(async move {
             let key = self.key(id);
-            let Some(cache) = self.cache() else {
-                return decode_record(hash_reply(self.fetch(&key, false).await?.0)?);
+            let lane = self.lane(id).await?;
+            let Some(cache) = lane.cache() else {
+                return decode_record(hash_reply(lane.fetch(&key, false).await?.0)?);
             };
             if let Some(record) = cache.get(&key) {
                 return Ok(Some(record));
             }
             let op = cache.begin(&key);
             let track = !cache.tracking(&op);
-            let (reply, tracking) = self.fetch(&key, track).await?;
+            let (reply, tracking) = lane.fetch(&key, track).await?;
             if tracking {
                 op.confirm_tracking();
             }
@@ -940,7 +760,8 @@ impl SessionStore for RedisStore {
             // (broadcast tracking needs no read to cover the key). Caching
             // every created session here cut `new` on actix-web from 26-27k
             // to 17-19k req/s (ARCHITECTURE.md).
-            if let Some(created) = self.restore(&key, record).await? {
+            let lane = self.lane(id).await?;
+            if let Some(created) = self.restore(lane, &key, record).await? {
                 return Ok(created);
             }
             let save = Save {
@@ -953,7 +774,7 @@ impl SessionStore for RedisStore {
             };
             let cmd = save.cmd(&self.save, &key);
             let created = matches!(
-                save_reply(self.eval(&self.save, &cmd).await?)?,
+                save_reply(lane.eval(&self.save, &cmd).await?)?,
                 SaveReply::Saved(_)
             );
             Ok(created)
@@ -967,7 +788,8 @@ impl SessionStore for RedisStore {
     ) -> BoxFuture<'a, Result<UpdateOutcome, Error>> {
         Box::pin(async move {
             let key = self.key(id);
-            let op = self.cache().map(|c| c.begin(&key));
+            let lane = self.lane(id).await?;
+            let op = lane.cache().map(|c| c.begin(&key));
             let reply = if changes.delete_if_empty {
                 let save = Save {
                     create: false,
@@ -978,9 +800,9 @@ impl SessionStore for RedisStore {
                     remove: &changes.remove,
                 };
                 let cmd = save.cmd(&self.save, &key);
-                save_reply(self.eval(&self.save, &cmd).await?)?
+                save_reply(lane.eval(&self.save, &cmd).await?)?
             } else {
-                self.transact(&key, changes).await?
+                Self::transact(lane, &key, changes).await?
             };
             if let Some(op) = op {
                 op.finish(match reply {
@@ -1003,10 +825,11 @@ impl SessionStore for RedisStore {
     fn delete<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let key = self.key(id);
-            let op = self.cache().map(|c| c.begin(&key));
-            let mut conn = self.conn.clone();
+            let lane = self.lane(id).await?;
+            let op = lane.cache().map(|c| c.begin(&key));
+            let mut conn = lane.conn();
             let cmd = redis::cmd("DEL").arg(&key).to_owned();
-            self.bounded(cmd.query_async::<i64>(&mut conn)).await?;
+            lane.bounded(cmd.query_async::<i64>(&mut conn)).await?;
             drop(op); // the entry goes
             Ok(())
         })
@@ -1019,20 +842,25 @@ impl SessionStore for RedisStore {
     ) -> BoxFuture<'a, Result<Option<Record>, Error>> {
         Box::pin(async move {
             let key = self.key(id);
-            let op = self.cache().map(|c| c.begin(&key));
-            let mut conn = self.conn.clone();
+            let lane = self.lane(id).await?;
+            let op = lane.cache().map(|c| c.begin(&key));
+            let mut conn = lane.conn();
             let mut inv = self.take.prepare_invoke();
             inv.key(&key)
                 .arg(moved_to.as_str())
                 .arg(super::ms(super::MOVED_GRACE))
                 .arg(MARKER_REV);
-            let reply: Value = self
+            let reply: Value = lane
                 .bounded(inv.invoke_async(&mut conn))
                 .await
                 .map_err(load_error)?;
             drop(op); // the entry goes: the key now holds a forwarding marker
             decode_record(hash_reply(reply)?)
         })
+    }
+
+    fn worker_started(&self) {
+        self.lanes.add_home();
     }
 }
 
