@@ -148,19 +148,17 @@ impl Lanes {
             };
             (home, parked)
         };
-        match (home, parked) {
-            // No worker to move to: the connection made by `connect` serves.
-            (None, Some(lane)) => return Ok(lane),
-            // It runs on the thread that connected; a fresh one on the home
-            // replaces it (dropping it closes it).
-            (Some(home), _) => {
-                // A home whose runtime has stopped refuses the task (a
-                // `JoinError`): the lane then opens here.
-                if let Ok(opened) = home.spawn(opener.clone().open(k)).await {
-                    return opened;
-                }
+        if let Some(home) = home {
+            // A fresh connection on the home replaces the one `connect`
+            // made, which runs on the thread that connected (dropping it
+            // closes it). A home whose runtime has stopped refuses the task
+            // (a `JoinError`): the lane then stays or opens here.
+            if let Ok(opened) = home.spawn(opener.clone().open(k)).await {
+                return opened;
             }
-            (None, None) => {}
+        }
+        if let Some(lane) = parked {
+            return Ok(lane);
         }
         opener.clone().open(k).await
     }

@@ -226,10 +226,9 @@ impl RedisStoreBuilder {
         if first.cache().is_none() {
             opener.cache = None;
         }
-        first
-            .load_scripts(&[&self.save_script(), &self.take_script()])
-            .await?;
-        Ok(self.store(Lanes::new(opener, first)))
+        let scripts = Scripts::new();
+        first.load_scripts(&[&scripts.save, &scripts.take]).await?;
+        Ok(self.store(Lanes::new(opener, first), scripts))
     }
 
     /// Uses an existing [`ConnectionManager`] (its own timeouts apply, and
@@ -245,29 +244,36 @@ impl RedisStoreBuilder {
     /// [`Error::Unavailable`] if the scripts cannot be loaded into Redis.
     pub async fn manager(self, conn: ConnectionManager) -> Result<RedisStore, Error> {
         let lanes = Lanes::given(conn, &self.prefix, self.response_timeout);
-        let store = self.store(lanes);
+        let store = self.store(lanes, Scripts::new());
         let lane = store.lanes.get(0).await?;
         lane.load_scripts(&[&store.save, &store.take]).await?;
         Ok(store)
     }
 
-    fn store(self, lanes: Lanes) -> RedisStore {
+    fn store(self, lanes: Lanes, scripts: Scripts) -> RedisStore {
         RedisStore {
             lanes: Arc::new(lanes),
-            save: self.save_script(),
-            take: self.take_script(),
+            save: scripts.save,
+            take: scripts.take,
             prefix: self.prefix,
             timeout: self.response_timeout,
             restore: Arc::new(AtomicU8::new(RESTORE_LISTPACK)),
         }
     }
+}
 
-    fn save_script(&self) -> Script {
-        Script::new(include_str!("save.lua"))
-    }
+/// The store's Lua scripts.
+struct Scripts {
+    save: Script,
+    take: Script,
+}
 
-    fn take_script(&self) -> Script {
-        Script::new(include_str!("take.lua"))
+impl Scripts {
+    fn new() -> Self {
+        Scripts {
+            save: Script::new(include_str!("save.lua")),
+            take: Script::new(include_str!("take.lua")),
+        }
     }
 }
 
