@@ -226,7 +226,7 @@ impl ServerEnv {
         if std::env::var("CLIENT_CACHE").is_ok_and(|v| v == "off") {
             store = store.without_client_cache();
         }
-        // For A/B runs: the library's default is one connection per CPU.
+        // For A/B runs: the library's default is one connection.
         if let Some(n) = std::env::var("REDIS_CONNECTIONS")
             .ok()
             .and_then(|n| n.parse().ok())

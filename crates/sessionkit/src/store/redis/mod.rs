@@ -19,7 +19,8 @@
 //!
 //! With a [`ClientCache`] (the `cache` module), loads are answered in
 //! process when possible and Redis keeps them coherent (RESP3 client
-//! tracking on the store's connection).
+//! tracking on the store's connection; with several connections, each
+//! caches its share of the sessions: the `lanes` module).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,16 +144,19 @@ impl RedisStoreBuilder {
     /// Each session always goes through the same connection (chosen by its
     /// storage id), so its commands — and, with the client cache, the
     /// invalidations about it — arrive in one order, and each connection
-    /// caches only its own share of the sessions. The cost: every
-    /// connection hears of every session write made on the others (one
-    /// short push each, ignored). On a 2-CPU machine under actix-web, two
-    /// connections did 0.8× the `new` and write throughput of one; more may
-    /// pay with many worker threads, when a single connection's I/O would
-    /// keep one thread busy.
+    /// caches only its own share of the sessions (the cache's
+    /// [`max_entries`](ClientCache::with_max_entries) is split evenly among
+    /// them). The cost: every connection hears of every session write made
+    /// on the others (one short push each, ignored). On a 2-CPU machine
+    /// under actix-web, two connections did 0.84× the `new` and 0.79× the
+    /// write throughput of one; more may pay with many worker threads, when
+    /// a single connection's I/O would keep its thread busy.
     ///
-    /// Connections open when first needed. Under actix-web, connection `k`
-    /// opens on worker thread `k` (modulo the worker count), which then
-    /// runs its I/O: see [`SessionStore::worker_started`].
+    /// The first connection opens in [`connect`](Self::connect) (and, under
+    /// actix-web, again on a worker thread), the others when first needed.
+    /// Under actix-web, connection `k` opens on worker thread `k` (modulo
+    /// the worker count), which then runs its I/O: see
+    /// [`SessionStore::worker_started`].
     pub fn with_connections(mut self, connections: usize) -> Self {
         self.connections = connections.clamp(1, crate::id::MAX_SHARDS);
         self
