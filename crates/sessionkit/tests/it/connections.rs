@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use sessionkit::store::{Meta, Record, SessionStore};
+use sessionkit::store::SessionStore;
 use sessionkit::{RedisStore, SessionId};
 use testkit::RedisServer;
 use tokio::runtime::{Builder, Handle};
@@ -72,24 +72,10 @@ fn connections_open_on_the_registered_workers() {
     }
     // Sessions in both shards (20 random ids: both shards get some, but for
     // a 2^-19 chance), each written and read back from `main`.
-    let now = u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap();
     main.block_on(async {
         for _ in 0..20 {
             let id = SessionId::generate().storage_id();
-            let record = Record {
-                data: [("n".to_owned(), b"1".to_vec())].into(),
-                meta: Meta {
-                    created_ms: now,
-                    expires_ms: now + 60_000,
-                    ..Meta::default()
-                },
-            };
+            let record = crate::store::record("ann");
             assert!(store.create(&id, &record).await.unwrap());
             assert_eq!(store.load(&id).await.unwrap(), Some(record));
         }

@@ -8,7 +8,8 @@ use sessionkit::store::{Changes, Meta, Record, SessionStore, UpdateOutcome};
 use sessionkit::{RedisStore, SessionId};
 use testkit::RedisServer;
 
-fn record(user: &str) -> Record {
+/// A record of `user`, created now and expiring in a day.
+pub(crate) fn record(user: &str) -> Record {
     let now = u64::try_from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
