@@ -9,9 +9,11 @@
 #   scripts/chaos.sh                      # 40 s against bench-server
 #   scripts/chaos.sh --duration 30s       # extra arguments go to `chaos`
 #   CHAOS_SERVER=path/to/server scripts/chaos.sh
+#   CHAOS_SERVER=target/release/bench-server-actix scripts/chaos.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --quiet -p bench-server -p testkit --bin bench-server --bin chaos
+cargo build --release --quiet -p bench-server -p bench-server-actix -p testkit \
+    --bin bench-server --bin bench-server-actix --bin chaos
 target="${CARGO_TARGET_DIR:-target}/release"
 exec "$target/chaos" --server "${CHAOS_SERVER:-$target/bench-server}" "$@"

@@ -23,5 +23,7 @@ echo "==> cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
 echo "==> cargo test"
 cargo test --workspace --all-features
-echo "==> chaos check (Redis killed and restarted twice under load)"
+echo "==> chaos check (Redis killed and restarted twice under load), axum"
 ./scripts/chaos.sh
+echo "==> chaos check, actix-web (the connection on a worker thread)"
+CHAOS_SERVER="${CARGO_TARGET_DIR:-target}/release/bench-server-actix" ./scripts/chaos.sh
