@@ -2,11 +2,14 @@
 //! split among them.
 //!
 //! A lane is one redis-rs [`ConnectionManager`] and, with the client cache,
-//! its [`Cache`]. Lanes open lazily, each on a *home*: under actix-web,
-//! whose workers are single-threaded runtimes, the adapter registers each
-//! worker ([`Lanes::add_home`]) and lane `k` opens on worker `k mod
-//! workers`, so that its I/O task runs on that worker's thread; elsewhere
-//! (tokio's multi-threaded runtime) a lane opens where it is first needed.
+//! its [`Cache`]. `connect` opens lane 0 (which proves Redis reachable);
+//! the others open when first needed. Under actix-web, whose workers are
+//! single-threaded runtimes, the adapter registers each worker
+//! ([`Lanes::add_home`]) and lane `k` opens on worker `k mod workers`, so
+//! that its I/O task runs on that worker's thread — lane 0 too, replacing
+//! the connection `connect` made. Elsewhere (tokio's multi-threaded
+//! runtime, which moves tasks between its threads anyway) lane 0 stays as
+//! `connect` made it and the others open where first needed.
 //! Why: a multiplexed connection's I/O is one task on one thread. Opened in
 //! actix-web's `main`, it runs on a third thread beside the two workers,
 //! and every Redis call hands off to it and back; on a worker, the calls of
