@@ -164,6 +164,17 @@ pub struct CacheStats {
     pub entries: u64,
 }
 
+impl CacheStats {
+    /// Adds `other`'s counters to these (the caches of several connections).
+    pub(crate) fn add(&mut self, other: &CacheStats) {
+        self.hits += other.hits;
+        self.misses += other.misses;
+        self.invalidations += other.invalidations;
+        self.flushes += other.flushes;
+        self.entries += other.entries;
+    }
+}
+
 /// Small caches are one exact LRU; large ones are sharded (each shard an
 /// LRU of an equal part of the bound) so that requests rarely contend.
 const SHARDS: usize = 16;

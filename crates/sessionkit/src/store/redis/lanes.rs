@@ -36,6 +36,7 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::OnceCell;
 
 use super::cache::{Cache, CacheStats, ClientCache};
+use super::RedisStoreBuilder;
 use crate::id::shard_of;
 use crate::Error;
 
@@ -82,10 +83,10 @@ impl Lanes {
     /// proved Redis reachable, becomes lane 0 unless lane 0 opens on a
     /// worker's thread.
     pub(super) fn new(opener: Opener, first: Lane) -> Self {
-        let n = opener.lanes;
+        let n = opener.options.connections;
         Lanes {
             slots: (0..n).map(|_| OnceCell::new()).collect(),
-            timeout: opener.response_timeout,
+            timeout: opener.options.response_timeout,
             cached: first.cache.is_some(),
             parked: Mutex::new(Some(first)),
             opener: Some(opener),
@@ -117,6 +118,11 @@ impl Lanes {
 
     pub(super) fn cached(&self) -> bool {
         self.cached
+    }
+
+    /// The bound on each Redis call, opening a lane included.
+    pub(super) fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Lane `k` if it is open.
@@ -191,28 +197,20 @@ impl Lanes {
         let mut sum = CacheStats::default();
         for lane in self.slots.iter().filter_map(OnceCell::get) {
             if let Some(c) = &lane.cache {
-                let s = c.cache.stats();
-                sum.hits += s.hits;
-                sum.misses += s.misses;
-                sum.invalidations += s.invalidations;
-                sum.flushes += s.flushes;
-                sum.entries += s.entries;
+                sum.add(&c.cache.stats());
             }
         }
         Some(sum)
     }
 }
 
-/// Everything needed to open a lane, on any thread.
+/// Everything needed to open a lane, on any thread: the client and the
+/// store's options.
 #[derive(Clone)]
 pub(super) struct Opener {
     pub(super) client: Client,
-    /// The cache's options, when lanes should run it.
-    pub(super) cache: Option<ClientCache>,
-    pub(super) prefix: String,
-    pub(super) lanes: usize,
-    pub(super) response_timeout: Duration,
-    pub(super) connect_timeout: Duration,
+    /// Its `cache` is `None` when lanes run without the client cache.
+    pub(super) options: RedisStoreBuilder,
 }
 
 impl Opener {
@@ -223,7 +221,7 @@ impl Opener {
             // it fires); a second timer inside redis-rs would cost every
             // call a timer-wheel insert and removal for nothing.
             .set_response_timeout(None)
-            .set_connection_timeout(Some(self.connect_timeout))
+            .set_connection_timeout(Some(self.options.connect_timeout))
             // No retry loop inside the connection: while Redis is down, each
             // request makes (at most) one bounded reconnect attempt and fails
             // fast with a 503, and the first request after Redis is back
@@ -238,42 +236,41 @@ impl Opener {
         config: ConnectionManagerConfig,
     ) -> Result<ConnectionManager, Error> {
         let connect = ConnectionManager::new_with_config(client, config);
-        tokio::time::timeout(self.connect_timeout * 4, connect)
+        tokio::time::timeout(self.options.connect_timeout * 4, connect)
             .await
             .map_err(Error::unavailable)?
             .map_err(Error::unavailable)
     }
 
-    /// Opens lane `k` of [`lanes`](Self::lanes): with the cache if asked
-    /// for and the server allows it (else without, with a warning).
+    /// Opens lane `k`: with the cache if asked for and the server allows
+    /// it (else without, with a warning).
     pub(super) async fn open(self, k: usize) -> Result<Lane, Error> {
-        if let Some(options) = &self.cache {
-            match self.open_cached(options, k).await {
-                Ok((conn, cached)) => {
-                    return Ok(Lane {
-                        conn,
-                        cache: Some(cached),
-                        prefix: self.prefix.clone(),
-                        timeout: self.response_timeout,
-                    })
-                }
+        let cached = match &self.options.cache {
+            Some(options) => match self.open_cached(options, k).await {
+                Ok(cached) => Some(cached),
                 Err(e) if unsupported(&e) => {
                     tracing::warn!(
                         error = %crate::error::Chain(&e),
                         "Redis refused RESP3 client tracking; running without the client cache"
                     );
+                    None
                 }
                 Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        let (conn, cache) = match cached {
+            Some((conn, cache)) => (conn, Some(cache)),
+            None => {
+                let plain = self.client.clone();
+                (self.connection(plain, self.manager_config()).await?, None)
             }
-        }
-        let conn = self
-            .connection(self.client.clone(), self.manager_config())
-            .await?;
+        };
         Ok(Lane {
             conn,
-            cache: None,
-            prefix: self.prefix.clone(),
-            timeout: self.response_timeout,
+            cache,
+            prefix: self.options.prefix.clone(),
+            timeout: self.options.response_timeout,
         })
     }
 
@@ -292,12 +289,12 @@ impl Opener {
         let client = Client::open(info.set_redis_settings(resp3)).map_err(Error::unavailable)?;
         let share = options
             .clone()
-            .with_max_entries(options.max_entries() / self.lanes);
-        let mut cache = Cache::new(&share, self.response_timeout);
-        if self.lanes > 1 {
+            .with_max_entries(options.max_entries() / self.options.connections);
+        let mut cache = Cache::new(&share, self.options.response_timeout);
+        if self.options.connections > 1 {
             // Every lane hears about every key under the prefix (the other
             // lanes' writes included); only its own share is its business.
-            let (prefix, n) = (self.prefix.clone(), self.lanes);
+            let (prefix, n) = (self.options.prefix.clone(), self.options.connections);
             cache = cache.only_keys(move |key| {
                 key.strip_prefix(prefix.as_str())
                     .is_some_and(|id| shard_of(id, n) == k)
@@ -314,9 +311,9 @@ impl Opener {
         let mut conn = self.connection(client, config).await?;
         let epoch = cache.epoch();
         let mut tracking = redis::pipe();
-        track_keys(&mut tracking, &self.prefix);
+        track_keys(&mut tracking, &self.options.prefix);
         match tokio::time::timeout(
-            self.response_timeout,
+            self.options.response_timeout,
             tracking.query_async::<(Value, Value)>(&mut conn),
         )
         .await
@@ -329,7 +326,7 @@ impl Opener {
         let heartbeat = tokio::spawn(heartbeat(
             Arc::clone(&cache),
             conn.clone(),
-            self.response_timeout,
+            self.options.response_timeout,
         ));
         Ok((conn, Cached { cache, heartbeat }))
     }

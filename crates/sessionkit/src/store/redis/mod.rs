@@ -60,9 +60,9 @@ const DATA: &str = "d:";
 /// (multiplexed connections that reconnect by themselves). Cloning is cheap
 /// and shares the connections (and the [`ClientCache`], if any).
 ///
-/// The connection opens when a request first needs it, on that request's
-/// thread; under actix-web, on the first worker thread (where its I/O then
-/// runs, not on the thread that built the store). More connections, each
+/// [`connect`](RedisStore::connect) opens the connection; under actix-web
+/// it reopens on the first worker thread, whose I/O it then runs, rather
+/// than staying on the thread that built the store. More connections, each
 /// serving a fixed share of the sessions: [`RedisStoreBuilder::with_connections`].
 ///
 /// ```no_run
@@ -76,7 +76,6 @@ const DATA: &str = "d:";
 pub struct RedisStore {
     lanes: Arc<Lanes>,
     prefix: String,
-    timeout: Duration,
     save: Script,
     take: Script,
     /// How creates use `RESTORE`: [`RESTORE_LISTPACK`], [`RESTORE_HASH`] or
@@ -88,7 +87,7 @@ impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.lanes.timeout())
             .field("connections", &self.lanes.len())
             .field("client_cache", &self.lanes.cached())
             .finish_non_exhaustive()
@@ -216,11 +215,7 @@ impl RedisStoreBuilder {
     pub async fn client(self, client: Client) -> Result<RedisStore, Error> {
         let mut opener = Opener {
             client,
-            cache: self.cache.clone(),
-            prefix: self.prefix.clone(),
-            lanes: self.connections,
-            response_timeout: self.response_timeout,
-            connect_timeout: self.connect_timeout,
+            options: self.clone(),
         };
         // Lane 0 now: it proves Redis reachable, finds out whether the
         // server allows the client cache (if not, no other lane asks
@@ -228,7 +223,7 @@ impl RedisStoreBuilder {
         // workers start: lane 0 then reopens on one of them.
         let first = opener.clone().open(0).await?;
         if first.cache().is_none() {
-            opener.cache = None;
+            opener.options.cache = None;
         }
         let scripts = Scripts::new();
         first.load_scripts(&[&scripts.save, &scripts.take]).await?;
@@ -260,7 +255,6 @@ impl RedisStoreBuilder {
             save: scripts.save,
             take: scripts.take,
             prefix: self.prefix,
-            timeout: self.response_timeout,
             restore: Arc::new(AtomicU8::new(RESTORE_LISTPACK)),
         }
     }
