@@ -52,9 +52,8 @@ pub fn decode_record(
 }
 
 /// The Redis record encoder of a new session: the `RESTORE` payload (Redis's
-/// `DUMP` format) that creates the record's hash in one command, in the
-/// layout a Redis 7 store sends (a listpack when the record fits one).
+/// `DUMP` format) that creates the record's hash in one command.
 #[cfg(feature = "redis")]
 pub fn encode_new_record(record: &crate::store::Record) -> Vec<u8> {
-    crate::store::redis::dump_record(record, true).0
+    crate::store::redis::dump_record(record)
 }

@@ -108,36 +108,6 @@ impl FromStr for SessionId {
 /// [`StorageId`], so a later scheme can be introduced next to this one.
 const STORAGE_SCHEME: &str = "1";
 
-/// The base64url alphabet, in order: a storage id's digest characters.
-const DIGEST_ALPHABET: &[u8; 64] =
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/// The most shards [`StorageId::shard`] tells apart: one per first digest
-/// character.
-pub(crate) const MAX_SHARDS: usize = DIGEST_ALPHABET.len();
-
-/// [`StorageId::shard`] of a storage id given as text (e.g. a key without
-/// its prefix, as Redis names it in an invalidation): the same answer for
-/// the same id. Text too short to be one falls in shard 0.
-pub(crate) fn shard_of(storage_id: &str, n: usize) -> usize {
-    let n = n.clamp(1, MAX_SHARDS);
-    storage_id
-        .as_bytes()
-        .get(STORAGE_SCHEME.len() + 1)
-        .map_or(0, |&c| usize::from(DIGEST_INDEX[usize::from(c)]) % n)
-}
-
-/// Each byte's position in [`DIGEST_ALPHABET`] (0 for bytes not in it).
-const DIGEST_INDEX: [u8; 256] = {
-    let mut index = [0u8; 256];
-    let mut i = 0;
-    while i < DIGEST_ALPHABET.len() {
-        index[DIGEST_ALPHABET[i] as usize] = i as u8;
-        i += 1;
-    }
-    index
-};
-
 /// What a store keys a session by: `1.` followed by base64url(SHA-256(id)).
 ///
 /// Safe to log and to keep: it cannot be turned back into a cookie.
@@ -168,13 +138,6 @@ impl StorageId {
     /// The storage id as text (what a store puts after its key prefix).
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-
-    /// Which of `n` shards this id falls in (`0..n`), from the first
-    /// character of its digest: uniform over ids. `n` is at most
-    /// [`MAX_SHARDS`] (larger counts as that); 0 counts as 1.
-    pub(crate) fn shard(&self, n: usize) -> usize {
-        shard_of(&self.0, n)
     }
 
     /// A short tag for log lines: the first 10 base64url characters of
@@ -215,27 +178,6 @@ impl fmt::Display for StorageId {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shards_spread_ids_and_agree_with_the_text_form() {
-        for n in [1, 2, 3, 8, MAX_SHARDS] {
-            let mut seen = vec![0usize; n];
-            for _ in 0..400 {
-                let id = SessionId::generate().storage_id();
-                let k = id.shard(n);
-                assert!(k < n);
-                assert_eq!(shard_of(id.as_str(), n), k);
-                seen[k] += 1;
-            }
-            // With up to 8 shards each gets some of 400 ids (the chance
-            // that one gets none is below 1e-20).
-            if n <= 8 {
-                assert!(seen.iter().all(|&c| c > 0), "n={n}: {seen:?}");
-            }
-        }
-        assert_eq!(shard_of("1.", 4), 0);
-        assert_eq!(shard_of("", 4), 0);
-    }
 
     #[test]
     fn generated_ids_round_trip_and_differ() {

@@ -60,6 +60,7 @@
 // compiled, so that store implementations can be built and tested alone).
 #![cfg_attr(not(any(feature = "tower", feature = "actix")), allow(dead_code))]
 
+mod codec;
 mod config;
 mod cookie;
 mod error;
@@ -70,6 +71,7 @@ mod id;
 mod integration;
 mod lifecycle;
 mod session;
+mod state;
 pub mod store;
 
 pub use config::{

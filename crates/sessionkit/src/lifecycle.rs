@@ -1,33 +1,49 @@
 //! The request lifecycle, framework-free: the seed's `open_session` and
-//! `save_session` hooks, made precise.
+//! `save_session` hooks, made precise. Every decision about a session's
+//! fate is made here.
 //!
-//! - [`open`] reads the cookie and builds the request's [`Session`] (no I/O).
-//! - `load` runs on the handler's first session call (one store round trip).
-//! - [`finish`] decides, from the session's state and the response status,
-//!   what to write and which headers to add; the adapters only apply that.
+//! - [`open`] finds the id in the request's cookies (no I/O).
+//! - [`load`] runs on the handler's first session call (one store round trip).
+//! - [`read`] says what a stored value that does not decode means.
+//! - [`decide`] is pure: from the session's state, the config, what the
+//!   request brought, the response status and the time, the next step.
+//! - [`finish`] carries the steps out against the store and says which
+//!   headers the adapter adds.
 //!
 //! | state at the end | store | cookie |
 //! |---|---|---|
-//! | untouched, or status 5xx | nothing | nothing |
-//! | unchanged, inside the touch interval | nothing | nothing |
-//! | unchanged, touch due | update (meta only) | refreshed if permanent |
-//! | changed | one update | refreshed if permanent or permanence changed |
+//! | untouched | nothing | nothing (no `Vary` either) |
+//! | status 5xx | nothing | nothing |
+//! | load failed | nothing | none; a bare 503 unless `FailurePolicy::Open` |
+//! | unchanged, inside the touch interval | nothing | re-signed if signed by an older key |
+//! | unchanged, touch due | update (expiry only) | refreshed if permanent |
+//! | changed | one update | refreshed if the deadline moved and it is permanent or its flags changed |
 //! | emptied | update deletes the record | expired |
 //! | new with data | create (never overwrites) | set |
-//! | flushed | delete | expired |
-//! | cycled | take old, create new | set to the new id |
+//! | new, too large | nothing | none; a bare 413 |
+//! | new and empty | nothing | expired if the request had one |
+//! | flushed | delete, then as new | expired, or set if refilled |
+//! | cycled | take the old record (it forwards), create the merged one | set to the new id |
+//!
+//! An update that finds its record moved (another request cycled the id)
+//! forwards its data changes to the new record; one that finds it gone
+//! writes nothing (no resurrection).
 //!
 //! Architecture invariant: adapters contain no session logic; everything a
-//! request decides about its session is decided here.
+//! request decides about its session is decided here. This module knows
+//! nothing of the [`Session`](crate::Session) handle: it works on the
+//! [`SessionState`] it is given.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cookie as cookies;
-use crate::session::{Inner, Retire, State};
-use crate::store::{ms, now_ms, Changes, Record, SessionStore, UpdateOutcome};
-use crate::{error::Chain, Error, FailurePolicy, Session, SessionConfig, SessionId, StorageId};
+use serde::de::DeserializeOwned;
+
+use crate::codec::{self, Decoded};
+use crate::cookie::{self as cookies, Found};
+use crate::state::{Phase, Retire, SessionState};
+use crate::store::{ms, now_ms, Changes, SessionStore, UpdateOutcome};
+use crate::{error::Chain, Error, FailurePolicy, SessionConfig, SessionId, StorageId};
 
 /// What every request shares: the configuration and the store.
 pub(crate) struct Shared {
@@ -53,23 +69,29 @@ impl Shared {
     }
 }
 
-/// Opens the request's session from its `Cookie` header values. No I/O.
+/// Finds the session id in the request's `Cookie` header values. No I/O.
 pub(crate) fn open<'a>(
-    shared: &Arc<Shared>,
+    shared: &Shared,
     cookie_headers: impl IntoIterator<Item = &'a [u8]>,
-) -> Session {
-    let incoming = cookies::find_id(&shared.config, cookie_headers);
-    Session::new(Arc::clone(shared), incoming)
+) -> Option<Found> {
+    cookies::find_id(&shared.config, cookie_headers)
 }
 
-/// Loads the session into `state` (called once, on first use).
-pub(crate) async fn load(inner: &Inner, state: &mut State) -> Result<(), Error> {
+/// Loads the session the cookie names into `state` (on first use). A
+/// corrupt record is deleted and a record past a stored deadline too; the
+/// session then starts fresh. A store failure leaves the state in
+/// [`Phase::LoadFailed`] (another call tries again).
+pub(crate) async fn load(
+    shared: &Shared,
+    incoming: Option<&SessionId>,
+    state: &mut SessionState,
+) -> Result<(), Error> {
     let now = now_ms();
-    let Some(id) = &inner.incoming else {
-        state.fresh(now);
+    let Some(id) = incoming else {
+        state.start_fresh(now);
         return Ok(());
     };
-    let store = &inner.shared.store;
+    let store = &shared.store;
     let sid = id.storage_id();
     let record = match store.load(&sid).await {
         Ok(r) => r,
@@ -84,31 +106,66 @@ pub(crate) async fn load(inner: &Inner, state: &mut State) -> Result<(), Error> 
             }
             None
         }
-        Err(e) => return Err(e),
+        Err(e) => {
+            state.load_failed();
+            return Err(e);
+        }
     };
     match record {
-        Some(r) if !expired(&inner.shared.config, &r, now) => {
-            state.size = r.data.iter().map(|(k, v)| k.len() + v.len()).sum();
-            state.data = r.data;
-            state.meta = r.meta;
-            state.existing = Some(sid);
-            state.dirty.clear();
-            state.meta_changed = false;
-            state.loaded = true;
-        }
+        Some(r) if !expired(&shared.config, &r.meta, now) => state.start_from(sid, r),
         Some(_) => {
             // Past a stored deadline even if the TTL was extended by hand.
             tracing::debug!(storage = %sid.short(), "session past its deadline deleted");
-            store.delete(&sid).await?;
-            state.fresh(now);
+            if let Err(e) = store.delete(&sid).await {
+                state.load_failed();
+                return Err(e);
+            }
+            state.start_fresh(now);
         }
-        None => state.fresh(now),
+        None => state.start_fresh(now),
     }
     Ok(())
 }
 
-fn expired(config: &SessionConfig, r: &Record, now: u64) -> bool {
-    r.meta.expires_ms <= now || absolute_end(config, &r.meta).is_some_and(|end| end <= now)
+/// What [`read`] does with a stored value that is well formed but not of
+/// the type asked for (e.g. a struct that changed in a deploy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OtherShape {
+    /// Return [`Error::Decode`]; the value stays.
+    Fail,
+    /// Treat it as absent and remove it from the session.
+    Remove,
+}
+
+/// The value under `key` as a `T`. A value that is not valid data at all
+/// is damaged: logged, removed, absent — never the same error on every
+/// request of that user. One of another shape: as `other` says.
+pub(crate) fn read<T: DeserializeOwned>(
+    state: &mut SessionState,
+    key: &str,
+    other: OtherShape,
+) -> Result<Option<T>, Error> {
+    let Some(bytes) = state.value(key) else {
+        return Ok(None);
+    };
+    match codec::decode(key, bytes) {
+        Decoded::Value(v) => Ok(Some(v)),
+        Decoded::Damaged => {
+            tracing::warn!(key, "undecodable session value dropped");
+            state.discard(key);
+            Ok(None)
+        }
+        Decoded::OtherShape(e) if other == OtherShape::Remove => {
+            tracing::info!(key, error = %Chain(&e), "session value of another shape removed");
+            state.discard(key);
+            Ok(None)
+        }
+        Decoded::OtherShape(e) => Err(e),
+    }
+}
+
+fn expired(config: &SessionConfig, meta: &crate::store::Meta, now: u64) -> bool {
+    meta.expires_ms <= now || absolute_end(config, meta).is_some_and(|end| end <= now)
 }
 
 /// The earliest hard end of a session: the configured absolute lifetime
@@ -120,6 +177,165 @@ fn absolute_end(config: &SessionConfig, meta: &crate::store::Meta) -> Option<u64
     match (global, meta.absolute_ms) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+/// What the request brought besides its session state.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Facts {
+    /// The handler called the session at all.
+    pub(crate) accessed: bool,
+    /// The request carried a well-formed (and well-signed) session cookie.
+    pub(crate) had_cookie: bool,
+    /// That cookie was signed with an older key: send it re-signed.
+    pub(crate) resign: bool,
+}
+
+/// The next step for a session at the end of its request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// The handler never used the session: no store call, no header.
+    Untouched,
+    /// Nothing is written (a 5xx, a load that never happened or failed
+    /// under `FailurePolicy::Open`); the response says `Vary: Cookie`.
+    Skip,
+    /// The load failed and the policy is closed: a bare 503.
+    Unavailable,
+    /// First deal with the record the request started from; then decide
+    /// again.
+    Retire(Retire),
+    /// Nothing to write; the cookie is re-sent, re-signed, if `resign`.
+    Keep {
+        /// Re-send the cookie signed with the current key.
+        resign: bool,
+    },
+    /// Write changes (or a touch) to the loaded record.
+    Update(Update),
+    /// Create the record (under the cycled session's new id, if it has one).
+    Create {
+        /// Its expiry (Unix ms).
+        deadline: u64,
+    },
+    /// A new record over the size limit: nothing is written, a bare 413.
+    TooLarge {
+        /// The encoded size it would have.
+        size: usize,
+    },
+    /// Nothing to store: the session is empty and has no record.
+    Forget {
+        /// Expire the cookie the request came with.
+        expire_cookie: bool,
+    },
+}
+
+/// An update of the loaded record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Update {
+    /// The new expiry, when this save moves it (a touch, or new flags); a
+    /// data change inside the touch interval keeps the stored one.
+    pub(crate) expires_ms: Option<u64>,
+    /// Send the cookie again once saved (a permanent cookie carries the
+    /// deadline, and new flags may change its kind).
+    pub(crate) cookie: bool,
+    /// Re-sign the cookie once saved, if nothing else sends it.
+    pub(crate) resign: bool,
+    /// The session holds no data: the record goes if none remains.
+    pub(crate) delete_if_empty: bool,
+}
+
+/// The next step for `state` (see the module's table).
+pub(crate) fn decide(
+    state: &SessionState,
+    config: &SessionConfig,
+    facts: Facts,
+    status: u16,
+    now: u64,
+) -> Decision {
+    if !facts.accessed {
+        return Decision::Untouched;
+    }
+    if status >= 500 {
+        return Decision::Skip;
+    }
+    match state.phase() {
+        Phase::LoadFailed if config.failure_policy == FailurePolicy::Closed => {
+            return Decision::Unavailable
+        }
+        Phase::LoadFailed | Phase::NotLoaded => return Decision::Skip,
+        Phase::Fresh | Phase::Loaded => {}
+    }
+    if let Some(retire) = state.retire() {
+        return Decision::Retire(retire.clone());
+    }
+    if state.base().is_some() {
+        let changed = state.changed();
+        let new_deadline = deadline(config, state, now);
+        let touch_due = new_deadline.saturating_sub(state.meta().expires_ms)
+            >= ms(config.touch_interval_for(lifetime(config, state)));
+        if !changed && !touch_due {
+            return Decision::Keep {
+                resign: facts.resign,
+            };
+        }
+        // New flags (permanence, an absolute lifetime) may move the
+        // deadline either way, so they always set it.
+        let moves_deadline = touch_due || state.meta_changed();
+        return Decision::Update(Update {
+            expires_ms: moves_deadline.then_some(new_deadline),
+            cookie: moves_deadline && (state.meta().permanent || state.meta_changed()),
+            resign: facts.resign,
+            delete_if_empty: state.is_empty(),
+        });
+    }
+    if state.is_empty() {
+        return Decision::Forget {
+            expire_cookie: facts.had_cookie,
+        };
+    }
+    // The limit guards what requests add (checked on insert, and here for
+    // a new record). A cycled session's data is already stored and its old
+    // record already moved: refusing it now would lose the whole session,
+    // so it moves as it is.
+    if state.size() > config.max_size && state.reissue().is_none() {
+        return Decision::TooLarge { size: state.size() };
+    }
+    Decision::Create {
+        deadline: deadline(config, state, now),
+    }
+}
+
+/// What follows an update, by its outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum AfterUpdate {
+    /// Send the live cookie, expiring at this deadline.
+    Cookie(u64),
+    /// Expire the cookie (the update emptied and deleted the record).
+    ExpireCookie,
+    /// Another request moved the session here after this one loaded it:
+    /// land the data changes there. This client keeps its old cookie: the
+    /// new id is never sent to a holder of the old one.
+    Forward(StorageId),
+    /// Nothing more (saved with no cookie to send, or the record is gone:
+    /// never resurrected).
+    Nothing,
+}
+
+/// The step after an update answered `outcome`; `stored_deadline` is the
+/// record's expiry as loaded.
+pub(crate) fn after_update(
+    update: &Update,
+    outcome: UpdateOutcome,
+    stored_deadline: u64,
+) -> AfterUpdate {
+    match outcome {
+        UpdateOutcome::Saved => match update.expires_ms {
+            Some(deadline) if update.cookie => AfterUpdate::Cookie(deadline),
+            _ if update.resign => AfterUpdate::Cookie(update.expires_ms.unwrap_or(stored_deadline)),
+            _ => AfterUpdate::Nothing,
+        },
+        UpdateOutcome::Deleted => AfterUpdate::ExpireCookie,
+        UpdateOutcome::Moved(to) => AfterUpdate::Forward(to),
+        _ => AfterUpdate::Nothing,
     }
 }
 
@@ -204,69 +420,173 @@ pub(crate) fn error_status(error: &Error) -> u16 {
     }
 }
 
-/// Ends the request: saves what changed and says which headers to set.
-/// `status` is the handler's response status; 5xx saves nothing.
-pub(crate) async fn finish(session: &Session, status: u16) -> Finish {
-    let inner = &session.inner;
-    if !inner.accessed.load(Ordering::Relaxed) {
-        return Finish::default();
+/// Ends the request: carries out [`decide`]'s steps and says which headers
+/// to set. `status` is the handler's response status.
+pub(crate) async fn finish(
+    shared: &Shared,
+    incoming: Option<&Found>,
+    facts: Facts,
+    state: &mut SessionState,
+    status: u16,
+) -> Finish {
+    let config = &shared.config;
+    let mut decision = decide(state, config, facts, status, now_ms());
+    if let Decision::Retire(retire) = decision {
+        if let Err(e) = carry_out_retire(shared, state, retire).await {
+            return failed(&e);
+        }
+        // The retired record is dealt with: the next step is a write.
+        decision = decide(state, config, facts, status, now_ms());
     }
-    let mut out = Finish {
+    let vary = Finish {
         vary_cookie: true,
         ..Finish::default()
     };
-    if status >= 500 {
-        return out;
-    }
-    let mut state = inner.state.lock().await;
-    if !state.loaded {
-        // The load failed and the handler went on. Fail closed (default):
-        // the response is a bare 503, since it was built without the session.
-        // Fail open: the handler's response stands. Nothing is saved either way.
-        if state.load_failed && inner.shared.config.failure_policy == FailurePolicy::Closed {
-            return Finish::bare(503);
+    let cookie = match decision {
+        Decision::Untouched => return Finish::default(),
+        Decision::Unavailable => return Finish::bare(503),
+        Decision::TooLarge { size } => {
+            return failed(&Error::TooLarge {
+                size,
+                limit: config.max_size,
+            })
         }
-        return out;
-    }
-    match save(inner, &mut state).await {
-        Ok(cookie) => out.set_cookie = cookie.or_else(|| resigned_cookie(inner, &state)),
-        Err(e) => {
-            crate::error::log(&e, "session could not be saved");
-            out = Finish::bare(if e.is_too_large() { 413 } else { 503 });
+        // `decide` returns a retirement only while one is pending.
+        Decision::Skip | Decision::Retire(_) => None,
+        Decision::Keep { resign } => incoming
+            .filter(|_| resign)
+            .map(|f| live_cookie(config, &f.id, state, state.meta().expires_ms)),
+        Decision::Forget { expire_cookie } => expire_cookie.then(|| cookies::removal(config)),
+        Decision::Update(update) => {
+            match carry_out_update(shared, incoming, state, &update).await {
+                Ok(cookie) => cookie,
+                Err(e) => return failed(&e),
+            }
         }
+        Decision::Create { deadline } => match carry_out_create(shared, state, deadline).await {
+            Ok(cookie) => Some(cookie),
+            Err(e) => return failed(&e),
+        },
+    };
+    Finish {
+        set_cookie: cookie,
+        ..vary
     }
-    out
 }
 
-/// The same session's cookie, signed with the current key, when the request
-/// came with a cookie signed by an older one (key rotation).
-fn resigned_cookie(inner: &Inner, state: &State) -> Option<String> {
-    let id = inner.incoming.as_ref().filter(|_| inner.resign)?;
-    state.existing.as_ref()?;
-    let config = &inner.shared.config;
-    Some(live_cookie(
-        config,
-        id,
-        state,
-        state.meta.expires_ms,
-        now_ms(),
-    ))
+/// A save that failed: logged, and a bare 413 (too large) or 503.
+fn failed(e: &Error) -> Finish {
+    crate::error::log(e, "session could not be saved");
+    Finish::bare(if e.is_too_large() { 413 } else { 503 })
+}
+
+/// Deletes (flush) or moves (cycle) the record the request started from.
+async fn carry_out_retire(
+    shared: &Shared,
+    state: &mut SessionState,
+    retire: Retire,
+) -> Result<(), Error> {
+    match retire {
+        Retire::Delete(sid) => {
+            shared.store.delete(&sid).await?;
+            state.retired();
+        }
+        Retire::Move(sid) => {
+            // The new id is chosen now, so that the old record forwards
+            // late writes to it.
+            let id = SessionId::generate();
+            let current = match shared.store.take(&sid, &id.storage_id()).await {
+                Ok(current) => current,
+                Err(Error::Corrupt(_)) => None,
+                Err(e) => return Err(e),
+            };
+            state.moved(id, current);
+        }
+    }
+    Ok(())
+}
+
+/// Saves changes to (or touches) the loaded record; the cookie to send.
+async fn carry_out_update(
+    shared: &Shared,
+    incoming: Option<&Found>,
+    state: &SessionState,
+    update: &Update,
+) -> Result<Option<String>, Error> {
+    let config = &shared.config;
+    let Some(sid) = state.base() else {
+        return Ok(None);
+    };
+    let mut changes = Changes {
+        flags: state.meta_changed().then_some(*state.meta()),
+        expires_ms: update.expires_ms,
+        delete_if_empty: update.delete_if_empty,
+        ..Changes::default()
+    };
+    for (key, value) in state.changes() {
+        match value {
+            Some(v) => changes.set.push((key, v)),
+            None => changes.remove.push(key),
+        }
+    }
+    let outcome = shared.store.update(sid, &changes).await?;
+    Ok(
+        match after_update(update, outcome, state.meta().expires_ms) {
+            // The cookie id is the one the request came with (a loaded
+            // record ⇒ an incoming id).
+            AfterUpdate::Cookie(deadline) => {
+                incoming.map(|f| live_cookie(config, &f.id, state, deadline))
+            }
+            AfterUpdate::ExpireCookie => Some(cookies::removal(config)),
+            AfterUpdate::Forward(to) => {
+                // Only the data changes: the moved record's flags and
+                // expiry are its own.
+                changes.flags = None;
+                changes.expires_ms = None;
+                changes.delete_if_empty = false;
+                if !changes.set.is_empty() || !changes.remove.is_empty() {
+                    let outcome = shared.store.update(&to, &changes).await?;
+                    tracing::debug!(?outcome, "changes forwarded to the moved session");
+                }
+                None
+            }
+            AfterUpdate::Nothing => None,
+        },
+    )
+}
+
+/// Creates the record; the cookie that names it.
+async fn carry_out_create(
+    shared: &Shared,
+    state: &SessionState,
+    deadline: u64,
+) -> Result<String, Error> {
+    let record = state.to_record(deadline);
+    let mut reissue = state.reissue().cloned();
+    // 192 random bits make a collision practically impossible, but the store
+    // refuses to overwrite, so a collision costs a retry, never someone's session.
+    for _ in 0..3 {
+        let id = reissue.take().unwrap_or_else(SessionId::generate);
+        if shared.store.create(&id.storage_id(), &record).await? {
+            return Ok(live_cookie(&shared.config, &id, state, deadline));
+        }
+    }
+    Err(Error::unavailable("could not allocate a unique session id"))
 }
 
 /// The store's expiry instant for a session saved now.
-fn deadline(config: &SessionConfig, state: &State, now: u64) -> u64 {
-    let lifetime = lifetime(config, state);
-    let idle = now.saturating_add(ms(lifetime));
-    match absolute_end(config, &state.meta) {
+fn deadline(config: &SessionConfig, state: &SessionState, now: u64) -> u64 {
+    let idle = now.saturating_add(ms(lifetime(config, state)));
+    match absolute_end(config, state.meta()) {
         Some(end) => idle.min(end),
         None => idle,
     }
 }
 
-fn lifetime(config: &SessionConfig, state: &State) -> Duration {
-    match state.meta.lifetime_ms {
+fn lifetime(config: &SessionConfig, state: &SessionState) -> Duration {
+    match state.meta().lifetime_ms {
         Some(ms) => Duration::from_millis(ms),
-        None if state.meta.permanent => config.permanent_lifetime,
+        None if state.meta().permanent => config.permanent_lifetime,
         None => config.idle_lifetime,
     }
 }
@@ -276,164 +596,276 @@ fn lifetime(config: &SessionConfig, state: &State) -> Duration {
 fn live_cookie(
     config: &SessionConfig,
     id: &SessionId,
-    state: &State,
+    state: &SessionState,
     deadline: u64,
-    now: u64,
 ) -> String {
     let max_age = state
-        .meta
+        .meta()
         .permanent
-        .then(|| Duration::from_millis(deadline.saturating_sub(now)));
+        .then(|| Duration::from_millis(deadline.saturating_sub(now_ms())));
     cookies::set_cookie(config, id, max_age)
 }
 
-/// Writes the session's changes; returns the `Set-Cookie` value, if any.
-async fn save(inner: &Inner, state: &mut State) -> Result<Option<String>, Error> {
-    let config = &inner.shared.config;
-    let store = &inner.shared.store;
-    let now = now_ms();
-    let had_cookie = inner.incoming.is_some();
+#[cfg(test)]
+mod tests {
+    //! Every row of the state table, as a pure decision.
 
-    // A cycled session gets its new id now, so that the old record can
-    // forward late writes to it.
-    let mut new_id = None;
-    let mut base = None;
-    match state.retire.take() {
-        Some(Retire::Delete(sid)) => store.delete(&sid).await?,
-        Some(Retire::Move(sid)) => {
-            let id = SessionId::generate();
-            base = store
-                .take(&sid, &id.storage_id())
-                .await
-                .or_else(tolerate_corrupt)?;
-            new_id = Some(id);
-        }
-        None => {}
+    use super::*;
+    use crate::store::{Meta, Record};
+
+    const NOW: u64 = 1_800_000_000_000;
+    const DAY: u64 = 86_400_000;
+
+    fn sid(c: char) -> StorageId {
+        StorageId::parse(format!("1.{}", c.to_string().repeat(43))).unwrap()
     }
 
-    if let Some(sid) = state.existing.clone() {
-        return update_existing(inner, state, &sid, now).await;
+    /// A session loaded from a record of `user`, expiring a day from `NOW`.
+    fn loaded() -> SessionState {
+        let mut s = SessionState::default();
+        let meta = Meta {
+            created_ms: NOW - 1000,
+            expires_ms: NOW + DAY,
+            ..Meta::default()
+        };
+        s.start_from(
+            sid('A'),
+            Record::new([("user".to_owned(), b"\"ann\"".to_vec())].into(), meta),
+        );
+        s
     }
 
-    // A new record: a fresh session, a flushed-then-refilled one, or a cycled one.
-    if let Some(current) = base {
-        // Cycled: what is stored now (including concurrent writes), with this
-        // request's changes on top.
-        let mut merged = current.data;
-        for key in &state.dirty {
-            match state.data.get(key) {
-                Some(v) => merged.insert(key.clone(), v.clone()),
-                None => merged.remove(key),
-            };
-        }
-        state.data = merged;
+    fn fresh() -> SessionState {
+        let mut s = SessionState::default();
+        s.start_fresh(NOW);
+        s
     }
-    if state.data.is_empty() {
-        return Ok(had_cookie.then(|| cookies::removal(config)));
-    }
-    // The limit guards what requests add (checked on insert, and here for a
-    // new record). A cycled session's data is already stored and its old
-    // record already moved: refusing it now would lose the whole session,
-    // so it moves as it is.
-    let size: usize = state.data.iter().map(|(k, v)| k.len() + v.len()).sum();
-    if size > config.max_size && new_id.is_none() {
-        return Err(Error::TooLarge {
-            size,
-            limit: config.max_size,
-        });
-    }
-    let expires = deadline(config, state, now);
-    let mut record = Record {
-        data: std::mem::take(&mut state.data),
-        meta: state.meta,
+
+    const USED: Facts = Facts {
+        accessed: true,
+        had_cookie: true,
+        resign: false,
     };
-    record.meta.expires_ms = expires;
-    // 192 random bits make a collision practically impossible, but the store
-    // refuses to overwrite, so a collision costs a retry, never someone's session.
-    for _ in 0..3 {
-        let id = new_id.take().unwrap_or_else(SessionId::generate);
-        if store.create(&id.storage_id(), &record).await? {
-            state.data = record.data;
-            return Ok(Some(live_cookie(config, &id, state, expires, now)));
-        }
-    }
-    Err(Error::unavailable("could not allocate a unique session id"))
-}
 
-/// Saves changes to (or touches) the stored record the request loaded.
-async fn update_existing(
-    inner: &Inner,
-    state: &State,
-    sid: &StorageId,
-    now: u64,
-) -> Result<Option<String>, Error> {
-    let config = &inner.shared.config;
-    let store = &inner.shared.store;
-    let changed = !state.dirty.is_empty() || state.meta_changed;
-    let new_deadline = deadline(config, state, now);
-    let touch_due = new_deadline.saturating_sub(state.meta.expires_ms)
-        >= ms(config.touch_interval_for(lifetime(config, state)));
-    if !changed && !touch_due {
-        return Ok(None);
+    fn run(s: &SessionState, facts: Facts, status: u16) -> Decision {
+        decide(s, &SessionConfig::default(), facts, status, NOW)
     }
-    // A data change inside the touch interval keeps the stored expiry, as a
-    // read does: the idle deadline is exact to within one touch interval,
-    // and the save skips PEXPIREAT. New flags (permanence, an absolute
-    // lifetime) may move the deadline either way, so they always set it.
-    let moves_deadline = touch_due || state.meta_changed;
-    let mut changes = Changes {
-        set: Vec::new(),
-        remove: Vec::new(),
-        flags: state.meta_changed.then_some(state.meta),
-        expires_ms: moves_deadline.then_some(new_deadline),
-        delete_if_empty: state.data.is_empty(),
-    };
-    for key in &state.dirty {
-        match state.data.get(key) {
-            Some(v) => changes.set.push((key.as_str(), v.as_slice())),
-            None => changes.remove.push(key.as_str()),
-        }
+
+    #[test]
+    fn untouched_and_failed_responses_write_nothing() {
+        assert_eq!(run(&loaded(), Facts::default(), 200), Decision::Untouched);
+        let mut changed = loaded();
+        changed.insert("a", b"1".to_vec(), 100).unwrap();
+        assert_eq!(run(&changed, USED, 500), Decision::Skip, "5xx");
+        assert_eq!(run(&changed, USED, 503), Decision::Skip, "5xx");
+        assert_eq!(
+            run(&SessionState::default(), USED, 200),
+            Decision::Skip,
+            "accessed, never loaded"
+        );
     }
-    Ok(match store.update(sid, &changes).await? {
-        // A permanent session's cookie carries its deadline: re-sent when
-        // the deadline moved.
-        UpdateOutcome::Saved if moves_deadline && (state.meta.permanent || state.meta_changed) => {
-            // The cookie id is the one the request came with (existing ⇒ incoming).
-            inner
-                .incoming
-                .as_ref()
-                .map(|id| live_cookie(config, id, state, new_deadline, now))
-        }
-        UpdateOutcome::Saved => None,
-        UpdateOutcome::Deleted => Some(cookies::removal(config)),
-        UpdateOutcome::Moved(to) => {
-            // Another request cycled the id after this one loaded: land the
-            // data changes in the new record. Its flags and expiry are its
-            // own, and this client keeps its old cookie: the new id is never
-            // sent to a holder of the old one.
-            changes.flags = None;
-            changes.expires_ms = None;
-            changes.delete_if_empty = false;
-            if changed {
-                let outcome = store.update(&to, &changes).await?;
-                tracing::debug!(?outcome, "changes forwarded to the moved session");
+
+    #[test]
+    fn a_failed_load_follows_the_failure_policy() {
+        let mut s = SessionState::default();
+        s.load_failed();
+        assert_eq!(run(&s, USED, 200), Decision::Unavailable, "closed");
+        let open = SessionConfig::builder()
+            .with_failure_policy(FailurePolicy::Open)
+            .build()
+            .unwrap();
+        assert_eq!(decide(&s, &open, USED, 200, NOW), Decision::Skip, "open");
+        assert_eq!(run(&s, USED, 500), Decision::Skip, "5xx wins");
+    }
+
+    #[test]
+    fn unchanged_inside_the_touch_interval_keeps_and_may_resign() {
+        assert_eq!(run(&loaded(), USED, 200), Decision::Keep { resign: false });
+        let resign = Facts {
+            resign: true,
+            ..USED
+        };
+        assert_eq!(run(&loaded(), resign, 200), Decision::Keep { resign: true });
+    }
+
+    #[test]
+    fn changes_update_without_moving_the_deadline() {
+        let mut s = loaded();
+        s.insert("cart", b"[1]".to_vec(), 1000).unwrap();
+        assert_eq!(
+            run(&s, USED, 200),
+            Decision::Update(Update {
+                expires_ms: None,
+                cookie: false,
+                resign: false,
+                delete_if_empty: false,
+            })
+        );
+    }
+
+    #[test]
+    fn a_due_touch_moves_the_deadline_and_refreshes_a_permanent_cookie() {
+        let config = SessionConfig::default();
+        let later = NOW + DAY / 2;
+        let d = decide(&loaded(), &config, USED, 200, later);
+        assert_eq!(
+            d,
+            Decision::Update(Update {
+                expires_ms: Some(later + DAY),
+                cookie: false,
+                resign: false,
+                delete_if_empty: false,
+            })
+        );
+        let mut permanent = loaded();
+        permanent.set_permanent(true);
+        let Decision::Update(u) = decide(&permanent, &config, USED, 200, NOW) else {
+            panic!("an update");
+        };
+        assert!(u.cookie, "new flags send the cookie");
+        assert_eq!(u.expires_ms, Some(NOW + 31 * DAY));
+    }
+
+    #[test]
+    fn an_emptied_session_asks_for_deletion() {
+        let mut s = loaded();
+        s.clear();
+        let Decision::Update(u) = run(&s, USED, 200) else {
+            panic!("an update");
+        };
+        assert!(u.delete_if_empty);
+    }
+
+    #[test]
+    fn new_sessions_are_created_forgotten_or_refused() {
+        let mut s = fresh();
+        assert_eq!(
+            run(&s, USED, 200),
+            Decision::Forget {
+                expire_cookie: true
             }
-            None
-        }
-        _ => {
-            // Deleted meanwhile (logout elsewhere, expiry): never resurrect.
-            tracing::debug!(
-                storage = %sid.short(),
-                "session gone before save; changes dropped"
-            );
-            None
-        }
-    })
-}
+        );
+        let no_cookie = Facts {
+            had_cookie: false,
+            ..USED
+        };
+        assert_eq!(
+            run(&s, no_cookie, 200),
+            Decision::Forget {
+                expire_cookie: false
+            }
+        );
+        s.insert("user", b"\"bob\"".to_vec(), 1000).unwrap();
+        assert_eq!(
+            run(&s, no_cookie, 200),
+            Decision::Create {
+                deadline: NOW + DAY
+            }
+        );
+        let small = SessionConfig::builder().with_max_size(4).build().unwrap();
+        assert_eq!(
+            decide(&s, &small, no_cookie, 200, NOW),
+            Decision::TooLarge { size: 9 }
+        );
+    }
 
-fn tolerate_corrupt(e: Error) -> Result<Option<Record>, Error> {
-    match e {
-        Error::Corrupt(_) => Ok(None),
-        e => Err(e),
+    #[test]
+    fn flush_deletes_first_then_decides_on_what_remains() {
+        let mut s = loaded();
+        s.flush(NOW, || None);
+        assert_eq!(
+            run(&s, USED, 200),
+            Decision::Retire(Retire::Delete(sid('A')))
+        );
+        s.retired();
+        assert_eq!(
+            run(&s, USED, 200),
+            Decision::Forget {
+                expire_cookie: true
+            }
+        );
+        s.insert("a", b"1".to_vec(), 100).unwrap();
+        assert!(matches!(run(&s, USED, 200), Decision::Create { .. }));
+        // Flushing what was never loaded deletes what the cookie names.
+        let mut unseen = SessionState::default();
+        unseen.flush(NOW, || Some(sid('B')));
+        assert_eq!(
+            run(&unseen, USED, 200),
+            Decision::Retire(Retire::Delete(sid('B')))
+        );
+    }
+
+    #[test]
+    fn cycle_moves_then_creates_even_past_the_limit() {
+        let mut s = loaded();
+        s.cycle();
+        assert_eq!(run(&s, USED, 200), Decision::Retire(Retire::Move(sid('A'))));
+        // Concurrent writes grew the stored session past the limit.
+        let meta = Meta {
+            expires_ms: NOW + DAY,
+            ..Meta::default()
+        };
+        let big = Record::new([("big".to_owned(), vec![b'1'; 50])].into(), meta);
+        s.moved(SessionId::generate(), Some(big));
+        let small = SessionConfig::builder().with_max_size(10).build().unwrap();
+        assert!(matches!(
+            decide(&s, &small, USED, 200, NOW),
+            Decision::Create { .. }
+        ));
+        // A cycle of a session with no record changes nothing.
+        let mut new = fresh();
+        new.cycle();
+        assert_eq!(
+            run(&new, USED, 200),
+            Decision::Forget {
+                expire_cookie: true
+            }
+        );
+    }
+
+    #[test]
+    fn an_update_is_followed_by_its_outcome() {
+        let plain = Update {
+            expires_ms: None,
+            cookie: false,
+            resign: false,
+            delete_if_empty: false,
+        };
+        assert_eq!(
+            after_update(&plain, UpdateOutcome::Saved, 7),
+            AfterUpdate::Nothing
+        );
+        let resign = Update {
+            resign: true,
+            ..plain.clone()
+        };
+        assert_eq!(
+            after_update(&resign, UpdateOutcome::Saved, 7),
+            AfterUpdate::Cookie(7),
+            "re-signed, with the stored deadline"
+        );
+        let touched = Update {
+            expires_ms: Some(9),
+            cookie: true,
+            ..plain.clone()
+        };
+        assert_eq!(
+            after_update(&touched, UpdateOutcome::Saved, 7),
+            AfterUpdate::Cookie(9)
+        );
+        assert_eq!(
+            after_update(&plain, UpdateOutcome::Deleted, 7),
+            AfterUpdate::ExpireCookie
+        );
+        assert_eq!(
+            after_update(&touched, UpdateOutcome::Moved(sid('C')), 7),
+            AfterUpdate::Forward(sid('C')),
+            "a forwarded save, and no cookie for the old id's holder"
+        );
+        assert_eq!(
+            after_update(&resign, UpdateOutcome::Gone, 7),
+            AfterUpdate::Nothing,
+            "a deleted session gets no cookie back"
+        );
     }
 }

@@ -1,12 +1,11 @@
 //! [`Session`]: the handle a request handler uses.
 //!
-//! It owns the request's view of the session: the loaded values (still
-//! encoded), which keys changed, and the pending id operations (cycle, flush).
-//! It performs no decision about saving: that is the `lifecycle` module's job
-//! at the end of the request. Loading is lazy: nothing is read from the store
-//! until the first call that needs the data.
+//! It holds the request's `SessionState` behind a lock and forwards: the
+//! state records what the handler does, the `lifecycle` module loads it on
+//! first use, reads values, and decides at the end of the request what to
+//! store. Loading is lazy: nothing is read from the store until the first
+//! call that needs the data.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,9 +15,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{Mutex, MutexGuard};
 
-use crate::lifecycle::{self, Shared};
-use crate::store::Meta;
-use crate::{Error, SessionId, StorageId};
+use crate::cookie::Found;
+use crate::lifecycle::{self, Facts, Finish, OtherShape, Shared};
+use crate::state::SessionState;
+use crate::{codec, Error, SessionId};
 
 /// The session of one request.
 ///
@@ -39,92 +39,69 @@ use crate::{Error, SessionId, StorageId};
 /// ```
 #[derive(Clone)]
 pub struct Session {
-    pub(crate) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
-pub(crate) struct Inner {
-    pub(crate) shared: Arc<Shared>,
-    /// The id the request's cookie carried, if it parsed.
-    pub(crate) incoming: Option<SessionId>,
-    /// The cookie was signed with an older key: send it re-signed.
-    pub(crate) resign: bool,
+struct Inner {
+    shared: Arc<Shared>,
+    /// The id the request's cookie carried, if it parsed (and verified).
+    incoming: Option<Found>,
     /// Set by any call; lets the end of the request skip everything otherwise.
-    pub(crate) accessed: AtomicBool,
-    pub(crate) state: Mutex<State>,
-}
-
-/// What happens to the stored record the request started with.
-#[derive(Debug)]
-pub(crate) enum Retire {
-    /// Delete it (flush).
-    Delete(StorageId),
-    /// Read it back, merge this request's changes, store under a new id, delete (cycle).
-    Move(StorageId),
-}
-
-/// The request's view of its session.
-#[derive(Default)]
-pub(crate) struct State {
-    pub(crate) loaded: bool,
-    /// A load was tried and failed (the store was unavailable).
-    pub(crate) load_failed: bool,
-    /// The stored record this view is based on (None: a new session).
-    pub(crate) existing: Option<StorageId>,
-    /// Current values, encoded.
-    pub(crate) data: HashMap<String, Vec<u8>>,
-    /// Keys inserted or removed since the load.
-    pub(crate) dirty: HashSet<String>,
-    pub(crate) meta: Meta,
-    /// `permanent` or `lifetime_ms` changed.
-    pub(crate) meta_changed: bool,
-    pub(crate) retire: Option<Retire>,
-    /// Encoded size of `data` (keys + values).
-    pub(crate) size: usize,
-}
-
-impl State {
-    /// Starts a new, empty session (nothing stored yet).
-    pub(crate) fn fresh(&mut self, now_ms: u64) {
-        self.existing = None;
-        self.data.clear();
-        self.dirty.clear();
-        self.meta = Meta {
-            created_ms: now_ms,
-            ..Meta::default()
-        };
-        self.meta_changed = false;
-        self.size = 0;
-        self.loaded = true;
-    }
+    accessed: AtomicBool,
+    state: Mutex<SessionState>,
 }
 
 impl Session {
-    /// The session of a request whose cookie carried `found` (if anything).
-    pub(crate) fn new(shared: Arc<Shared>, found: Option<crate::cookie::Found>) -> Self {
-        let (incoming, resign) = match found {
-            Some(f) => (Some(f.id), f.resign),
-            None => (None, false),
-        };
+    /// The session of a request with these `Cookie` header values (no I/O).
+    pub(crate) fn open<'a>(
+        shared: &Arc<Shared>,
+        cookie_headers: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Self {
         Session {
             inner: Arc::new(Inner {
-                shared,
-                incoming,
-                resign,
+                incoming: lifecycle::open(shared, cookie_headers),
+                shared: Arc::clone(shared),
                 accessed: AtomicBool::new(false),
-                state: Mutex::new(State::default()),
+                state: Mutex::new(SessionState::default()),
             }),
         }
     }
 
+    /// Ends the request (the lifecycle saves what changed); what the
+    /// adapter must do to the response with `status`.
+    pub(crate) async fn finish(&self, status: u16) -> Finish {
+        let inner = &self.inner;
+        let facts = Facts {
+            accessed: inner.accessed.load(Ordering::Relaxed),
+            had_cookie: inner.incoming.is_some(),
+            resign: inner.incoming.as_ref().is_some_and(|f| f.resign),
+        };
+        if !facts.accessed {
+            // Nothing to lock or decide: the common case of a route that
+            // never uses the session.
+            return Finish::default();
+        }
+        let mut state = inner.state.lock().await;
+        lifecycle::finish(
+            &inner.shared,
+            inner.incoming.as_ref(),
+            facts,
+            &mut state,
+            status,
+        )
+        .await
+    }
+
+    fn incoming_id(&self) -> Option<&SessionId> {
+        self.inner.incoming.as_ref().map(|f| &f.id)
+    }
+
     /// Locks the state, loading the session first if needed.
-    async fn loaded(&self) -> Result<MutexGuard<'_, State>, Error> {
+    async fn loaded(&self) -> Result<MutexGuard<'_, SessionState>, Error> {
         self.inner.accessed.store(true, Ordering::Relaxed);
         let mut state = self.inner.state.lock().await;
-        if !state.loaded {
-            if let Err(e) = lifecycle::load(&self.inner, &mut state).await {
-                state.load_failed = true;
-                return Err(e);
-            }
+        if !state.is_loaded() {
+            lifecycle::load(&self.inner.shared, self.incoming_id(), &mut state).await?;
         }
         Ok(state)
     }
@@ -134,32 +111,33 @@ impl Session {
     /// # Errors
     ///
     /// [`Error::Unavailable`] if the session could not be loaded,
-    /// [`Error::Decode`] if the stored value is not a `T`. A stored value that
-    /// is not valid JSON at all is damaged data: it is logged, removed, and
-    /// reads as absent.
+    /// [`Error::Decode`] if the stored value is not a `T` (it stays stored:
+    /// see [`get_or_remove`](Self::get_or_remove) to drop it instead). A
+    /// stored value that is not valid JSON at all is damaged data: it is
+    /// logged, removed, and reads as absent.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
-        let mut state = self.loaded().await?;
-        let Some(bytes) = state.data.get(key) else {
-            return Ok(None);
-        };
-        match serde_json::from_slice(bytes) {
-            Ok(v) => Ok(Some(v)),
-            // Not JSON at all: stored data is damaged. Drop the value (it is
-            // removed at the end of the request) rather than fail every
-            // request of this user with the same error.
-            Err(_) if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() => {
-                tracing::warn!(key, "undecodable session value dropped");
-                if let Some(v) = state.data.remove(key) {
-                    state.size -= key.len() + v.len();
-                }
-                state.dirty.insert(key.to_owned());
-                Ok(None)
-            }
-            Err(e) => Err(Error::Decode {
-                key: key.to_owned(),
-                source: e.into(),
-            }),
-        }
+        lifecycle::read(&mut *self.loaded().await?, key, OtherShape::Fail)
+    }
+
+    /// Like [`get`](Self::get), but a stored value that is not a `T` — say,
+    /// a struct that changed shape in a deploy — reads as absent and is
+    /// removed from the session (logged at info level), instead of failing
+    /// every request of that user until the session expires.
+    ///
+    /// ```
+    /// # async fn demo(session: sessionkit::Session) -> Result<(), sessionkit::Error> {
+    /// #[derive(serde::Deserialize)]
+    /// struct Cart { items: Vec<String> }
+    /// // A cart stored by the previous release (a plain list) starts over empty.
+    /// let cart: Option<Cart> = session.get_or_remove("cart").await?;
+    /// # let _ = cart; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] if the session could not be loaded.
+    pub async fn get_or_remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        lifecycle::read(&mut *self.loaded().await?, key, OtherShape::Remove)
     }
 
     /// Stores `value` under `key`. Storing the value a key already holds is
@@ -171,24 +149,15 @@ impl Session {
     /// if the session would exceed the configured maximum size (the session is
     /// left as it was), [`Error::Unavailable`] if it could not be loaded.
     pub async fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), Error> {
-        let encoded = serde_json::to_vec(value).map_err(|e| Error::Encode {
-            key: key.to_owned(),
-            source: e.into(),
-        })?;
-        let mut state = self.loaded().await?;
-        let old = state.data.get(key).map(Vec::len);
-        if state.data.get(key).is_some_and(|v| *v == encoded) {
-            return Ok(());
-        }
-        let size = state.size - old.map_or(0, |n| n + key.len()) + key.len() + encoded.len();
+        let encoded = codec::encode(key, value)?;
         let limit = self.inner.shared.config.max_size;
-        if size > limit {
-            return Err(Error::TooLarge { size, limit });
-        }
-        state.size = size;
-        state.data.insert(key.to_owned(), encoded);
-        state.dirty.insert(key.to_owned());
-        Ok(())
+        self.loaded()
+            .await?
+            .insert(key, encoded, limit)
+            .map_err(|over| Error::TooLarge {
+                size: over.size,
+                limit,
+            })
     }
 
     /// Removes `key`; returns whether it was there.
@@ -197,15 +166,7 @@ impl Session {
     ///
     /// [`Error::Unavailable`] if the session could not be loaded.
     pub async fn remove(&self, key: &str) -> Result<bool, Error> {
-        let mut state = self.loaded().await?;
-        match state.data.remove(key) {
-            None => Ok(false),
-            Some(v) => {
-                state.size -= key.len() + v.len();
-                state.dirty.insert(key.to_owned());
-                Ok(true)
-            }
-        }
+        Ok(self.loaded().await?.remove(key))
     }
 
     /// Whether `key` has a value.
@@ -214,7 +175,7 @@ impl Session {
     ///
     /// [`Error::Unavailable`] if the session could not be loaded.
     pub async fn contains(&self, key: &str) -> Result<bool, Error> {
-        Ok(self.loaded().await?.data.contains_key(key))
+        Ok(self.loaded().await?.value(key).is_some())
     }
 
     /// The keys that have values, sorted.
@@ -223,9 +184,7 @@ impl Session {
     ///
     /// [`Error::Unavailable`] if the session could not be loaded.
     pub async fn keys(&self) -> Result<Vec<String>, Error> {
-        let mut keys: Vec<String> = self.loaded().await?.data.keys().cloned().collect();
-        keys.sort_unstable();
-        Ok(keys)
+        Ok(self.loaded().await?.keys())
     }
 
     /// Whether the session holds no value.
@@ -234,7 +193,7 @@ impl Session {
     ///
     /// [`Error::Unavailable`] if the session could not be loaded.
     pub async fn is_empty(&self) -> Result<bool, Error> {
-        Ok(self.loaded().await?.data.is_empty())
+        Ok(self.loaded().await?.is_empty())
     }
 
     /// Removes every value. An emptied session is deleted from the store at
@@ -244,10 +203,7 @@ impl Session {
     ///
     /// [`Error::Unavailable`] if the session could not be loaded.
     pub async fn clear(&self) -> Result<(), Error> {
-        let mut state = self.loaded().await?;
-        let keys: Vec<String> = state.data.drain().map(|(k, _)| k).collect();
-        state.dirty.extend(keys);
-        state.size = 0;
+        self.loaded().await?.clear();
         Ok(())
     }
 
@@ -257,32 +213,24 @@ impl Session {
     pub async fn flush(&self) {
         self.inner.accessed.store(true, Ordering::Relaxed);
         let mut state = self.inner.state.lock().await;
-        let old = match (state.existing.take(), state.retire.take()) {
-            (Some(sid), _) | (None, Some(Retire::Move(sid) | Retire::Delete(sid))) => Some(sid),
-            // Not loaded yet: delete whatever the cookie points at, unseen.
-            (None, None) if !state.loaded => {
-                self.inner.incoming.as_ref().map(SessionId::storage_id)
-            }
-            (None, None) => None,
-        };
-        if let Some(sid) = old {
-            state.retire = Some(Retire::Delete(sid));
-        }
-        state.fresh(crate::store::now_ms());
+        state.flush(crate::store::now_ms(), || {
+            self.incoming_id().map(SessionId::storage_id)
+        });
     }
 
     /// Gives the session a new id, keeping its data (call it on login, to
-    /// defeat session fixation). The old id stops working at the end of the
-    /// request; values written meanwhile through the old id are carried over.
+    /// defeat session fixation). At the end of the request the data moves
+    /// to a record under the new id, and the old id becomes a short-lived
+    /// forwarding marker ([`MOVED_GRACE`](crate::store::MOVED_GRACE)): it
+    /// loads as no session, and requests that had loaded the session before
+    /// the move land their changes in the new record. The new id is sent
+    /// only to this request's client.
     ///
     /// # Errors
     ///
     /// [`Error::Unavailable`] if the session could not be loaded.
     pub async fn cycle_id(&self) -> Result<(), Error> {
-        let mut state = self.loaded().await?;
-        if let Some(sid) = state.existing.take() {
-            state.retire = Some(Retire::Move(sid));
-        }
+        self.loaded().await?.cycle();
         Ok(())
     }
 
@@ -293,11 +241,7 @@ impl Session {
     ///
     /// [`Error::Unavailable`] if the session could not be loaded.
     pub async fn set_permanent(&self, permanent: bool) -> Result<(), Error> {
-        let mut state = self.loaded().await?;
-        if state.meta.permanent != permanent {
-            state.meta.permanent = permanent;
-            state.meta_changed = true;
-        }
+        self.loaded().await?.set_permanent(permanent);
         Ok(())
     }
 
@@ -307,7 +251,7 @@ impl Session {
     ///
     /// [`Error::Unavailable`] if the session could not be loaded.
     pub async fn is_permanent(&self) -> Result<bool, Error> {
-        Ok(self.loaded().await?.meta.permanent)
+        Ok(self.loaded().await?.meta().permanent)
     }
 
     /// Sets this session's lifetime, overriding the configured idle or
@@ -318,17 +262,11 @@ impl Session {
     ///
     /// [`Error::Unavailable`] if the session could not be loaded.
     pub async fn set_expiry(&self, lifetime: Option<Duration>) -> Result<(), Error> {
-        let mut state = self.loaded().await?;
-        let ms = lifetime.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1));
-        if state.meta.lifetime_ms != ms {
-            state.meta.lifetime_ms = ms;
-            state.meta_changed = true;
-        }
+        let ms = lifetime.map(|d| crate::store::ms(d).max(1));
+        self.loaded().await?.set_lifetime(ms);
         Ok(())
     }
-}
 
-impl Session {
     /// Ends this session for good `lifetime` after its creation, however
     /// active it is (`None` removes this session's own limit; the configured
     /// absolute lifetime, if any, still applies). Use it, for instance, to
@@ -339,14 +277,9 @@ impl Session {
     /// [`Error::Unavailable`] if the session could not be loaded.
     pub async fn set_absolute_lifetime(&self, lifetime: Option<Duration>) -> Result<(), Error> {
         let mut state = self.loaded().await?;
-        let end = lifetime.map(|d| {
-            let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-            state.meta.created_ms.saturating_add(ms.max(1))
-        });
-        if state.meta.absolute_ms != end {
-            state.meta.absolute_ms = end;
-            state.meta_changed = true;
-        }
+        let created = state.meta().created_ms;
+        let end = lifetime.map(|d| created.saturating_add(crate::store::ms(d).max(1)));
+        state.set_absolute(end);
         Ok(())
     }
 }

@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sessionkit::store::{BoxFuture, Changes, Record, UpdateOutcome};
@@ -38,12 +38,19 @@ pub enum Framework {
     Actix,
 }
 
-/// A store wrapper that counts calls (one call = one round trip).
+/// A store wrapper that counts calls (one call = one round trip) and keeps
+/// a copy of everything the lifecycle hands the store (storage ids, data
+/// keys and values), so that a test can check what any store was given.
 #[derive(Clone)]
 pub struct CountingStore<S> {
     inner: S,
     calls: Arc<AtomicU64>,
+    handed: Handed,
 }
+
+/// What a [`CountingStore`] was handed: every storage id, data key and
+/// encoded value, as bytes.
+pub type Handed = Arc<Mutex<Vec<Vec<u8>>>>;
 
 impl<S> CountingStore<S> {
     /// Wraps `inner`.
@@ -51,6 +58,7 @@ impl<S> CountingStore<S> {
         CountingStore {
             inner,
             calls: Arc::new(AtomicU64::new(0)),
+            handed: Arc::default(),
         }
     }
 
@@ -59,14 +67,25 @@ impl<S> CountingStore<S> {
         Arc::clone(&self.calls)
     }
 
-    fn count(&self) {
+    /// What the store was handed so far.
+    pub fn handed(&self) -> Handed {
+        Arc::clone(&self.handed)
+    }
+
+    fn count(&self, ids: &[&StorageId], data: impl Iterator<Item = (String, Vec<u8>)>) {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        let mut handed = self.handed.lock().unwrap_or_else(|p| p.into_inner());
+        handed.extend(ids.iter().map(|id| id.as_str().as_bytes().to_vec()));
+        for (k, v) in data {
+            handed.push(k.into_bytes());
+            handed.push(v);
+        }
     }
 }
 
 impl<S: SessionStore> SessionStore for CountingStore<S> {
     fn load<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<Option<Record>, Error>> {
-        self.count();
+        self.count(&[id], std::iter::empty());
         self.inner.load(id)
     }
     fn create<'a>(
@@ -74,7 +93,8 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
         id: &'a StorageId,
         r: &'a Record,
     ) -> BoxFuture<'a, Result<bool, Error>> {
-        self.count();
+        let data = r.data.iter().map(|(k, v)| (k.clone(), v.clone()));
+        self.count(&[id], data);
         self.inner.create(id, r)
     }
     fn update<'a>(
@@ -82,11 +102,13 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
         id: &'a StorageId,
         c: &'a Changes<'a>,
     ) -> BoxFuture<'a, Result<UpdateOutcome, Error>> {
-        self.count();
+        let set = c.set.iter().map(|(k, v)| ((*k).to_owned(), v.to_vec()));
+        let removed = c.remove.iter().map(|k| ((*k).to_owned(), Vec::new()));
+        self.count(&[id], set.chain(removed));
         self.inner.update(id, c)
     }
     fn delete<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<(), Error>> {
-        self.count();
+        self.count(&[id], std::iter::empty());
         self.inner.delete(id)
     }
     fn take<'a>(
@@ -94,11 +116,8 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
         id: &'a StorageId,
         moved_to: &'a StorageId,
     ) -> BoxFuture<'a, Result<Option<Record>, Error>> {
-        self.count();
+        self.count(&[id, moved_to], std::iter::empty());
         self.inner.take(id, moved_to)
-    }
-    fn worker_started(&self) {
-        self.inner.worker_started();
     }
 }
 
@@ -117,20 +136,22 @@ pub struct Subject {
     /// The config the app runs with.
     pub config: SessionConfig,
     calls: Arc<AtomicU64>,
-    server: Server,
+    handed: Handed,
+    /// Stops the app when the subject is dropped.
+    _server: Server,
 }
 
 /// A subject's running server, stopped when the subject is dropped.
-enum Server {
+pub enum Server {
     /// The task serving axum on the test's runtime.
     Axum(tokio::task::JoinHandle<()>),
     /// actix-web's own threads (a system thread, an accept thread, workers).
     Actix(actix_web::dev::ServerHandle),
 }
 
-impl Drop for Subject {
+impl Drop for Server {
     fn drop(&mut self) {
-        match &self.server {
+        match self {
             Server::Axum(task) => task.abort(),
             // The command is sent at once; the server's own thread carries
             // it out, whether or not the test's runtime is still running.
@@ -151,15 +172,15 @@ impl Subject {
     ///
     /// If the store or the server cannot be set up.
     pub async fn start_with(kind: StoreKind, fw: Framework, config: SessionConfig) -> Self {
-        let (redis, memory, calls, (addr, server)) = match kind {
+        let (redis, memory, (calls, handed), (addr, server)) = match kind {
             StoreKind::Memory => {
                 let mem = MemoryStore::new();
                 let store = CountingStore::new(mem.clone());
-                let calls = store.counter();
+                let (calls, handed) = (store.counter(), store.handed());
                 (
                     None,
                     Some(mem),
-                    calls,
+                    (calls, handed),
                     serve(fw, store, config.clone()).await,
                 )
             }
@@ -175,11 +196,11 @@ impl Subject {
                     .await
                     .unwrap_or_else(|e| panic!("connect to test redis: {e}"));
                 let store = CountingStore::new(store);
-                let calls = store.counter();
+                let (calls, handed) = (store.counter(), store.handed());
                 (
                     Some(server),
                     None,
-                    calls,
+                    (calls, handed),
                     serve(fw, store, config.clone()).await,
                 )
             }
@@ -192,7 +213,8 @@ impl Subject {
             memory,
             config,
             calls,
-            server,
+            handed,
+            _server: server,
         }
     }
 
@@ -240,8 +262,14 @@ impl Subject {
     }
 }
 
-/// Serves the contract app on a free loopback port.
-async fn serve(
+/// Serves the contract app with `store` and `config` through `fw` on a
+/// free loopback port; the server stops when the returned [`Server`] is
+/// dropped.
+///
+/// # Panics
+///
+/// If no loopback port can be bound.
+pub async fn serve(
     fw: Framework,
     store: impl SessionStore,
     config: SessionConfig,
@@ -414,9 +442,16 @@ pub async fn round_trip_budget(s: &Subject) {
     if let Some(redis) = &s.redis {
         let c = redis.command_counts();
         // One transaction (one round trip): the revision (which also tells
-        // whether the record is still there) and the write (no PEXPIREAT
-        // inside the touch interval).
-        let mut expected = counts(&[("multi", 1), ("hincrby", 1), ("hset", 1), ("exec", 1)]);
+        // whether the record is still there), the write, and the bound on
+        // a hash the write would make if the record were gone (`PEXPIRE …
+        // NX`; no PEXPIREAT inside the touch interval).
+        let mut expected = counts(&[
+            ("multi", 1),
+            ("hincrby", 1),
+            ("hset", 1),
+            ("pexpire", 1),
+            ("exec", 1),
+        ]);
         if !cached {
             expected.insert("hgetall".to_owned(), 1);
         }
@@ -449,24 +484,50 @@ pub async fn forged_id_is_not_adopted(s: &Subject) {
     assert_eq!(attacker.get("/get?key=a").await.status, 404);
 }
 
-/// Redis holds no raw id; a storage id sent as a cookie resolves to nothing.
+/// No store is handed a raw id (not as an id, a key or a value), Redis
+/// holds none, and a storage id sent as a cookie resolves to nothing.
 pub async fn raw_id_absent_from_store(s: &Subject) {
-    let Some(redis) = &s.redis else { return };
     let mut b = s.browser();
+    b.get("/set?key=cart&value=apple").await;
+    let before = b.cookie.clone().unwrap_or_default();
     b.get("/login?user=alice").await;
     b.get("/set?key=k&value=v").await;
-    let id = b.cookie.clone().unwrap_or_default();
-    let keys = s.keys();
-    assert_eq!(keys.len(), 1, "{keys:?}");
-    check!(s, !keys[0].contains(&id), "key holds the raw id");
-    let dump: Vec<String> = redis.cmd(&["HGETALL", &keys[0]]);
+    let ids = [before, b.cookie.clone().unwrap_or_default()];
     check!(
         s,
-        dump.iter().all(|f| !f.contains(&id)),
-        "hash holds the raw id"
+        ids.iter().all(|id| id.len() == 32) && ids[0] != ids[1],
+        "ids: {ids:?}"
     );
-    check!(s, keys[0].starts_with("session:"), "prefix: {}", keys[0]);
-    let storage = keys[0].trim_start_matches("session:").to_owned();
+    let handed = s.handed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    check!(s, handed.len() > 8, "the store was handed ids and values");
+    for id in &ids {
+        check!(
+            s,
+            handed
+                .iter()
+                .all(|h| !h.windows(id.len()).any(|w| w == id.as_bytes())),
+            "the store was handed a raw id"
+        );
+    }
+    assert_eq!(s.stored_sessions(), 1);
+    let Some(redis) = &s.redis else { return };
+    let all: Vec<String> = redis.cmd(&["KEYS", "*"]);
+    for key in &all {
+        let dump: Vec<String> = redis.cmd(&["HGETALL", key]);
+        for id in &ids {
+            check!(s, !key.contains(id.as_str()), "key holds a raw id");
+            check!(
+                s,
+                dump.iter().all(|f| !f.contains(id.as_str())),
+                "hash holds a raw id"
+            );
+        }
+    }
+    let keys = s.keys();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let key = keys[0].clone();
+    check!(s, key.starts_with("session:"), "prefix: {key}");
+    let storage = key.trim_start_matches("session:").to_owned();
     s.reset_counts();
     for candidate in [storage.clone(), storage[2..].to_owned()] {
         let mut thief = s.browser().with_cookie(Some(&candidate));

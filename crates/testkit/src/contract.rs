@@ -196,8 +196,7 @@ async fn whoami(session: Session) -> Result<Reply> {
 
 /// What a test-bed server reads from its environment (CONTRACT.md):
 /// `PORT` (3000), `REDIS_URL` (redis://127.0.0.1:6379/), `SESSION_PREFIX`
-/// (the library's), `CLIENT_CACHE=off` to run without the client cache and
-/// `REDIS_CONNECTIONS=N` for N connections to Redis (both for A/B runs).
+/// (the library's), `CLIENT_CACHE=off` to run without the client cache (for A/B runs).
 #[derive(Debug)]
 pub struct ServerEnv {
     /// The port to listen on (127.0.0.1 only).
@@ -225,13 +224,6 @@ impl ServerEnv {
         }
         if std::env::var("CLIENT_CACHE").is_ok_and(|v| v == "off") {
             store = store.without_client_cache();
-        }
-        // For A/B runs: the library's default is one connection.
-        if let Some(n) = std::env::var("REDIS_CONNECTIONS")
-            .ok()
-            .and_then(|n| n.parse().ok())
-        {
-            store = store.with_connections(n);
         }
         let store = store.connect(url.as_str()).await?;
         Ok(ServerEnv { port, store })

@@ -20,7 +20,10 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts a server with no persistence (`--save ""`, `--appendonly no`).
+    /// Starts a server with no persistence (`--save ""`, `--appendonly no`)
+    /// that checks every `RESTORE` payload in full
+    /// (`--sanitize-dump-payload yes`), so that a malformed payload fails a
+    /// test instead of being loaded.
     ///
     /// # Panics
     ///
@@ -57,6 +60,7 @@ impl RedisServer {
         cmd.arg("--port")
             .arg(self.port.to_string())
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--sanitize-dump-payload", "yes"])
             .arg("--dir")
             .arg(self.dir.path())
             .args(&self.extra)

@@ -104,8 +104,6 @@ where
     type Error = actix_web::Error;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        // actix-web builds each worker's service on the worker's thread.
-        self.shared.store.worker_started();
         ready(Ok(SessionMiddlewareService {
             service,
             shared: Arc::clone(&self.shared),
@@ -145,12 +143,12 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let cookies = req.headers().get_all(COOKIE).map(HeaderValue::as_bytes);
-        let session = lifecycle::open(&self.shared, cookies);
+        let session = Session::open(&self.shared, cookies);
         req.extensions_mut().insert(session.clone());
         let res = self.service.call(req);
         Box::pin(async move {
             let res = res.await?;
-            let finish = lifecycle::finish(&session, res.status().as_u16()).await;
+            let finish = session.finish(res.status().as_u16()).await;
             Ok(apply(&finish, res))
         })
     }

@@ -11,9 +11,9 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::lifecycle::{self, Finish, Shared};
+use crate::lifecycle::{Finish, Shared};
 use crate::store::SessionStore;
-use crate::SessionConfig;
+use crate::{Session, SessionConfig};
 
 /// Adds a [`Session`](crate::Session) to every request and saves it after
 /// the response. Build it once and share it (`Clone` is cheap).
@@ -101,14 +101,14 @@ where
             .get_all(COOKIE)
             .into_iter()
             .map(HeaderValue::as_bytes);
-        let session = lifecycle::open(&self.shared, cookies);
+        let session = Session::open(&self.shared, cookies);
         req.extensions_mut().insert(session.clone());
         // Call the service that was polled ready, leave a fresh clone in its place.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
             let res = inner.call(req).await?;
-            let finish = lifecycle::finish(&session, res.status().as_u16()).await;
+            let finish = session.finish(res.status().as_u16()).await;
             Ok(apply(&finish, res, ResBody::default))
         })
     }
@@ -142,7 +142,6 @@ mod extract {
     use axum_core::extract::FromRequestParts;
     use axum_core::response::{IntoResponse, Response};
     use http::request::Parts;
-    use http::StatusCode;
 
     use crate::lifecycle::Finish;
     use crate::{Error, Session};
@@ -161,20 +160,20 @@ mod extract {
         }
     }
 
+    /// Without the middleware the extraction fails with
+    /// [`Error::MissingMiddleware`]: a bare 500, logged, as on actix-web.
     impl<S: Send + Sync> FromRequestParts<S> for Session {
-        type Rejection = (StatusCode, &'static str);
+        type Rejection = Error;
 
         async fn from_request_parts(
             parts: &mut Parts,
             _state: &S,
         ) -> Result<Self, Self::Rejection> {
-            parts.extensions.get::<Session>().cloned().ok_or_else(|| {
-                tracing::error!("{}", crate::Error::MissingMiddleware);
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "session middleware missing",
-                )
-            })
+            parts
+                .extensions
+                .get::<Session>()
+                .cloned()
+                .ok_or(Error::MissingMiddleware)
         }
     }
 }

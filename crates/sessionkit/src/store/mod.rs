@@ -34,7 +34,11 @@ pub const LAYOUT_VERSION: u32 = 1;
 pub const MOVED_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One session as a store holds it.
+///
+/// New fields may be added in minor versions: build one with
+/// [`Record::new`] (or `Default`) and set fields by name.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Record {
     /// Encoded values by key.
     pub data: HashMap<String, Vec<u8>>,
@@ -43,7 +47,11 @@ pub struct Record {
 }
 
 /// A session's metadata. Times are Unix milliseconds.
+///
+/// New fields may be added in minor versions: start from
+/// [`Meta::default`] and set fields by name.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Meta {
     /// When the session was created.
     pub created_ms: u64,
@@ -58,8 +66,12 @@ pub struct Meta {
     pub absolute_ms: Option<u64>,
 }
 
-/// A change to an existing record.
-#[derive(Clone, Debug)]
+/// A change to an existing record, as [`SessionStore::update`] receives it.
+///
+/// New fields may be added in minor versions; build one (in a test of a
+/// store, say) from [`Changes::default`] and set fields by name.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct Changes<'a> {
     /// Keys to set, with their encoded values.
     pub set: Vec<(&'a str, &'a [u8])>,
@@ -73,6 +85,13 @@ pub struct Changes<'a> {
     pub expires_ms: Option<u64>,
     /// Delete the record when no data key remains after this change.
     pub delete_if_empty: bool,
+}
+
+impl Record {
+    /// A record of `data` (encoded values by key) and `meta`.
+    pub fn new(data: HashMap<String, Vec<u8>>, meta: Meta) -> Self {
+        Record { data, meta }
+    }
 }
 
 /// What [`SessionStore::update`] did.
@@ -133,14 +152,6 @@ pub trait SessionStore: Send + Sync + 'static {
         id: &'a StorageId,
         moved_to: &'a StorageId,
     ) -> BoxFuture<'a, Result<Option<Record>, Error>>;
-
-    /// Called on each worker thread of a framework that runs one
-    /// single-threaded runtime per worker (actix-web), once as the worker
-    /// starts, on that thread. A store may place per-thread resources there
-    /// ([`RedisStore`](redis::RedisStore) opens its connections on these
-    /// threads, so that their I/O runs where the requests do). Stores that
-    /// wrap another store pass it on. The default does nothing.
-    fn worker_started(&self) {}
 }
 
 /// Current time in Unix milliseconds.

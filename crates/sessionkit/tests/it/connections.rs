@@ -1,17 +1,17 @@
-//! Where the Redis store's connections run: on the worker runtimes that
-//! registered (`SessionStore::worker_started`, which the actix-web adapter
-//! calls on each worker), not on the runtime that built the store.
+//! Where and when the Redis store's connection opens: on first use, on
+//! the runtime of the call that needs it (under actix-web, a worker's),
+//! not where the store was built — and not before Redis is there.
 
 use std::time::{Duration, Instant};
 
 use sessionkit::store::SessionStore;
-use sessionkit::{RedisStore, SessionId};
+use sessionkit::{RedisStore, SessionConfig, SessionId};
+use testkit::conformance::{serve, Framework};
 use testkit::RedisServer;
 use tokio::runtime::{Builder, Handle};
 
 /// A stand-in for an actix-web worker: a single-threaded runtime on its own
-/// thread, registered with the store from that thread, running until
-/// stopped.
+/// thread, running until stopped.
 struct Worker {
     handle: Handle,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -19,13 +19,12 @@ struct Worker {
 }
 
 impl Worker {
-    fn start(store: RedisStore) -> Self {
+    fn start() -> Self {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let rt = Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
-                store.worker_started();
                 ready_tx.send(Handle::current()).unwrap();
                 let _ = stopped.await;
             });
@@ -49,8 +48,13 @@ impl Drop for Worker {
     }
 }
 
+fn resp3_clients(redis: &RedisServer) -> usize {
+    let clients: String = redis.cmd(&["CLIENT", "LIST"]);
+    clients.lines().filter(|l| l.contains(" resp=3")).count()
+}
+
 #[test]
-fn connections_open_on_the_registered_workers() {
+fn the_connection_opens_on_the_first_runtime_that_uses_it() {
     let redis = RedisServer::start();
     let main = Builder::new_multi_thread()
         .worker_threads(1)
@@ -58,42 +62,74 @@ fn connections_open_on_the_registered_workers() {
         .build()
         .unwrap();
     let store = main
-        .block_on(
-            RedisStore::builder()
-                .with_connections(2)
-                .connect(redis.url().as_str()),
-        )
+        .block_on(RedisStore::connect(redis.url().as_str()))
         .unwrap();
-    // `connect` made a connection (and its heartbeat) on `main`.
-    assert!(main.metrics().num_alive_tasks() >= 1);
-    let workers = [Worker::start(store.clone()), Worker::start(store.clone())];
-    for w in &workers {
-        assert_eq!(w.handle.metrics().num_alive_tasks(), 0);
-    }
-    // Sessions in both shards (20 random ids: both shards get some, but for
-    // a 2^-19 chance), each written and read back from `main`.
+    assert_eq!(main.metrics().num_alive_tasks(), 0, "nothing runs on main");
+    assert_eq!(resp3_clients(&redis), 0, "no connection yet");
+    let worker = Worker::start();
+    let on_worker = store.clone();
+    let id = SessionId::generate().storage_id();
+    let record = crate::store::record("ann");
+    let (sid, rec) = (id.clone(), record.clone());
+    worker
+        .handle
+        .block_on(worker.handle.spawn(async move {
+            assert!(on_worker.create(&sid, &rec).await.unwrap());
+        }))
+        .unwrap();
+    // The connection's tasks (I/O, pushes, heartbeat) run on the worker.
+    assert!(worker.handle.metrics().num_alive_tasks() >= 1);
     main.block_on(async {
-        for _ in 0..20 {
-            let id = SessionId::generate().storage_id();
-            let record = crate::store::record("ann");
-            assert!(store.create(&id, &record).await.unwrap());
-            assert_eq!(store.load(&id).await.unwrap(), Some(record));
-        }
+        assert_eq!(store.load(&id).await.unwrap(), Some(record));
     });
-    // Each worker now runs one connection's tasks; the connection made on
-    // `main` was replaced and has stopped.
-    for w in &workers {
-        assert!(w.handle.metrics().num_alive_tasks() >= 1);
-    }
     let started = Instant::now();
     while main.metrics().num_alive_tasks() > 0 {
         assert!(
             started.elapsed() < Duration::from_secs(2),
-            "{} tasks left on main",
+            "{} tasks on main",
             main.metrics().num_alive_tasks()
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let clients: String = redis.cmd(&["CLIENT", "LIST"]);
-    assert_eq!(clients.lines().filter(|l| l.contains(" resp=3")).count(), 2);
+    assert_eq!(resp3_clients(&redis), 1, "one connection, shared");
+}
+
+/// An app whose Redis is not up yet starts, answers its session routes 503
+/// (its other routes normally), and serves them once Redis appears, within
+/// 2 s and without a restart — on both frameworks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_started_before_redis_serves_once_redis_is_up() {
+    for framework in [Framework::Axum, Framework::Actix] {
+        let mut redis = RedisServer::start();
+        redis.kill();
+        let store = RedisStore::connect(redis.url().as_str())
+            .await
+            .expect("a store without Redis");
+        assert!(store.check().await.is_err(), "check fails fast: no Redis");
+        let (addr, _server) = serve(framework, store.clone(), SessionConfig::default()).await;
+        let mut user = testkit::client::Browser::new(format!("http://{addr}"), "session");
+        assert_eq!(user.get("/baseline").await.status, 200, "{framework:?}");
+        let started = Instant::now();
+        let r = user.get("/write").await;
+        assert_eq!(r.status, 503, "{framework:?}: {r:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        redis.restart();
+        let up = Instant::now();
+        loop {
+            let r = user.get("/write").await;
+            if r.status == 200 {
+                assert_eq!(r.body, "1");
+                break;
+            }
+            assert!(
+                up.elapsed() < Duration::from_secs(2),
+                "{framework:?}: still {} after {:?}",
+                r.status,
+                up.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(user.get("/write").await.body, "2");
+        assert!(store.check().await.is_ok());
+    }
 }

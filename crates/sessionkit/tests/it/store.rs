@@ -17,23 +17,20 @@ pub(crate) fn record(user: &str) -> Record {
             .as_millis(),
     )
     .unwrap();
-    Record {
-        data: HashMap::from([
-            ("user".to_owned(), format!("\"{user}\"").into_bytes()),
-            // A value past the 63-byte short-length form of the payload.
-            (
-                "bio".to_owned(),
-                format!("\"{}\"", "x".repeat(300)).into_bytes(),
-            ),
-        ]),
-        meta: Meta {
-            created_ms: now,
-            expires_ms: now + 86_400_000,
-            permanent: true,
-            lifetime_ms: Some(86_400_000),
-            absolute_ms: None,
-        },
-    }
+    let mut meta = Meta::default();
+    meta.created_ms = now;
+    meta.expires_ms = now + 86_400_000;
+    meta.permanent = true;
+    meta.lifetime_ms = Some(86_400_000);
+    let data = HashMap::from([
+        ("user".to_owned(), format!("\"{user}\"").into_bytes()),
+        // A value past the 63-byte short-length form of the payload.
+        (
+            "bio".to_owned(),
+            format!("\"{}\"", "x".repeat(300)).into_bytes(),
+        ),
+    ]);
+    Record::new(data, meta)
 }
 
 /// A store that may not use RESTORE (an ACL without it).
@@ -55,6 +52,12 @@ async fn create_is_one_restore_and_never_overwrites() {
     let store = RedisStore::connect(redis.url().as_str()).await.unwrap();
     let id = SessionId::generate();
     let first = record("ann");
+    // The connection opens on first use (HELLO, CLIENT TRACKING): not
+    // part of a create.
+    store
+        .load(&SessionId::generate().storage_id())
+        .await
+        .unwrap();
     redis.reset_stats();
     assert!(store.create(&id.storage_id(), &first).await.unwrap());
     assert_eq!(
@@ -165,13 +168,10 @@ async fn where_restore_is_denied_the_script_creates() {
 }
 
 fn changes<'a>(set: &'a [(&'a str, &'a [u8])], expires_ms: Option<u64>) -> Changes<'a> {
-    Changes {
-        set: set.to_vec(),
-        remove: Vec::new(),
-        flags: None,
-        expires_ms,
-        delete_if_empty: false,
-    }
+    let mut changes = Changes::default();
+    changes.set = set.to_vec();
+    changes.expires_ms = expires_ms;
+    changes
 }
 
 /// A save that arrives after the session was deleted finds it gone and
@@ -263,4 +263,165 @@ async fn a_record_without_a_revision_is_updated() {
     let loaded = store.load(&id).await.unwrap().unwrap();
     assert_eq!(loaded.data["cart"], b"[1]");
     assert_eq!(loaded.data["user"], b"\"ann\"");
+}
+
+/// The hand-built `RESTORE` payload against Redis itself, over random
+/// records: every test server runs with `sanitize-dump-payload yes` (a
+/// malformed payload is refused, not loaded), and the hash a `RESTORE`
+/// made must be the one the save script's `HSET`s make of the same record
+/// — the same fields and values, the same encoding, the same expiry, and,
+/// where Redis keeps it as a listpack, the same `DUMP` bytes.
+#[test]
+fn restore_payloads_make_what_hset_makes() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let redis = RedisServer::start();
+    let sanitize: Vec<String> = redis.cmd(&["CONFIG", "GET", "sanitize-dump-payload"]);
+    assert_eq!(sanitize[1], "yes");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (restoring, scripting) = rt.block_on(async {
+        let restoring = RedisStore::builder()
+            .without_client_cache()
+            .connect(redis.url().as_str())
+            .await
+            .unwrap();
+        (restoring, store_without_restore(&redis).await)
+    });
+    let value = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..80),
+        // Numbers, which Redis stores as integers in a listpack.
+        any::<i64>().prop_map(|n| n.to_string().into_bytes()),
+        (0u32..100_000).prop_map(|n| format!("{n:07}").into_bytes()),
+        proptest::collection::vec(any::<u8>(), 60..400),
+    ];
+    let data = prop_oneof![
+        proptest::collection::hash_map("\\PC{0,12}", value.clone(), 0..20),
+        proptest::collection::hash_map("[a-z0-9]{1,8}", value, 100..140),
+    ];
+    let meta = (
+        any::<bool>(),
+        proptest::option::of(1u64..u64::from(u32::MAX)),
+        proptest::option::of(1u64..u64::MAX),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 96,
+        ..Config::default()
+    });
+    runner
+        .run(&(data, meta), |(data, (permanent, lifetime, absolute))| {
+            let mut r = record("x");
+            r.data = data;
+            r.meta.permanent = permanent;
+            r.meta.lifetime_ms = lifetime;
+            r.meta.absolute_ms = absolute;
+            let (a, b) = (SessionId::generate(), SessionId::generate());
+            rt.block_on(async {
+                assert!(restoring.create(&a.storage_id(), &r).await.unwrap());
+                assert!(scripting.create(&b.storage_id(), &r).await.unwrap());
+            });
+            let key = |id: &SessionId| format!("session:{}", id.storage_id());
+            let (ka, kb) = (key(&a), key(&b));
+            let hash = |k: &str| -> HashMap<Vec<u8>, Vec<u8>> { redis.cmd(&["HGETALL", k]) };
+            prop_assert_eq!(hash(&ka), hash(&kb));
+            let encoding = |k: &str| -> String { redis.cmd(&["OBJECT", "ENCODING", k]) };
+            prop_assert_eq!(encoding(&ka), encoding(&kb));
+            let expiry = |k: &str| -> i64 { redis.cmd(&["PEXPIRETIME", k]) };
+            prop_assert_eq!(expiry(&ka), expiry(&kb));
+            if encoding(&ka) == "listpack" {
+                let dump = |k: &str| -> Vec<u8> { redis.cmd(&["DUMP", k]) };
+                prop_assert_eq!(dump(&ka), dump(&kb));
+            }
+            let loaded = rt.block_on(restoring.load(&a.storage_id())).unwrap();
+            prop_assert_eq!(loaded, Some(r));
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// A store as an ACL user of `redis` that may not run `commands`.
+async fn store_denied(redis: &RedisServer, user: &str, commands: &[&str]) -> RedisStore {
+    let mut rules = vec!["ACL", "SETUSER", user, "on", ">secret", "~*", "+@all"];
+    let denied: Vec<String> = commands.iter().map(|c| format!("-{c}")).collect();
+    rules.extend(denied.iter().map(String::as_str));
+    let _: String = redis.cmd(&rules);
+    let url = format!("redis://{user}:secret@127.0.0.1:{}/", redis.port());
+    RedisStore::builder()
+        .without_client_cache()
+        .connect(url.as_str())
+        .await
+        .unwrap()
+}
+
+/// A late save to a deleted session makes a hash (Redis creates it for the
+/// transaction's first command) that the store deletes at once. When that
+/// follow-up fails — here the store may not run it — the hash still expires
+/// by itself: no key is ever left without a TTL.
+#[tokio::test]
+async fn a_late_save_whose_follow_up_fails_leaves_no_key_without_a_ttl() {
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(redis.url().as_str()).await.unwrap();
+    let crippled = store_denied(&redis, "late", &["hmget", "del"]).await;
+    for expires in [None, Some(4_000_000_000_000)] {
+        let id = SessionId::generate().storage_id();
+        assert!(store.create(&id, &record("ann")).await.unwrap());
+        let key = format!("session:{id}");
+        let _: i64 = redis.cmd(&["DEL", &key]);
+        let late = crippled
+            .update(&id, &changes(&[("cart", b"[1]")], expires))
+            .await;
+        assert!(late.is_err(), "the follow-up was refused: {late:?}");
+        let keys: Vec<String> = redis.cmd(&["KEYS", "*"]);
+        for k in keys {
+            let ttl: i64 = redis.cmd(&["PTTL", &k]);
+            assert!(ttl > 0, "{k} has no TTL ({ttl})");
+        }
+        let ttl: i64 = redis.cmd(&["PTTL", &key]);
+        if expires.is_none() {
+            assert!(ttl <= 10_000, "the remains live at most 10 s: {ttl}");
+        }
+        // Whatever remains is no session: a load deletes it.
+        assert!(store.load(&id).await.is_err_and(|e| e.is_corrupt()));
+    }
+}
+
+/// Where the server refuses the update transaction as a whole (a Redis
+/// before 7.0 has no `PEXPIRE … NX`; forced here by denying `PEXPIRE`), the
+/// save script updates instead, with the same outcomes.
+#[tokio::test]
+async fn where_the_update_transaction_is_refused_the_script_updates() {
+    let redis = RedisServer::start();
+    let store = store_denied(&redis, "old", &["pexpire"]).await;
+    let id = SessionId::generate().storage_id();
+    assert!(store.create(&id, &record("ann")).await.unwrap());
+    for n in [b"1", b"2"] {
+        let outcome = store
+            .update(&id, &changes(&[("n", n)], None))
+            .await
+            .unwrap();
+        assert_eq!(outcome, UpdateOutcome::Saved);
+    }
+    let loaded = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(loaded.data["n"], b"2");
+    let key = format!("session:{id}");
+    let rev: String = redis.cmd(&["HGET", &key, "m:rev"]);
+    assert_eq!(rev, "3");
+    let stats: String = redis.cmd(&["INFO", "commandstats"]);
+    let pexpire = stats
+        .lines()
+        .find(|l| l.starts_with("cmdstat_pexpire:"))
+        .unwrap_or_default();
+    assert!(
+        pexpire.contains("rejected_calls=1,"),
+        "the transaction was tried once, then no more: {pexpire}"
+    );
+    // A late update of a deleted session leaves nothing, as by transaction.
+    let _: i64 = redis.cmd(&["DEL", &key]);
+    let outcome = store
+        .update(&id, &changes(&[("n", b"3")], None))
+        .await
+        .unwrap();
+    assert_eq!(outcome, UpdateOutcome::Gone);
+    let keys: Vec<String> = redis.cmd(&["KEYS", "*"]);
+    assert!(keys.is_empty(), "{keys:?}");
 }

@@ -1,6 +1,10 @@
 -- sessionkit save script: one atomic step on one session hash (one Cluster slot).
--- Used for saves that empty a session (flag 'e') and to create where RESTORE
--- is not allowed; other updates are a MULTI/EXEC transaction (store/redis/mod.rs).
+-- Used for saves that empty a session (flag 'e'), to create where RESTORE is
+-- not allowed, and to update where the server refuses the update transaction
+-- (store/redis/commands.rs). Field names as in store/redis/layout/mod.rs.
+-- A create makes the key with its first HSET and gives it its expiry before
+-- returning; a script runs to its end once it has written, so no key it
+-- creates is left without a TTL.
 -- KEYS[1]  the session key
 -- ARGV[1]  mode: 'c' = create (refuse if the key exists), 'u' = update (refuse if it does not)
 -- ARGV[2]  new expiry, Unix milliseconds, for PEXPIREAT ('' keeps the current one;

@@ -2,178 +2,67 @@
 //! (server-assisted client-side caching, RESP3 `CLIENT TRACKING`).
 //!
 //! [`ClientCache`] is the public configuration; [`Cache`] the state. The
-//! store's connection runs `CLIENT TRACKING ON BCAST PREFIX <prefix> NOLOOP`:
-//! Redis pushes an `invalidate` message whenever anyone else changes,
-//! deletes or expires a key under the prefix. The store's own update
-//! transactions (NOLOOP: Redis sends no message for them) update or drop the
-//! entry here, after the write's reply; what its Lua script writes is
-//! reported back to it, so a script write only drops the entry. Creates do
-//! not touch the cache: a new session is cached by its first load.
+//! store's connection tracks the key prefix in broadcast mode with NOLOOP
+//! (the `connection` module sets that up and hands this cache what Redis
+//! reports: [`Cache::invalidate`] for a key anyone else changed, deleted or
+//! expired, [`Cache::flush`] when the stream of those reports may have a
+//! gap, [`Cache::alive`] when the connection answered). The store's own
+//! update transactions (NOLOOP: Redis reports nothing for them) update or
+//! drop the entry here, after the write's reply; what its Lua script writes
+//! is reported back to it, so a script write only drops the entry. Creates
+//! do not touch the cache: a new session is cached by its first load.
 //!
-//! What must hold, and how:
+//! The rules, each one place below:
 //!
 //! - **No stale entry survives an invalidation.** An invalidation can be
 //!   handled before the reply of a read that was sent earlier (replies and
 //!   pushes reach different tasks). So every Redis operation on a key is an
 //!   [`Op`] that registers *before* it is sent; a read during which the key
 //!   was invalidated (or one of our writes failed or deleted it) does not
-//!   fill the cache.
+//!   fill the cache (`Pending`, [`Shard::fill`]).
 //! - **Our own writes are ordered by revision.** Every save bumps the
 //!   record's revision (`m:rev`) and returns it; our writes send us no
-//!   invalidation (`NOLOOP`), and their replies may be handled in any order
-//!   relative to each other and to our reads. So an entry is updated in
-//!   place only by the write of the revision just after its own (exactly
-//!   what Redis held when the write ran); a write of a revision it already
-//!   holds is a no-op; any other leaves no entry. A read fills only with a
-//!   revision at least as new as every write of ours handled while it was in
-//!   flight, and never replaces a newer entry. Overlapping requests of one
-//!   user (parallel tabs, page assets) therefore keep the session cached.
-//! - **Nothing is served across a gap in the invalidation stream.** Any
-//!   connection loss (the `Disconnection` push), failed or timed-out call,
-//!   or `FLUSHALL` flushes everything by moving to a new *epoch*; entries
-//!   and in-flight operations of an older epoch are dead. A new epoch
-//!   serves nothing until a read has re-enabled tracking on the connection
-//!   (pipelined with it, so on the same connection).
+//!   invalidation, and their replies may be handled in any order relative
+//!   to each other and to our reads. So an entry is updated in place only
+//!   by the write of the revision just after its own; a write of a
+//!   revision it already holds is a no-op; one handled before its
+//!   predecessor waits in the entry (at most [`MAX_AHEAD`], not served
+//!   meanwhile); any other leaves no entry, and so does a wait that no
+//!   write of ours ends ([`Shard::own_write`], [`Shard::end_gap`]). A read
+//!   fills only with a revision at least as new as every write of ours
+//!   handled while it was in flight, and never replaces a newer entry
+//!   ([`Shard::fill`]). Overlapping requests of one user (parallel tabs,
+//!   page assets) therefore keep the session cached.
+//! - **Nothing is served across a gap in the invalidation stream.** A
+//!   connection loss, failed or timed-out call, or `FLUSHALL` flushes
+//!   everything by moving to a new *epoch*; entries and in-flight
+//!   operations of an older epoch are dead. A new epoch serves nothing until
+//!   a read has re-enabled tracking on the connection ([`Cache::flush`],
+//!   [`Cache::may_fill`]).
 //! - **A silent connection cannot keep serving.** Entries are served only
-//!   while the connection has answered within `2 × heartbeat + timeout`; a
-//!   heartbeat task pings when there was no other traffic, and a failed
-//!   ping flushes.
+//!   while the connection has answered within `2 × heartbeat + timeout`
+//!   ([`Cache::get`]); the connection's heartbeat pings when there was no
+//!   other traffic, and a failed ping flushes.
 //! - **Never past a deadline.** An entry is served only before the record's
-//!   `m:expires` and before the cache's own `ttl` (a bound on how long any
-//!   entry lives without being read from Redis again).
+//!   `m:expires` and before the cache's own `ttl` ([`Entry::until_ms`]).
 //! - **Bounded memory.** At most `max_entries` records, least recently used
-//!   evicted first.
+//!   evicted first (the `lru` crate).
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use redis::{PushInfo, PushKind, Value};
+use lru::LruCache;
 
-use super::lru::Lru;
 use crate::store::{ms, now_ms, Changes, Meta, Record};
 
-/// Client-side caching options for a [`RedisStore`](super::RedisStore)
-/// (see [`RedisStoreBuilder::with_client_cache`](super::RedisStoreBuilder::with_client_cache)).
-///
-/// With the cache, a request that reads a session which this process has
-/// read or written recently costs **no** Redis round trip, and a write costs
-/// one round trip (the update transaction) instead of two. Redis keeps the
-/// cache coherent: it tells this process when another one changes a cached
-/// session (RESP3 `CLIENT TRACKING`, Redis 6 or later), and any loss of that
-/// channel flushes the cache.
-///
-/// ```
-/// use std::time::Duration;
-/// use sessionkit::store::redis::ClientCache;
-///
-/// let cache = ClientCache::default()
-///     .with_max_entries(50_000)
-///     .with_ttl(Duration::from_secs(60));
-/// # let _ = cache;
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[must_use]
-pub struct ClientCache {
-    max_entries: usize,
-    ttl: Duration,
-    heartbeat: Duration,
-}
+mod options;
 
-/// Default [`ClientCache::with_max_entries`]: 10 000 sessions (a few MB for
-/// typical sessions of a few hundred bytes).
-pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
-/// Default [`ClientCache::with_ttl`]: 5 minutes.
-pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
-/// Default [`ClientCache::with_heartbeat`]: 1 second.
-pub const DEFAULT_CACHE_HEARTBEAT: Duration = Duration::from_secs(1);
-
-impl Default for ClientCache {
-    fn default() -> Self {
-        ClientCache {
-            max_entries: DEFAULT_CACHE_ENTRIES,
-            ttl: DEFAULT_CACHE_TTL,
-            heartbeat: DEFAULT_CACHE_HEARTBEAT,
-        }
-    }
-}
-
-impl ClientCache {
-    /// The default options (same as [`Default`]).
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// At most this many sessions are cached (default
-    /// [`DEFAULT_CACHE_ENTRIES`]); the least recently used goes first.
-    /// Values below 1 count as 1.
-    pub fn with_max_entries(mut self, max_entries: usize) -> Self {
-        self.max_entries = max_entries.max(1);
-        self
-    }
-
-    /// The longest an entry is served without being read from Redis again
-    /// (default [`DEFAULT_CACHE_TTL`]). Invalidation keeps entries correct;
-    /// this bounds the damage of a lost invalidation nobody noticed. A
-    /// session's own expiry is always respected, whatever this says.
-    pub fn with_ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
-        self
-    }
-
-    /// How often the connection is checked when there is no other traffic
-    /// (default [`DEFAULT_CACHE_HEARTBEAT`]). Cached records are served only
-    /// while the connection has answered within twice this plus the
-    /// response timeout, which bounds stale reads on a connection that died
-    /// silently (no TCP reset). Values below 10 ms count as 10 ms.
-    pub fn with_heartbeat(mut self, every: Duration) -> Self {
-        self.heartbeat = every.max(Duration::from_millis(10));
-        self
-    }
-
-    /// The maximum number of cached sessions.
-    pub fn max_entries(&self) -> usize {
-        self.max_entries
-    }
-
-    /// The longest an entry lives without a fresh read.
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
-    /// The heartbeat interval.
-    pub fn heartbeat(&self) -> Duration {
-        self.heartbeat
-    }
-}
-
-/// Counters of a store's client cache, from [`RedisStore::client_cache_stats`](super::RedisStore::client_cache_stats).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CacheStats {
-    /// Loads answered from the cache (no Redis call).
-    pub hits: u64,
-    /// Loads that went to Redis.
-    pub misses: u64,
-    /// Keys invalidated by Redis (another client changed them).
-    pub invalidations: u64,
-    /// Whole-cache flushes (connection loss, failed call, `FLUSHALL`).
-    pub flushes: u64,
-    /// Sessions cached now.
-    pub entries: u64,
-}
-
-impl CacheStats {
-    /// Adds `other`'s counters to these (the caches of several connections).
-    pub(crate) fn add(&mut self, other: &CacheStats) {
-        self.hits += other.hits;
-        self.misses += other.misses;
-        self.invalidations += other.invalidations;
-        self.flushes += other.flushes;
-        self.entries += other.entries;
-    }
-}
+pub use options::{
+    CacheStats, ClientCache, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_HEARTBEAT, DEFAULT_CACHE_TTL,
+};
 
 /// Small caches are one exact LRU; large ones are sharded (each shard an
 /// LRU of an equal part of the bound) so that requests rarely contend.
@@ -252,8 +141,22 @@ struct Pending {
     waiting: bool,
 }
 
+/// What the bookkeeping of an ending operation found.
+struct Ended {
+    /// Nothing disturbed the key while the operation was in flight.
+    undisturbed: bool,
+    /// The newest revision our writes made meanwhile.
+    newest_written: u64,
+    /// The last of our operations on the key ended.
+    last: bool,
+    /// It was the last, and a write of ours ever waited: what still waits
+    /// waits for a revision that was not ours.
+    gap: bool,
+}
+
+/// One part of the cache: its entries and its keys' operations in flight.
 struct Shard {
-    lru: Lru<Entry>,
+    lru: LruCache<Box<str>, Entry>,
     pending: HashMap<Box<str>, Pending>,
 }
 
@@ -273,14 +176,7 @@ pub(crate) struct Cache {
     misses: AtomicU64,
     invalidations: AtomicU64,
     flushes: AtomicU64,
-    /// Which keys this cache may hold, when it holds only some of the
-    /// prefix's (one lane of several): invalidations of other keys are
-    /// ignored.
-    owns: Option<KeyFilter>,
 }
-
-/// A predicate on keys ([`Cache::only_keys`]).
-type KeyFilter = Box<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// What an operation learned, for [`Op::finish`].
 pub(crate) enum Outcome<'a> {
@@ -294,15 +190,16 @@ pub(crate) enum Outcome<'a> {
 
 impl Cache {
     pub(crate) fn new(options: &ClientCache, response_timeout: Duration) -> Self {
-        let (n, per_shard) = if options.max_entries < SHARD_FROM {
-            (1, options.max_entries)
+        let (n, per_shard) = if options.max_entries() < SHARD_FROM {
+            (1, options.max_entries())
         } else {
-            (SHARDS, options.max_entries / SHARDS)
+            (SHARDS, options.max_entries() / SHARDS)
         };
+        let per_shard = NonZeroUsize::new(per_shard).unwrap_or(NonZeroUsize::MIN);
         let shards = (0..n)
             .map(|_| {
                 Mutex::new(Shard {
-                    lru: Lru::new(per_shard),
+                    lru: LruCache::new(per_shard),
                     pending: HashMap::new(),
                 })
             })
@@ -312,24 +209,14 @@ impl Cache {
             epoch: AtomicU64::new(0),
             tracking_epoch: AtomicU64::new(NO_EPOCH),
             alive_ms: AtomicU64::new(now_ms()),
-            ttl_ms: ms(options.ttl),
-            heartbeat: options.heartbeat,
-            live_for_ms: ms(options.heartbeat * 2 + response_timeout),
+            ttl_ms: ms(options.ttl()),
+            heartbeat: options.heartbeat(),
+            live_for_ms: ms(options.heartbeat() * 2 + response_timeout),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
-            owns: None,
         }
-    }
-
-    /// This cache only ever holds keys for which `owns` is true: an
-    /// invalidation of any other key is not about it (and not counted).
-    /// The store's lanes use it: each caches its own share of the sessions
-    /// while its connection hears about all of them.
-    pub(crate) fn only_keys(mut self, owns: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
-        self.owns = Some(Box::new(owns));
-        self
     }
 
     /// The current epoch (see [`flush`](Self::flush)).
@@ -365,7 +252,7 @@ impl Cache {
             Some(e) if !e.ahead.is_empty() => None,
             Some(e) if e.epoch == epoch && now < e.until_ms && live => Some(e.record.clone()),
             Some(_) => {
-                shard.lru.remove(key);
+                shard.lru.pop(key);
                 None
             }
             None => None,
@@ -383,24 +270,7 @@ impl Cache {
     /// Registers an operation on `key`, before it is sent to Redis.
     pub(crate) fn begin<'a>(&'a self, key: &'a str) -> Op<'a> {
         let epoch = self.epoch.load(Ordering::Acquire);
-        let mut shard = self.shard(key);
-        let disturbed = match shard.pending.get_mut(key) {
-            Some(p) => {
-                p.count += 1;
-                p.disturbed
-            }
-            None => {
-                let p = Pending {
-                    count: 1,
-                    disturbed: 0,
-                    newest_written: 0,
-                    waiting: false,
-                };
-                shard.pending.insert(key.into(), p);
-                0
-            }
-        };
-        drop(shard);
+        let disturbed = self.shard(key).begin(key);
         Op {
             cache: self,
             key,
@@ -421,7 +291,7 @@ impl Cache {
         self.alive_ms.store(now_ms(), Ordering::Release);
     }
 
-    /// Milliseconds since the connection last answered.
+    /// Time since the connection last answered.
     pub(crate) fn silent_for(&self) -> Duration {
         Duration::from_millis(now_ms().saturating_sub(self.alive_ms.load(Ordering::Acquire)))
     }
@@ -450,37 +320,12 @@ impl Cache {
     }
 
     /// Redis says `key` changed.
-    fn invalidate(&self, key: &str) {
+    pub(crate) fn invalidate(&self, key: &str) {
         self.invalidations.fetch_add(1, Ordering::Relaxed);
         let mut shard = self.shard(key);
-        shard.lru.remove(key);
+        shard.lru.pop(key);
         if let Some(p) = shard.pending.get_mut(key) {
             p.disturbed += 1;
-        }
-    }
-
-    /// Handles a RESP3 push from the store's connection. Runs on the
-    /// connection's push task: no blocking, only map operations.
-    pub(crate) fn on_push(&self, push: PushInfo) {
-        match push.kind {
-            PushKind::Invalidate => match push.data.first() {
-                Some(Value::Array(keys)) => {
-                    for key in keys {
-                        if let Value::BulkString(bytes) = key {
-                            // Our keys are UTF-8; anything else is not ours.
-                            let ours = |key: &str| self.owns.as_ref().is_none_or(|owns| owns(key));
-                            if let Some(key) = std::str::from_utf8(bytes).ok().filter(|k| ours(k)) {
-                                self.invalidate(key);
-                            }
-                        }
-                    }
-                }
-                // A null list: FLUSHALL / FLUSHDB. Anything unexpected is
-                // treated the same way: forget everything.
-                _ => self.flush(),
-            },
-            PushKind::Disconnection => self.flush(),
-            _ => {}
         }
     }
 
@@ -499,111 +344,181 @@ impl Cache {
         }
     }
 
+    /// Whether an operation of `epoch` may leave an entry: no flush since it
+    /// began, and tracking confirmed in this epoch.
+    fn may_fill(&self, epoch: u64) -> bool {
+        let now = self.epoch.load(Ordering::Acquire);
+        epoch == now && self.tracking_epoch.load(Ordering::Acquire) == now
+    }
+
     fn end(&self, op: &Op<'_>, outcome: Outcome<'_>) {
         let now = now_ms();
-        let mut guard = self.shard(op.key);
-        let shard = &mut *guard;
-        let (undisturbed, newest_written, last, gap) = match shard.pending.get_mut(op.key) {
-            Some(p) => {
-                p.count = p.count.saturating_sub(1);
-                let undisturbed = p.disturbed == op.disturbed;
-                match &outcome {
-                    Outcome::Updated(_, rev) => p.newest_written = p.newest_written.max(*rev),
-                    Outcome::Dropped => p.disturbed += 1,
-                    Outcome::Loaded(_) => {}
-                }
-                let newest_written = p.newest_written;
-                let last = p.count == 0;
-                // The last of our operations on the key: a write still
-                // waiting in the entry (checked below, only if one ever
-                // waited) waits for a revision that was not ours.
-                let gap = last && p.waiting;
-                if last {
-                    shard.pending.remove(op.key);
-                }
-                (undisturbed, newest_written, last, gap)
-            }
-            // Every operation is registered until it ends: not reached.
-            None => (false, u64::MAX, true, false),
-        };
+        let mut shard = self.shard(op.key);
+        let ended = shard.end(op, &outcome);
         let epoch = self.epoch.load(Ordering::Acquire);
-        let may_fill = op.epoch == epoch && self.tracking_epoch.load(Ordering::Acquire) == epoch;
+        let may_fill = self.may_fill(op.epoch);
         let until = |r: &Record| r.meta.expires_ms.min(now.saturating_add(self.ttl_ms));
         match outcome {
             Outcome::Loaded(Some((record, rev))) => {
-                // Stale or unknown results are not cached: an entry there is
-                // kept fresh by the writes' revisions, or was dropped by the
-                // invalidation that disturbed this read.
-                let fresh = may_fill && undisturbed && rev >= newest_written;
-                // Nor does a read replace what is as new, or newer.
-                let newer_held = shard
-                    .lru
-                    .get_mut(op.key)
-                    .is_some_and(|e| e.epoch == epoch && e.rev >= rev);
-                if fresh && !newer_held {
-                    let mut record = record.clone();
-                    // As the decoder reads them back: 0 is "none".
-                    record.meta.lifetime_ms = record.meta.lifetime_ms.filter(|&ms| ms > 0);
-                    record.meta.absolute_ms = record.meta.absolute_ms.filter(|&ms| ms > 0);
-                    let until_ms = until(&record);
-                    let entry = Entry {
-                        record,
-                        rev,
-                        epoch,
-                        until_ms,
-                        ahead: Vec::new(),
-                    };
-                    shard.lru.insert(op.key, entry);
+                if may_fill {
+                    shard.fill(op.key, record, rev, epoch, &ended, until);
                 }
             }
             Outcome::Updated(changes, rev) if may_fill => {
-                let keep = match shard.lru.get_mut(op.key) {
-                    Some(e) if e.epoch == epoch && e.rev.checked_add(1) == Some(rev) => {
-                        apply(&mut e.record, changes);
-                        e.rev = rev;
-                        // Writes of ours handled early, now in order.
-                        while e.ahead.first().is_some_and(|a| a.rev <= e.rev + 1) {
-                            let a = e.ahead.remove(0);
-                            if a.rev == e.rev + 1 {
-                                apply(&mut e.record, &a.changes());
-                                e.rev = a.rev;
-                            }
-                        }
-                        e.until_ms = until(&e.record);
-                        true
-                    }
-                    // Already read back with this write in it.
-                    Some(e) if e.epoch == epoch && e.rev >= rev => true,
-                    // A revision in between is not here yet: one of ours
-                    // still in flight (kept, unserved, until it arrives), or
-                    // another client's (its invalidation drops the entry,
-                    // and so does the end of our operations on the key).
-                    Some(e) if e.epoch == epoch && !last && e.ahead.len() < MAX_AHEAD => {
-                        let at = e.ahead.partition_point(|a| a.rev < rev);
-                        e.ahead.insert(at, Ahead::new(changes, rev));
-                        if let Some(p) = shard.pending.get_mut(op.key) {
-                            p.waiting = true;
-                        }
-                        true
-                    }
-                    Some(_) => false,
-                    None => true,
-                };
-                if !keep {
-                    shard.lru.remove(op.key);
-                }
+                shard.own_write(op.key, changes, rev, epoch, &ended, until);
             }
+            // Nothing found, a failed or unknown outcome, or a write that
+            // may not fill: whatever is cached for the key is not known to
+            // be current.
             _ => {
-                shard.lru.remove(op.key);
+                shard.lru.pop(op.key);
             }
         }
-        if gap
-            && shard
-                .lru
-                .get_mut(op.key)
-                .is_some_and(|e| !e.ahead.is_empty())
-        {
-            shard.lru.remove(op.key);
+        if ended.gap {
+            shard.end_gap(op.key);
+        }
+    }
+}
+
+impl Shard {
+    /// Bookkeeping: an operation on `key` begins; the key's disturbance
+    /// count then.
+    fn begin(&mut self, key: &str) -> u64 {
+        match self.pending.get_mut(key) {
+            Some(p) => {
+                p.count += 1;
+                p.disturbed
+            }
+            None => {
+                let p = Pending {
+                    count: 1,
+                    disturbed: 0,
+                    newest_written: 0,
+                    waiting: false,
+                };
+                self.pending.insert(key.into(), p);
+                0
+            }
+        }
+    }
+
+    /// Bookkeeping: `op` ends with `outcome`.
+    fn end(&mut self, op: &Op<'_>, outcome: &Outcome<'_>) -> Ended {
+        let Some(p) = self.pending.get_mut(op.key) else {
+            // Every operation is registered until it ends: not reached.
+            return Ended {
+                undisturbed: false,
+                newest_written: u64::MAX,
+                last: true,
+                gap: false,
+            };
+        };
+        p.count = p.count.saturating_sub(1);
+        let undisturbed = p.disturbed == op.disturbed;
+        match outcome {
+            Outcome::Updated(_, rev) => p.newest_written = p.newest_written.max(*rev),
+            Outcome::Dropped => p.disturbed += 1,
+            Outcome::Loaded(_) => {}
+        }
+        let ended = Ended {
+            undisturbed,
+            newest_written: p.newest_written,
+            last: p.count == 0,
+            gap: p.count == 0 && p.waiting,
+        };
+        if ended.last {
+            self.pending.remove(op.key);
+        }
+        ended
+    }
+
+    /// Rule: a read fills only if undisturbed, at least as new as our
+    /// writes handled meanwhile, and not older than what is held.
+    fn fill(
+        &mut self,
+        key: &str,
+        record: &Record,
+        rev: u64,
+        epoch: u64,
+        ended: &Ended,
+        until: impl Fn(&Record) -> u64,
+    ) {
+        // Stale or unknown results are not cached: an entry there is kept
+        // fresh by the writes' revisions, or was dropped by the
+        // invalidation that disturbed this read.
+        let fresh = ended.undisturbed && rev >= ended.newest_written;
+        let newer_held = self
+            .lru
+            .peek(key)
+            .is_some_and(|e| e.epoch == epoch && e.rev >= rev);
+        if !fresh || newer_held {
+            return;
+        }
+        let entry = Entry {
+            until_ms: until(record),
+            record: record.clone(),
+            rev,
+            epoch,
+            ahead: Vec::new(),
+        };
+        self.lru.put(key.into(), entry);
+    }
+
+    /// Rule: our write of revision `rev` applies to an entry at `rev - 1`,
+    /// is a no-op on one at `rev` or later, waits (unserved) while one of
+    /// ours may still fill the gap, and drops the entry otherwise.
+    fn own_write(
+        &mut self,
+        key: &str,
+        changes: &Changes<'_>,
+        rev: u64,
+        epoch: u64,
+        ended: &Ended,
+        until: impl Fn(&Record) -> u64,
+    ) {
+        let keep = match self.lru.get_mut(key) {
+            None => true,
+            Some(e) if e.epoch != epoch => false,
+            Some(e) if e.rev.checked_add(1) == Some(rev) => {
+                apply(&mut e.record, changes);
+                e.rev = rev;
+                // Writes of ours handled early, now in order.
+                while e.ahead.first().is_some_and(|a| a.rev <= e.rev + 1) {
+                    let a = e.ahead.remove(0);
+                    if a.rev == e.rev + 1 {
+                        apply(&mut e.record, &a.changes());
+                        e.rev = a.rev;
+                    }
+                }
+                e.until_ms = until(&e.record);
+                true
+            }
+            // Already read back with this write in it.
+            Some(e) if e.rev >= rev => true,
+            // A revision in between is not here yet: one of ours still in
+            // flight (kept, unserved, until it arrives), or another
+            // client's (its invalidation drops the entry, and so does the
+            // end of our operations on the key).
+            Some(e) if !ended.last && e.ahead.len() < MAX_AHEAD => {
+                let at = e.ahead.partition_point(|a| a.rev < rev);
+                e.ahead.insert(at, Ahead::new(changes, rev));
+                if let Some(p) = self.pending.get_mut(key) {
+                    p.waiting = true;
+                }
+                true
+            }
+            Some(_) => false,
+        };
+        if !keep {
+            self.lru.pop(key);
+        }
+    }
+
+    /// Rule: when our last operation on a key ends, a write still waiting
+    /// in its entry waits for a revision that was not ours: the entry goes.
+    fn end_gap(&mut self, key: &str) {
+        if self.lru.peek(key).is_some_and(|e| !e.ahead.is_empty()) {
+            self.lru.pop(key);
         }
     }
 }
@@ -701,12 +616,7 @@ mod tests {
     }
 
     fn invalidate(c: &Cache, key: &str) {
-        c.on_push(PushInfo {
-            kind: PushKind::Invalidate,
-            data: vec![Value::Array(vec![Value::BulkString(
-                key.as_bytes().to_vec(),
-            )])],
-        });
+        c.invalidate(key);
     }
 
     #[test]
@@ -714,18 +624,6 @@ mod tests {
         let c = cache();
         fill(&c, "1", 1);
         assert_eq!(n(&c, "k").as_deref(), Some("1"));
-        invalidate(&c, "k");
-        assert_eq!(n(&c, "k"), None);
-        assert_eq!(c.stats().invalidations, 1);
-    }
-
-    #[test]
-    fn a_cache_for_some_keys_ignores_invalidations_of_others() {
-        let c = cache().only_keys(|k| k.starts_with('k'));
-        fill(&c, "1", 1);
-        invalidate(&c, "other");
-        assert_eq!(n(&c, "k").as_deref(), Some("1"));
-        assert_eq!(c.stats().invalidations, 0);
         invalidate(&c, "k");
         assert_eq!(n(&c, "k"), None);
         assert_eq!(c.stats().invalidations, 1);
@@ -834,7 +732,7 @@ mod tests {
         assert_eq!(n(&c, "k"), None);
         // A read older than our write: it neither fills nor fills the gap.
         read.finish(Outcome::Loaded(Some((&record("1"), 5))));
-        assert!(c.shard("k").lru.get_mut("k").is_none());
+        assert!(c.shard("k").lru.peek("k").is_none());
         assert!(c.shard("k").pending.is_empty());
     }
 
@@ -865,10 +763,7 @@ mod tests {
         let c = cache();
         fill(&c, "1", 1);
         let in_flight = c.begin("j");
-        c.on_push(PushInfo {
-            kind: PushKind::Disconnection,
-            data: vec![],
-        });
+        c.flush(); // what the connection does on a disconnection
         assert_eq!(n(&c, "k"), None);
         in_flight.finish(Outcome::Loaded(Some((&record("1"), 1))));
         assert_eq!(
@@ -900,17 +795,5 @@ mod tests {
             None,
             "the connection has not answered for too long"
         );
-    }
-
-    #[test]
-    fn flushall_push_flushes() {
-        let c = cache();
-        fill(&c, "1", 1);
-        c.on_push(PushInfo {
-            kind: PushKind::Invalidate,
-            data: vec![Value::Nil],
-        });
-        assert_eq!(n(&c, "k"), None);
-        assert_eq!(c.stats().flushes, 1);
     }
 }

@@ -1,0 +1,369 @@
+//! [`SessionState`]: one request's view of its session — which phase it is
+//! in, the values (still encoded), which keys changed, and what the handler
+//! asked of its id (flush, cycle).
+//!
+//! A leaf: it records what the handler did and performs no I/O. What that
+//! means for the store (delete, create, update, move) is decided by the
+//! `lifecycle` module, which reads this state through its accessors and
+//! moves it on through its transitions.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::store::{Meta, Record};
+use crate::{SessionId, StorageId};
+
+/// Where a request's session stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Nothing loaded yet (the handler has not needed the data).
+    NotLoaded,
+    /// A load was tried and the store was unavailable; another call retries.
+    LoadFailed,
+    /// A session with no stored record behind it (yet): new, flushed, or
+    /// cycled (its record is to be created under a new id).
+    Fresh,
+    /// Based on the stored record [`SessionState::base`].
+    Loaded,
+}
+
+/// What happens to the record the request started from, before anything
+/// else is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Retire {
+    /// Delete it (flush).
+    Delete(StorageId),
+    /// Move its data to a new id (cycle): read and replace it by a
+    /// forwarding marker, then create the new record.
+    Move(StorageId),
+}
+
+/// One request's session state. Private fields; transitions are methods.
+#[derive(Debug)]
+pub(crate) struct SessionState {
+    phase: Phase,
+    /// The stored record this view is based on (phase `Loaded`).
+    base: Option<StorageId>,
+    /// Current values, encoded.
+    data: HashMap<String, Vec<u8>>,
+    /// Keys inserted or removed since the load.
+    dirty: HashSet<String>,
+    meta: Meta,
+    /// `permanent`, `lifetime_ms` or `absolute_ms` changed.
+    meta_changed: bool,
+    retire: Option<Retire>,
+    /// The id a cycled session's record is created under (chosen before
+    /// the old record is moved, so that the old one can point to it).
+    reissue: Option<SessionId>,
+    /// Encoded size of `data` (keys + values).
+    size: usize,
+}
+
+/// A value would take the session past its size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OverLimit {
+    /// The encoded size the session would have.
+    pub(crate) size: usize,
+}
+
+impl Default for SessionState {
+    fn default() -> Self {
+        SessionState {
+            phase: Phase::NotLoaded,
+            base: None,
+            data: HashMap::new(),
+            dirty: HashSet::new(),
+            meta: Meta::default(),
+            meta_changed: false,
+            retire: None,
+            reissue: None,
+            size: 0,
+        }
+    }
+}
+
+fn size_of(data: &HashMap<String, Vec<u8>>) -> usize {
+    data.iter().map(|(k, v)| k.len() + v.len()).sum()
+}
+
+impl SessionState {
+    // ---- phases ---------------------------------------------------------
+
+    pub(crate) fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Whether the data is there to use (phase `Fresh` or `Loaded`).
+    pub(crate) fn is_loaded(&self) -> bool {
+        matches!(self.phase, Phase::Fresh | Phase::Loaded)
+    }
+
+    /// A load failed (the store was unavailable).
+    pub(crate) fn load_failed(&mut self) {
+        if !self.is_loaded() {
+            self.phase = Phase::LoadFailed;
+        }
+    }
+
+    /// Starts a new, empty session (nothing stored yet).
+    pub(crate) fn start_fresh(&mut self, now_ms: u64) {
+        self.phase = Phase::Fresh;
+        self.base = None;
+        self.data.clear();
+        self.dirty.clear();
+        self.meta = Meta {
+            created_ms: now_ms,
+            ..Meta::default()
+        };
+        self.meta_changed = false;
+        self.size = 0;
+    }
+
+    /// Starts from the stored record `record` under `base`.
+    pub(crate) fn start_from(&mut self, base: StorageId, record: Record) {
+        self.phase = Phase::Loaded;
+        self.size = size_of(&record.data);
+        self.data = record.data;
+        self.meta = record.meta;
+        self.base = Some(base);
+        self.dirty.clear();
+        self.meta_changed = false;
+    }
+
+    // ---- what the handler does ------------------------------------------
+
+    /// The encoded value under `key`.
+    pub(crate) fn value(&self, key: &str) -> Option<&[u8]> {
+        self.data.get(key).map(Vec::as_slice)
+    }
+
+    /// Stores an encoded value; storing the bytes a key already holds is no
+    /// change. Refused, changing nothing, past `limit` bytes.
+    pub(crate) fn insert(
+        &mut self,
+        key: &str,
+        encoded: Vec<u8>,
+        limit: usize,
+    ) -> Result<(), OverLimit> {
+        let old = self.data.get(key);
+        if old.is_some_and(|v| *v == encoded) {
+            return Ok(());
+        }
+        let size = self.size - old.map_or(0, |v| v.len() + key.len()) + key.len() + encoded.len();
+        if size > limit {
+            return Err(OverLimit { size });
+        }
+        self.size = size;
+        self.data.insert(key.to_owned(), encoded);
+        self.dirty.insert(key.to_owned());
+        Ok(())
+    }
+
+    /// Removes `key`; whether it was there.
+    pub(crate) fn remove(&mut self, key: &str) -> bool {
+        match self.data.remove(key) {
+            None => false,
+            Some(v) => {
+                self.size -= key.len() + v.len();
+                self.dirty.insert(key.to_owned());
+                true
+            }
+        }
+    }
+
+    /// Removes every value.
+    pub(crate) fn clear(&mut self) {
+        let keys: Vec<String> = self.data.drain().map(|(k, _)| k).collect();
+        self.dirty.extend(keys);
+        self.size = 0;
+    }
+
+    /// The keys that have values, sorted.
+    pub(crate) fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.data.keys().cloned().collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The handler destroyed the session: the record it started from goes
+    /// (the loaded one, one already being retired, or — when nothing was
+    /// loaded — `unseen`, the one the cookie names), and a new, empty
+    /// session begins.
+    pub(crate) fn flush(&mut self, now_ms: u64, unseen: impl FnOnce() -> Option<StorageId>) {
+        let old = match (self.base.take(), self.retire.take()) {
+            (Some(sid), _) | (None, Some(Retire::Move(sid) | Retire::Delete(sid))) => Some(sid),
+            (None, None) if !self.is_loaded() => unseen(),
+            (None, None) => None,
+        };
+        self.retire = old.map(Retire::Delete);
+        self.reissue = None;
+        self.start_fresh(now_ms);
+    }
+
+    /// The handler asked for a new id: a loaded record is to move, with
+    /// its data, to a new one. A session with no record has no id to
+    /// change (it gets a fresh one when it is first stored).
+    pub(crate) fn cycle(&mut self) {
+        if let Some(sid) = self.base.take() {
+            self.retire = Some(Retire::Move(sid));
+            self.phase = Phase::Fresh;
+        }
+    }
+
+    pub(crate) fn set_permanent(&mut self, permanent: bool) {
+        if self.meta.permanent != permanent {
+            self.meta.permanent = permanent;
+            self.meta_changed = true;
+        }
+    }
+
+    pub(crate) fn set_lifetime(&mut self, lifetime_ms: Option<u64>) {
+        if self.meta.lifetime_ms != lifetime_ms {
+            self.meta.lifetime_ms = lifetime_ms;
+            self.meta_changed = true;
+        }
+    }
+
+    pub(crate) fn set_absolute(&mut self, absolute_ms: Option<u64>) {
+        if self.meta.absolute_ms != absolute_ms {
+            self.meta.absolute_ms = absolute_ms;
+            self.meta_changed = true;
+        }
+    }
+
+    // ---- what the lifecycle reads and does --------------------------------
+
+    pub(crate) fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    pub(crate) fn base(&self) -> Option<&StorageId> {
+        self.base.as_ref()
+    }
+
+    pub(crate) fn retire(&self) -> Option<&Retire> {
+        self.retire.as_ref()
+    }
+
+    pub(crate) fn reissue(&self) -> Option<&SessionId> {
+        self.reissue.as_ref()
+    }
+
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Whether anything is to be written besides a touch.
+    pub(crate) fn changed(&self) -> bool {
+        !self.dirty.is_empty() || self.meta_changed
+    }
+
+    pub(crate) fn meta_changed(&self) -> bool {
+        self.meta_changed
+    }
+
+    /// The changed keys: `(key, Some(value))` set, `(key, None)` removed.
+    pub(crate) fn changes(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+        self.dirty
+            .iter()
+            .map(|k| (k.as_str(), self.data.get(k).map(Vec::as_slice)))
+    }
+
+    /// Drops a value without a trace of it in the store: it is removed
+    /// there at the end of the request (damaged data, or a value of
+    /// another shape the handler chose to drop).
+    pub(crate) fn discard(&mut self, key: &str) {
+        self.remove(key);
+    }
+
+    /// The record the request started from was deleted.
+    pub(crate) fn retired(&mut self) {
+        self.retire = None;
+    }
+
+    /// The record the request started from moved to `reissue`'s storage
+    /// id; `current` is what it held then (concurrent writes included), or
+    /// nothing. This request's changes go on top of it.
+    pub(crate) fn moved(&mut self, reissue: SessionId, current: Option<Record>) {
+        self.retire = None;
+        self.reissue = Some(reissue);
+        if let Some(current) = current {
+            let mut merged = current.data;
+            for (key, value) in self.changes() {
+                match value {
+                    Some(v) => merged.insert(key.to_owned(), v.to_vec()),
+                    None => merged.remove(key),
+                };
+            }
+            self.size = size_of(&merged);
+            self.data = merged;
+        }
+    }
+
+    /// The record to create from this state, expiring at `expires_ms`.
+    pub(crate) fn to_record(&self, expires_ms: u64) -> Record {
+        let mut meta = self.meta;
+        meta.expires_ms = expires_ms;
+        Record::new(self.data.clone(), meta)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_respects_the_limit_and_ignores_same_bytes() {
+        let mut s = SessionState::default();
+        s.start_fresh(1);
+        assert!(s.insert("a", b"12".to_vec(), 3).is_ok());
+        assert_eq!(s.size(), 3);
+        assert_eq!(s.insert("b", b"1".to_vec(), 3), Err(OverLimit { size: 5 }));
+        assert_eq!(s.value("b"), None, "refused: nothing changed");
+        let mut again = SessionState::default();
+        again.start_from(
+            StorageId::parse(format!("1.{}", "A".repeat(43))).unwrap(),
+            Record::new([("a".to_owned(), b"1".to_vec())].into(), Meta::default()),
+        );
+        assert!(again.insert("a", b"1".to_vec(), 10).is_ok());
+        assert!(!again.changed(), "the same bytes are no change");
+    }
+
+    #[test]
+    fn moved_merges_this_requests_changes_over_the_stored_data() {
+        let sid = StorageId::parse(format!("1.{}", "B".repeat(43))).unwrap();
+        let mut s = SessionState::default();
+        s.start_from(
+            sid,
+            Record::new(
+                [
+                    ("a".to_owned(), b"1".to_vec()),
+                    ("b".to_owned(), b"2".to_vec()),
+                ]
+                .into(),
+                Meta::default(),
+            ),
+        );
+        s.insert("c", b"3".to_vec(), 100).unwrap();
+        s.remove("a");
+        s.cycle();
+        assert!(matches!(s.retire(), Some(Retire::Move(_))));
+        // Meanwhile another request stored "d".
+        let current = Record::new(
+            [
+                ("a".to_owned(), b"1".to_vec()),
+                ("b".to_owned(), b"2".to_vec()),
+                ("d".to_owned(), b"4".to_vec()),
+            ]
+            .into(),
+            Meta::default(),
+        );
+        s.moved(SessionId::generate(), Some(current));
+        assert_eq!(s.keys(), ["b", "c", "d"]);
+        assert_eq!(s.size(), 6);
+        assert!(s.retire().is_none() && s.reissue().is_some());
+    }
+}

@@ -1,0 +1,511 @@
+//! The connection seam: the one place that knows how the store reaches
+//! Redis (today one standalone server, through a redis-rs
+//! [`ConnectionManager`]). Above it, the operations (`commands`) and the
+//! client cache see only this: run a command, a pipeline or a transaction
+//! for one key, within the store's response timeout; and, for the cache,
+//! which keys others changed and when the stream of those reports may have
+//! a gap (a lost connection, a failed call, a silent connection).
+//!
+//! The connection opens on first use, on the runtime of the call that
+//! needs it: a store can be built while Redis is down (requests then fail
+//! with [`Error::Unavailable`] until it is up), and under actix-web, whose
+//! workers are single-threaded runtimes, the connection's I/O runs on the
+//! first worker that uses it rather than on the thread that built the
+//! store (no third thread competing for the CPUs, and that worker's calls
+//! never leave its thread). After that, redis-rs reconnects by itself.
+//!
+//! With the client cache, the connection speaks RESP3 and tracks the key
+//! prefix (`CLIENT TRACKING ON BCAST PREFIX <prefix> NOLOOP`): Redis pushes
+//! `invalidate` for every change by another client to a key under it. A
+//! heartbeat pings the connection when nothing else has for a while, so
+//! that a silently dead connection stops the cache from serving.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{
+    Client, Cmd, ErrorKind, FromRedisValue, Pipeline, ProtocolVersion, PushInfo, PushKind,
+    ServerErrorKind, Value,
+};
+use tokio::sync::OnceCell;
+
+use super::cache::{Cache, ClientCache};
+use super::layout::Lua;
+use crate::Error;
+
+/// What the store's connection is made of.
+#[derive(Clone, Debug)]
+pub(super) struct Options {
+    pub(super) prefix: String,
+    pub(super) response_timeout: Duration,
+    pub(super) connect_timeout: Duration,
+    /// Track keys for this client cache (if the server allows it).
+    pub(super) cache: Option<ClientCache>,
+}
+
+/// The store's way to Redis, opened on first use.
+pub(super) struct Connection {
+    /// How to open it; `None` when it was given ready-made.
+    client: Option<Client>,
+    options: Options,
+    link: OnceCell<Link>,
+}
+
+/// An open connection and what belongs to it.
+pub(super) struct Link {
+    conn: ConnectionManager,
+    cache: Option<Cached>,
+    prefix: String,
+    timeout: Duration,
+}
+
+/// A link's client cache and its heartbeat, which stops with the link.
+struct Cached {
+    cache: Arc<Cache>,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Cached {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+    }
+}
+
+impl Connection {
+    /// A connection to the server `client` names, opened when first needed.
+    pub(super) fn new(client: Client, options: Options) -> Self {
+        Connection {
+            client: Some(client),
+            options,
+            link: OnceCell::new(),
+        }
+    }
+
+    /// The caller's connection (never cached: the cache needs a connection
+    /// whose pushes it receives).
+    pub(super) fn given(conn: ConnectionManager, mut options: Options) -> Self {
+        options.cache = None;
+        let link = Link {
+            conn,
+            cache: None,
+            prefix: options.prefix.clone(),
+            timeout: options.response_timeout,
+        };
+        Connection {
+            client: None,
+            options,
+            link: OnceCell::new_with(Some(link)),
+        }
+    }
+
+    pub(super) fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// The open link, if it is open.
+    pub(super) fn opened(&self) -> Option<&Link> {
+        self.link.get()
+    }
+
+    /// The link, opened now if it is not yet (within the response timeout).
+    pub(super) async fn link(&self) -> Result<&Link, Error> {
+        if let Some(link) = self.link.get() {
+            return Ok(link);
+        }
+        tokio::time::timeout(
+            self.options.response_timeout,
+            self.link.get_or_try_init(|| self.open()),
+        )
+        .await
+        .map_err(Error::unavailable)?
+    }
+
+    /// Checks now that Redis answers: on the open link if there is one,
+    /// else on a connection of its own, closed again.
+    pub(super) async fn check(&self) -> Result<(), Error> {
+        let ping = redis::cmd("PING");
+        if let Some(link) = self.link.get() {
+            return link.run::<Value>(&ping).await.map(|_| ());
+        }
+        let Some(client) = &self.client else {
+            return Err(Error::unavailable("the store's connection is gone"));
+        };
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.options.connect_timeout))
+            .set_response_timeout(Some(self.options.response_timeout));
+        let check = async {
+            let mut conn = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            ping.query_async::<Value>(&mut conn).await
+        };
+        let bound = self.options.connect_timeout + self.options.response_timeout;
+        match tokio::time::timeout(bound, check).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(Error::unavailable(e)),
+            Err(elapsed) => Err(Error::unavailable(elapsed)),
+        }
+    }
+
+    fn manager_config(&self) -> ConnectionManagerConfig {
+        ConnectionManagerConfig::new()
+            // Every call the store makes is bounded by its own response
+            // timeout (`Link::bounded`, which also flushes the client cache
+            // when it fires); a second timer inside redis-rs would cost
+            // every call a timer-wheel insert and removal for nothing.
+            .set_response_timeout(None)
+            .set_connection_timeout(Some(self.options.connect_timeout))
+            // No retry loop inside the connection: while Redis is down, each
+            // request makes (at most) one bounded reconnect attempt and fails
+            // fast with a 503, and the first request after Redis is back
+            // reconnects. Sleeping retries would make every request wait for
+            // them.
+            .set_number_of_retries(0)
+    }
+
+    async fn manager(
+        &self,
+        client: Client,
+        config: ConnectionManagerConfig,
+    ) -> Result<ConnectionManager, Error> {
+        let connect = ConnectionManager::new_with_config(client, config);
+        tokio::time::timeout(self.options.connect_timeout * 4, connect)
+            .await
+            .map_err(Error::unavailable)?
+            .map_err(Error::unavailable)
+    }
+
+    /// Opens the link: with the cache if asked for and the server allows
+    /// it (else without, with a warning).
+    async fn open(&self) -> Result<Link, Error> {
+        let Some(client) = &self.client else {
+            return Err(Error::unavailable("the store's connection is gone"));
+        };
+        let cached = match &self.options.cache {
+            Some(options) => match self.open_cached(client, options).await {
+                Ok(cached) => Some(cached),
+                Err(e) if refused(&e) => {
+                    tracing::warn!(
+                        error = %crate::error::Chain(&e),
+                        "Redis refused RESP3 client tracking; running without the client cache"
+                    );
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        let (conn, cache) = match cached {
+            Some((conn, cache)) => (conn, Some(cache)),
+            None => (
+                self.manager(client.clone(), self.manager_config()).await?,
+                None,
+            ),
+        };
+        Ok(Link {
+            conn,
+            cache,
+            prefix: self.options.prefix.clone(),
+            timeout: self.options.response_timeout,
+        })
+    }
+
+    /// Connects over RESP3 with the cache's push handler, and enables
+    /// tracking before the first load.
+    async fn open_cached(
+        &self,
+        client: &Client,
+        options: &ClientCache,
+    ) -> Result<(ConnectionManager, Cached), Error> {
+        let info = client.get_connection_info().clone();
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let client = Client::open(info.set_redis_settings(resp3)).map_err(Error::unavailable)?;
+        let cache = Arc::new(Cache::new(options, self.options.response_timeout));
+        let pushes = Arc::clone(&cache);
+        let config = self
+            .manager_config()
+            .set_push_sender(move |push: PushInfo| {
+                on_push(&pushes, push);
+                Ok::<(), std::convert::Infallible>(())
+            });
+        let mut conn = self.manager(client, config).await?;
+        let epoch = cache.epoch();
+        let mut tracking = redis::pipe();
+        track_keys(&mut tracking, &self.options.prefix);
+        match tokio::time::timeout(
+            self.options.response_timeout,
+            tracking.query_async::<(Value, Value)>(&mut conn),
+        )
+        .await
+        {
+            Ok(Ok(_)) => cache.tracking_confirmed(epoch),
+            Ok(Err(e)) => return Err(Error::unavailable(e)),
+            Err(elapsed) => return Err(Error::unavailable(elapsed)),
+        }
+        cache.alive();
+        let heartbeat = tokio::spawn(heartbeat(
+            Arc::clone(&cache),
+            conn.clone(),
+            self.options.response_timeout,
+        ));
+        Ok((conn, Cached { cache, heartbeat }))
+    }
+}
+
+/// Hands the cache what a RESP3 push says. Runs on the connection's push
+/// task: no blocking, only map operations.
+fn on_push(cache: &Cache, push: PushInfo) {
+    match push.kind {
+        PushKind::Invalidate => match push.data.first() {
+            Some(Value::Array(keys)) => {
+                for key in keys {
+                    // Our keys are UTF-8; anything else is not ours.
+                    if let Value::BulkString(bytes) = key {
+                        if let Ok(key) = std::str::from_utf8(bytes) {
+                            cache.invalidate(key);
+                        }
+                    }
+                }
+            }
+            // A null list: FLUSHALL / FLUSHDB. Anything unexpected is
+            // treated the same way: forget everything.
+            _ => cache.flush(),
+        },
+        PushKind::Disconnection => cache.flush(),
+        _ => {}
+    }
+}
+
+/// Appends to `pipe` the commands that (re-)enable tracking on the
+/// connection, in broadcast mode for the store's prefix: Redis reports every
+/// change by another client to any session key, keeps no per-key state, and
+/// the store's own plain writes (RESTORE, the update transaction) need no
+/// read-back to stay covered. (A script's writes are reported back to the
+/// NOLOOP client that ran it; the store caches nothing a script wrote.)
+/// Tracking is switched off first: Redis refuses a prefix the connection
+/// already tracks. Two replies; the second says whether tracking is on.
+fn track_keys(pipe: &mut Pipeline, prefix: &str) {
+    pipe.cmd("CLIENT").arg("TRACKING").arg("OFF");
+    let on = pipe.cmd("CLIENT").arg("TRACKING").arg("ON").arg("BCAST");
+    if !prefix.is_empty() {
+        on.arg("PREFIX").arg(prefix);
+    }
+    on.arg("NOLOOP");
+}
+
+/// Whether a connection error says the server does not do RESP3 client
+/// tracking (it answered, with an error), rather than that it is unreachable.
+fn refused(e: &Error) -> bool {
+    let Error::Unavailable(src) = e else {
+        return false;
+    };
+    src.downcast_ref::<redis::RedisError>().is_some_and(|re| {
+        !(re.is_io_error()
+            || re.is_timeout()
+            || re.is_connection_dropped()
+            || re.is_connection_refusal())
+    })
+}
+
+/// Checks the connection when nothing else has for a heartbeat; a failed
+/// check flushes the cache (invalidations may have been lost).
+async fn heartbeat(cache: Arc<Cache>, mut conn: ConnectionManager, timeout: Duration) {
+    let every = cache.heartbeat();
+    loop {
+        tokio::time::sleep(every).await;
+        if cache.silent_for() < every {
+            continue;
+        }
+        let ping = redis::cmd("PING");
+        match tokio::time::timeout(timeout, ping.query_async::<Value>(&mut conn)).await {
+            Ok(Ok(_)) => cache.alive(),
+            _ => cache.flush(),
+        }
+    }
+}
+
+impl Link {
+    pub(super) fn cache(&self) -> Option<&Cache> {
+        self.cache.as_ref().map(|c| &*c.cache)
+    }
+
+    /// Runs `cmd`; an error reply is a failure.
+    pub(super) async fn run<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
+        let answer = self.run_raw(cmd).await?;
+        self.failed_on_error(answer)
+    }
+
+    /// Runs `cmd` and returns the server's answer, error replies included,
+    /// for the caller to judge.
+    pub(super) async fn run_raw<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+    ) -> Result<redis::RedisResult<T>, Error> {
+        let mut conn = self.conn.clone();
+        self.bounded(cmd.query_async(&mut conn)).await
+    }
+
+    /// Runs a pipeline (or, with [`Pipeline::atomic`], a transaction) whose
+    /// commands all touch one key, returning the server's answer as
+    /// [`run_raw`](Self::run_raw) does.
+    pub(super) async fn pipe_raw<T: FromRedisValue>(
+        &self,
+        pipe: &Pipeline,
+    ) -> Result<redis::RedisResult<T>, Error> {
+        let mut conn = self.conn.clone();
+        self.bounded(pipe.query_async(&mut conn)).await
+    }
+
+    /// [`pipe_raw`](Self::pipe_raw); an error reply is a failure.
+    pub(super) async fn pipe<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T, Error> {
+        let answer = self.pipe_raw(pipe).await?;
+        self.failed_on_error(answer)
+    }
+
+    /// Runs a script command built by `build` (`EVALSHA`); if the server
+    /// does not have the script (a restart, `SCRIPT FLUSH`, another node),
+    /// sends it again by source (`EVAL`, which caches it there).
+    pub(super) async fn eval(
+        &self,
+        script: &Lua,
+        key: &str,
+        args: impl Fn(&mut Cmd),
+    ) -> Result<redis::RedisResult<Value>, Error> {
+        let build = |by_source: bool| {
+            let mut cmd = script.cmd(by_source, key);
+            args(&mut cmd);
+            cmd
+        };
+        match self.run_raw(&build(false)).await? {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                self.run_raw(&build(true)).await
+            }
+            answer => Ok(answer),
+        }
+    }
+
+    /// An error reply is a failed call: with the cache, the outcome of a
+    /// write is unknown, so everything cached goes.
+    pub(super) fn failed_on_error<T>(&self, answer: redis::RedisResult<T>) -> Result<T, Error> {
+        answer.map_err(|e| {
+            if let Some(cache) = self.cache() {
+                cache.flush();
+            }
+            Error::unavailable(e)
+        })
+    }
+
+    /// Runs one Redis call within the response timeout, and returns the
+    /// server's answer, error replies included. No answer (a timeout, a
+    /// broken connection) is an error, and flushes the cache; an answer
+    /// proves the invalidation stream alive.
+    async fn bounded<T>(
+        &self,
+        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<redis::RedisResult<T>, Error> {
+        let result = match tokio::time::timeout(self.timeout, fut).await {
+            Ok(Err(e)) if !matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension) => {
+                Err(Error::unavailable(e))
+            }
+            Ok(answer) => Ok(answer),
+            Err(elapsed) => Err(Error::unavailable(elapsed)),
+        };
+        if let Some(cache) = self.cache() {
+            match result {
+                Ok(_) => cache.alive(),
+                Err(_) => cache.flush(),
+            }
+        }
+        result
+    }
+
+    /// One `HGETALL` of `key`, as the server answers it. With `track`,
+    /// tracking is (re-)enabled first, pipelined so that it is on the same
+    /// connection; the flag says whether that worked (if the server refuses
+    /// it, the load still succeeds: the cache just does not fill).
+    pub(super) async fn fetch(
+        &self,
+        key: &str,
+        track: bool,
+    ) -> Result<(redis::RedisResult<Value>, bool), Error> {
+        let mut hgetall = redis::cmd("HGETALL");
+        hgetall.arg(key);
+        if !track {
+            return Ok((self.run_raw(&hgetall).await?, false));
+        }
+        let mut pipe = redis::pipe();
+        track_keys(&mut pipe, &self.prefix);
+        pipe.add_command(hgetall).ignore_errors();
+        let (_, tracking, reply): (
+            redis::RedisResult<Value>,
+            redis::RedisResult<Value>,
+            redis::RedisResult<Value>,
+        ) = self.pipe(&pipe).await?;
+        if let Err(e) = &tracking {
+            tracing::debug!(error = %e, "Redis refused CLIENT TRACKING; this load is not cached");
+        }
+        Ok((reply, tracking.is_ok()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{now_ms, Meta, Record};
+
+    fn filled(cache: &Cache) {
+        cache.tracking_confirmed(cache.epoch());
+        let meta = Meta {
+            expires_ms: now_ms() + 60_000,
+            ..Meta::default()
+        };
+        let record = Record::new(Default::default(), meta);
+        cache
+            .begin("k")
+            .finish(super::super::cache::Outcome::Loaded(Some((&record, 1))));
+        assert!(cache.get("k").is_some());
+    }
+
+    fn cache() -> Cache {
+        Cache::new(&ClientCache::default(), Duration::from_millis(500))
+    }
+
+    #[test]
+    fn an_invalidation_push_reaches_the_cache() {
+        let c = cache();
+        filled(&c);
+        on_push(
+            &c,
+            PushInfo {
+                kind: PushKind::Invalidate,
+                data: vec![Value::Array(vec![Value::BulkString(b"k".to_vec())])],
+            },
+        );
+        assert!(c.get("k").is_none());
+        assert_eq!(c.stats().invalidations, 1);
+    }
+
+    #[test]
+    fn flushall_and_disconnection_pushes_flush() {
+        for push in [
+            PushInfo {
+                kind: PushKind::Invalidate,
+                data: vec![Value::Nil],
+            },
+            PushInfo {
+                kind: PushKind::Disconnection,
+                data: vec![],
+            },
+        ] {
+            let c = cache();
+            filled(&c);
+            on_push(&c, push);
+            assert!(c.get("k").is_none());
+            assert_eq!(c.stats().flushes, 1);
+        }
+    }
+}
