@@ -201,16 +201,17 @@ async fn whoami(session: Session) -> Result<Reply> {
 pub struct ServerEnv {
     /// The port to listen on (127.0.0.1 only).
     pub port: u16,
-    /// The store, connected.
+    /// The store.
     pub store: sessionkit::RedisStore,
 }
 
 impl ServerEnv {
-    /// Reads the environment and connects the store.
+    /// Reads the environment and builds the store (which connects when a
+    /// request first needs Redis: the server starts while Redis is down).
     ///
     /// # Errors
     ///
-    /// If Redis cannot be reached.
+    /// If `REDIS_URL` is not a Redis URL.
     pub async fn from_env() -> Result<Self> {
         let port: u16 = std::env::var("PORT")
             .ok()
@@ -240,4 +241,75 @@ pub fn init_tracing() {
         )
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Checks a test-bed server binary against the contract's start-up rule:
+/// started while its Redis is down, it answers `/baseline`, answers `/new`
+/// with 503, and serves `/new` once Redis is up — within 2 s, with no
+/// restart. The server runs on free loopback ports and is killed at the end.
+///
+/// # Panics
+///
+/// If the binary does not behave so (the message says how), or cannot be
+/// started.
+pub async fn check_starts_before_redis(bin: &str) {
+    use std::time::Instant;
+
+    let mut redis = crate::RedisServer::start();
+    redis.kill();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"));
+    let child = std::process::Command::new(bin)
+        .env("PORT", port.to_string())
+        .env("REDIS_URL", redis.url())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Kill(child);
+    let mut b = crate::client::Browser::new(format!("http://127.0.0.1:{port}"), "session");
+    let started = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!("{bin} exited with Redis down: {status}");
+        }
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{bin} does not listen with Redis down"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(b.get("/baseline").await.status, 200, "{bin}: /baseline");
+    let r = b.get("/new").await;
+    assert_eq!(r.status, 503, "{bin}: /new with Redis down: {r:?}");
+    redis.restart();
+    let up = Instant::now();
+    loop {
+        let r = b.get("/new").await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            up.elapsed() < Duration::from_secs(2),
+            "{bin}: /new still {} {:?} after Redis came up",
+            r.status,
+            up.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(b.get("/whoami").await.body, "bench");
 }

@@ -96,26 +96,33 @@ async fn run(args: Args) -> Result<(), String> {
 
     let (layer, store_name) = match args.store {
         StoreKind::Memory => (SessionLayer::new(MemoryStore::new(), config), "memory"),
-        StoreKind::Redis => match RedisStore::connect(url.as_str()).await {
-            Ok(store) => (SessionLayer::new(store, config), "redis"),
-            Err(e) => {
-                return Err(format!(
-                    "Redis not reachable at {shown_url} ({})",
-                    chain(&e)
-                ))
-            }
-        },
-        StoreKind::Auto => match RedisStore::connect(url.as_str()).await {
-            Ok(store) => (SessionLayer::new(store, config), "redis"),
-            Err(e) => {
+        StoreKind::Redis => {
+            // The store connects on first use: the site starts even while
+            // Redis is down, and its pages work as soon as Redis is up.
+            let store = redis_store(&url, &shown_url).await?;
+            if let Err(e) = store.check().await {
                 eprintln!(
-                    "warning: Redis not reachable at {shown_url} ({}); falling back to the \
-                     in-memory store (sessions are lost on restart)",
+                    "warning: Redis not reachable at {shown_url} yet ({}); pages that use \
+                     the session answer 503 until it is",
                     chain(&e)
                 );
-                (SessionLayer::new(MemoryStore::new(), config), "memory")
             }
-        },
+            (SessionLayer::new(store, config), "redis")
+        }
+        StoreKind::Auto => {
+            let store = redis_store(&url, &shown_url).await?;
+            match store.check().await {
+                Ok(()) => (SessionLayer::new(store, config), "redis"),
+                Err(e) => {
+                    eprintln!(
+                        "warning: Redis not reachable at {shown_url} ({}); falling back to the \
+                         in-memory store (sessions are lost on restart)",
+                        chain(&e)
+                    );
+                    (SessionLayer::new(MemoryStore::new(), config), "memory")
+                }
+            }
+        }
     };
 
     let app = Router::new()
@@ -141,6 +148,14 @@ async fn run(args: Args) -> Result<(), String> {
 }
 
 /// Resolves on Ctrl-C or, on Unix, SIGTERM.
+/// The Redis store for `url`; an invalid URL is an error, whatever the
+/// `--store` mode (a typo must not silently fall back to memory).
+async fn redis_store(url: &str, shown_url: &str) -> Result<RedisStore, String> {
+    RedisStore::connect(url)
+        .await
+        .map_err(|e| format!("REDIS_URL {shown_url} is not a Redis URL ({})", chain(&e)))
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
@@ -174,14 +189,16 @@ async fn shutdown_signal() {
 type Cart = BTreeMap<String, u32>;
 
 async fn index(session: Session) -> Result<Html<String>, AppError> {
+    // `get_or_remove`: a value stored in another shape (by an older
+    // release of this site) reads as absent instead of failing every page.
     let visits: u64 = session
-        .get::<u64>("visits")
+        .get_or_remove::<u64>("visits")
         .await?
         .unwrap_or(0)
         .saturating_add(1);
     session.insert("visits", &visits).await?;
-    let user: Option<String> = session.get("user").await?;
-    let cart: Cart = session.get("cart").await?.unwrap_or_default();
+    let user: Option<String> = session.get_or_remove("user").await?;
+    let cart: Cart = session.get_or_remove("cart").await?.unwrap_or_default();
 
     let mut body = String::new();
     match &user {
@@ -259,7 +276,7 @@ struct ItemForm {
 
 async fn cart_add(session: Session, Form(form): Form<ItemForm>) -> Result<Redirect, AppError> {
     let item = validate(&form.item, "item")?;
-    let mut cart: Cart = session.get("cart").await?.unwrap_or_default();
+    let mut cart: Cart = session.get_or_remove("cart").await?.unwrap_or_default();
     if !cart.contains_key(&item) && cart.len() >= MAX_ITEMS {
         return Err(AppError::BadInput(format!(
             "the cart holds at most {MAX_ITEMS} different items"
@@ -273,7 +290,7 @@ async fn cart_add(session: Session, Form(form): Form<ItemForm>) -> Result<Redire
 
 async fn cart_remove(session: Session, Form(form): Form<ItemForm>) -> Result<Redirect, AppError> {
     let item = validate(&form.item, "item")?;
-    let mut cart: Cart = session.get("cart").await?.unwrap_or_default();
+    let mut cart: Cart = session.get_or_remove("cart").await?.unwrap_or_default();
     if cart.remove(&item).is_some() {
         if cart.is_empty() {
             session.remove("cart").await?;

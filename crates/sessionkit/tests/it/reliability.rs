@@ -291,3 +291,59 @@ async fn cycle_never_loses_a_session_grown_past_the_limit_by_concurrent_writes()
         assert_eq!(b.get(&format!("/get?key={k}")).await.body, big, "{k} lost");
     }
 }
+
+/// The cart as the current release stores it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Cart {
+    items: Vec<String>,
+}
+
+async fn store_old_cart(session: Session) -> Result<&'static str, sessionkit::Error> {
+    // What the previous release stored: a plain list.
+    session.insert("cart", &["apple"]).await?;
+    session.insert("user", "ann").await?;
+    Ok("ok")
+}
+
+async fn strict(session: Session) -> Result<String, sessionkit::Error> {
+    let cart: Option<Cart> = session.get("cart").await?;
+    Ok(cart.map_or("none".to_owned(), |c| c.items.join(",")))
+}
+
+async fn lenient(session: Session) -> Result<String, sessionkit::Error> {
+    let cart: Option<Cart> = session.get_or_remove("cart").await?;
+    Ok(cart.map_or("none".to_owned(), |c| c.items.join(",")))
+}
+
+/// A value stored by an older shape of its type: `get` reports it (and
+/// keeps it), `get_or_remove` reads it as absent and removes it, keeping
+/// the rest of the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_of_an_older_shape_fails_get_and_is_dropped_by_get_or_remove() {
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(redis.url()).await.expect("connect");
+    let app = Router::new()
+        .route("/old", get(store_old_cart))
+        .route("/strict", get(strict))
+        .route("/lenient", get(lenient))
+        .route(
+            "/whoami",
+            get(|s: Session| async move {
+                s.get::<String>("user").await.map(|u| u.unwrap_or_default())
+            }),
+        )
+        .layer(SessionLayer::new(store, SessionConfig::default()));
+    let mut b = Browser::new(testkit::serve_axum(app).await, "session");
+    b.get("/old").await;
+    let keys: Vec<String> = redis.cmd(&["KEYS", "session:*"]);
+    let key = keys.first().cloned().unwrap_or_default();
+    for _ in 0..2 {
+        assert_eq!(b.get("/strict").await.status, 500, "by default: an error");
+    }
+    assert_eq!(redis.cmd::<i64>(&["HEXISTS", &key, "d:cart"]), 1, "kept");
+    let r = b.get("/lenient").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "none"), "{r:?}");
+    assert_eq!(redis.cmd::<i64>(&["HEXISTS", &key, "d:cart"]), 0, "removed");
+    assert_eq!(b.get("/strict").await.body, "none");
+    assert_eq!(b.get("/whoami").await.body, "ann", "the rest is kept");
+}
