@@ -57,6 +57,34 @@ impl Browser {
         }
     }
 
+    /// Requests `path` until the reply satisfies `done`; how long that took.
+    ///
+    /// # Panics
+    ///
+    /// If it does not within `bound`.
+    pub async fn poll(
+        &mut self,
+        path: &str,
+        bound: Duration,
+        done: impl Fn(&Reply) -> bool,
+    ) -> Duration {
+        let started = std::time::Instant::now();
+        loop {
+            let r = self.get(path).await;
+            if done(&r) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < bound,
+                "{path} still answers {} {:?} after {:?}",
+                r.status,
+                r.body,
+                started.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
     /// A second client with the same cookie (another tab, or an attacker
     /// replaying it).
     pub fn fork(&self) -> Self {

@@ -68,31 +68,6 @@ fn only_key(redis: &RedisServer) -> String {
     keys.into_iter().next().unwrap_or_default()
 }
 
-/// Polls `path` on `b` until the reply satisfies `done`, failing after
-/// `bound`; returns how long it took.
-async fn poll(
-    b: &mut Browser,
-    path: &str,
-    bound: Duration,
-    done: impl Fn(&testkit::client::Reply) -> bool,
-) -> Duration {
-    let started = Instant::now();
-    loop {
-        let r = b.get(path).await;
-        if done(&r) {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < bound,
-            "{path} still answers {} {:?} after {:?}",
-            r.status,
-            r.body,
-            started.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_on_one_instance_is_seen_by_the_other_within_the_bound() {
     let redis = RedisServer::start();
@@ -110,14 +85,14 @@ async fn write_on_one_instance_is_seen_by_the_other_within_the_bound() {
     );
     for n in 2..=5 {
         assert_eq!(on_a.get("/write").await.body, n.to_string());
-        let took = poll(&mut on_b, "/read", BOUND, |r| r.body == n.to_string()).await;
+        let took = on_b.poll("/read", BOUND, |r| r.body == n.to_string()).await;
         assert!(took < BOUND, "{took:?}");
     }
     assert!(b.stats().invalidations >= 4, "{:?}", b.stats());
     // And back: B writes (one round trip: it holds the session), A sees it.
     redis.reset_stats();
     assert_eq!(on_b.get("/write").await.body, "6");
-    poll(&mut on_a, "/read", BOUND, |r| r.body == "6").await;
+    on_a.poll("/read", BOUND, |r| r.body == "6").await;
 }
 
 /// RESP3 connections Redis has open (the instances' store connections;
@@ -156,7 +131,7 @@ async fn every_session_stays_coherent_and_an_instance_hears_only_others() {
     assert_eq!(redis.total_commands(), 0, "B serves all 48 from its cache");
     for (a_user, b_user) in on_a.iter_mut().zip(&mut on_b) {
         assert_eq!(a_user.get("/write").await.body, "2");
-        poll(b_user, "/read", BOUND, |r| r.body == "2").await;
+        b_user.poll("/read", BOUND, |r| r.body == "2").await;
     }
     assert!(b.stats().invalidations >= 48, "{:?}", b.stats());
     // B's own writes are not reported back to B.
@@ -170,7 +145,7 @@ async fn every_session_stays_coherent_and_an_instance_hears_only_others() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(b.stats().invalidations, heard, "{:?}", b.stats());
     for user in &mut on_a {
-        poll(user, "/read", BOUND, |r| r.body == "3").await;
+        user.poll("/read", BOUND, |r| r.body == "3").await;
     }
 }
 
@@ -190,10 +165,8 @@ async fn a_connection_that_cannot_open_yet_fails_cleanly_then_opens() {
         started.elapsed()
     );
     redis.restart();
-    poll(&mut user, "/write", Duration::from_secs(2), |r| {
-        r.status == 200
-    })
-    .await;
+    user.poll("/write", Duration::from_secs(2), |r| r.status == 200)
+        .await;
     assert_eq!(user.get("/read").await.body, "1");
     assert_eq!(user.get("/write").await.body, "2");
 }
@@ -208,7 +181,7 @@ async fn an_uncached_instance_invalidates_a_cached_one() {
     let mut on_b = b.browser(on_a.cookie.as_deref());
     assert_eq!(on_b.get("/read").await.body, "1");
     assert_eq!(on_a.get("/write").await.body, "2");
-    poll(&mut on_b, "/read", BOUND, |r| r.body == "2").await;
+    on_b.poll("/read", BOUND, |r| r.body == "2").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,7 +199,7 @@ async fn logout_on_one_instance_is_rejected_by_the_other() {
         r.set_cookies.iter().any(|c| c.contains("Max-Age=0")),
         "{r:?}"
     );
-    poll(&mut on_b, "/whoami", BOUND, |r| r.status == 401).await;
+    on_b.poll("/whoami", BOUND, |r| r.status == 401).await;
     // And it stays rejected.
     assert_eq!(on_b.get("/whoami").await.status, 401);
 }
@@ -268,15 +241,14 @@ async fn redis_restart_leaves_no_stale_reads() {
     // Both instances work normally again (A reconnects on its first
     // request, which may still fail), and stay coherent.
     let mut fresh = a.browser(None);
-    poll(&mut fresh, "/write", Duration::from_secs(2), |r| {
-        r.status == 200
-    })
-    .await;
+    fresh
+        .poll("/write", Duration::from_secs(2), |r| r.status == 200)
+        .await;
     assert!(fresh.cookie.is_some());
     let mut other = b.browser(fresh.cookie.as_deref());
     assert_eq!(other.get("/read").await.body, "1");
     assert_eq!(fresh.get("/write").await.body, "2");
-    poll(&mut other, "/read", BOUND, |r| r.body == "2").await;
+    other.poll("/read", BOUND, |r| r.body == "2").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -291,7 +263,7 @@ async fn connection_loss_flushes_the_cache() {
     // down: no invalidation can reach the store for that change.
     let _: i64 = redis.cmd(&["CLIENT", "KILL", "TYPE", "normal"]);
     let _: i64 = redis.cmd(&["HSET", &key, "d:count", "41"]);
-    poll(&mut on_b, "/read", BOUND, |r| r.body == "41").await;
+    on_b.poll("/read", BOUND, |r| r.body == "41").await;
     assert_eq!(on_b.get("/write").await.body, "42");
     assert!(b.stats().flushes >= 1, "{:?}", b.stats());
 }
@@ -399,7 +371,7 @@ async fn flushall_flushes_the_cache() {
     on_b.get("/write").await;
     assert_eq!(on_b.get("/read").await.body, "1");
     let _: String = redis.cmd(&["FLUSHALL"]);
-    poll(&mut on_b, "/read", BOUND, |r| r.body == "0").await;
+    on_b.poll("/read", BOUND, |r| r.body == "0").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -416,10 +388,8 @@ async fn expiry_in_redis_reaches_the_cache() {
     assert_eq!(on_b.get("/read").await.body, "1");
     // Redis expires the key (its active expiry samples keys ten times a
     // second) and tells the tracking client.
-    poll(&mut on_b, "/read", Duration::from_secs(2), |r| {
-        r.body == "0"
-    })
-    .await;
+    on_b.poll("/read", Duration::from_secs(2), |r| r.body == "0")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -503,19 +473,19 @@ async fn write_after_a_foreign_change_loads_again() {
     on_a.get("/write").await;
     let mut on_b = b.browser(on_a.cookie.as_deref());
     assert_eq!(on_b.get("/write").await.body, "2");
-    poll(&mut on_a, "/read", BOUND, |r| r.body == "2").await;
+    on_a.poll("/read", BOUND, |r| r.body == "2").await;
     // A's entry was refilled by that read; B's is invalidated by A's write.
     assert_eq!(on_a.get("/write").await.body, "3");
-    poll(&mut on_b, "/read", BOUND, |r| r.body == "3").await;
+    on_b.poll("/read", BOUND, |r| r.body == "3").await;
     redis.reset_stats();
     assert_eq!(on_b.get("/write").await.body, "4");
     let c = redis.command_counts();
     assert_eq!((c.get("hgetall"), c.get("exec")), (None, Some(&1)), "{c:?}");
-    poll(&mut on_a, "/read", BOUND, |r| r.body == "4").await;
+    on_a.poll("/read", BOUND, |r| r.body == "4").await;
     redis.reset_stats();
     let _: i64 = redis.cmd(&["HSET", &only_key(&redis), "d:count", "10"]);
     redis.reset_stats();
-    poll(&mut on_a, "/read", BOUND, |r| r.body == "10").await;
+    on_a.poll("/read", BOUND, |r| r.body == "10").await;
     assert_eq!(on_a.get("/write").await.body, "11");
     let c = redis.command_counts();
     assert_eq!(
@@ -550,10 +520,8 @@ async fn concurrent_writes_on_two_instances_lose_nothing_and_converge() {
         for side in ["a", "b"] {
             for i in 0..20 {
                 let want = format!("v{i}");
-                poll(tab, &format!("/get?key={side}{i}"), BOUND, |r| {
-                    r.body == want
-                })
-                .await;
+                tab.poll(&format!("/get?key={side}{i}"), BOUND, |r| r.body == want)
+                    .await;
             }
         }
     }
@@ -631,10 +599,8 @@ async fn corrupt_record_after_reconnect_is_replaced() {
     let _: i64 = redis.cmd(&["CLIENT", "KILL", "TYPE", "normal"]);
     let _: i64 = redis.cmd(&["DEL", &key]);
     let _: String = redis.cmd(&["SET", &key, "not a hash"]);
-    poll(&mut on_b, "/read", BOUND, |r| {
-        r.status == 200 && r.body == "0"
-    })
-    .await;
+    on_b.poll("/read", BOUND, |r| r.status == 200 && r.body == "0")
+        .await;
     let keys: Vec<String> = redis.cmd(&["KEYS", "session:*"]);
     assert!(keys.is_empty(), "the corrupt record is deleted: {keys:?}");
     assert_eq!(on_b.get("/write").await.body, "1");
@@ -670,7 +636,8 @@ async fn tracking_refused_after_a_reconnect_degrades_to_uncached_loads() {
     assert_eq!(b.get("/write").await.body, "1");
     let _: String = redis.cmd(&["ACL", "SETUSER", "app", "-client"]);
     let _: i64 = redis.cmd(&["CLIENT", "KILL", "USER", "app"]);
-    poll(&mut b, "/read", BOUND, |r| r.status == 200 && r.body == "1").await;
+    b.poll("/read", BOUND, |r| r.status == 200 && r.body == "1")
+        .await;
     // Loads work, but nothing is cached: each one goes to Redis.
     let _: i64 = redis.cmd(&["HSET", &only_key(&redis), "d:count", "5"]);
     redis.reset_stats();
@@ -702,7 +669,7 @@ async fn a_read_racing_a_foreign_write_never_leaves_a_stale_entry() {
         let race = tokio::spawn(async move { reader.get("/read").await });
         let written = on_a.get("/write").await.body;
         race.await.expect("reader");
-        poll(&mut on_b, "/read", BOUND, |r| r.body == written).await;
+        on_b.poll("/read", BOUND, |r| r.body == written).await;
     }
     assert!(
         b.stats().misses >= 149,
