@@ -117,8 +117,8 @@ async fn restored_and_scripted_records_are_identical() {
         ])
     };
     assert_eq!(encoding(&a), encoding(&b), "same encoding");
-    // A small record is sent as the listpack Redis itself would build: the
-    // two hashes serialize to the same bytes.
+    // A small record: Redis keeps both as a listpack, and the two
+    // serialize to the same bytes.
     let mut small = r.clone();
     small.data.remove("bio");
     small.data.insert("n".to_owned(), b"42".to_vec());
@@ -138,8 +138,8 @@ async fn restored_and_scripted_records_are_identical() {
     assert_eq!(hash(&redis, &c)["d:zero"], "007");
     let loaded = restoring.load(&c.storage_id()).await.unwrap().unwrap();
     assert_eq!(loaded.data, small.data);
-    // One byte over the listpack limit: the plain layout, which Redis
-    // re-encodes as a hash table, as it does the script's HSET.
+    // One byte over Redis's listpack limit: a hash table, as for the
+    // script's HSET.
     let mut over = small.clone();
     over.data
         .insert("max".to_owned(), "m".repeat(65).into_bytes());
