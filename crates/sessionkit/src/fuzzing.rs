@@ -52,8 +52,9 @@ pub fn decode_record(
 }
 
 /// The Redis record encoder of a new session: the `RESTORE` payload (Redis's
-/// `DUMP` format) that creates the record's hash in one command.
+/// `DUMP` format) that creates the record's hash in one command, in the
+/// layout a store sends to Redis 7 (a listpack when the record fits one).
 #[cfg(feature = "redis")]
 pub fn encode_new_record(record: &crate::store::Record) -> Vec<u8> {
-    crate::store::redis::dump_record(record)
+    crate::store::redis::dump_record(record, true)
 }

@@ -276,39 +276,61 @@ async fn a_record_without_a_revision_is_updated() {
     assert_eq!(loaded.data["user"], b"\"ann\"");
 }
 
-/// The hand-built `RESTORE` payload against Redis itself, over random
+/// The hand-built `RESTORE` payloads against Redis itself, over random
 /// records: every test server runs with `sanitize-dump-payload yes` (a
 /// malformed payload is refused, not loaded), and the hash a `RESTORE`
 /// made must be the one the save script's `HSET`s make of the same record
 /// — the same fields and values, the same encoding, the same expiry, and,
-/// where Redis keeps it as a listpack, the same `DUMP` bytes.
+/// where Redis keeps it as a listpack, the same `DUMP` bytes. Both
+/// layouts: a store that knows the server is 7.0 sends small records as
+/// listpacks, one that may not ask the version (`INFO` denied) sends the
+/// plain hash layout, as it would to an older Redis.
 #[test]
 fn restore_payloads_make_what_hset_makes() {
     use proptest::prelude::*;
-    use proptest::test_runner::{Config, TestRunner};
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
     let redis = RedisServer::start();
     let sanitize: Vec<String> = redis.cmd(&["CONFIG", "GET", "sanitize-dump-payload"]);
     assert_eq!(sanitize[1], "yes");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (restoring, scripting) = rt.block_on(async {
+    let (restoring, plain, scripting) = rt.block_on(async {
         let restoring = RedisStore::builder()
             .without_client_cache()
             .connect(redis.url().as_str())
             .await
             .unwrap();
-        (restoring, store_without_restore(&redis).await)
+        let plain = store_denied(&redis, "noinfo", &["info"]).await;
+        (restoring, plain, store_without_restore(&redis).await)
     });
-    let value = prop_oneof![
-        proptest::collection::vec(any::<u8>(), 0..80),
-        // Numbers, which Redis stores as integers in a listpack.
-        any::<i64>().prop_map(|n| n.to_string().into_bytes()),
-        (0u32..100_000).prop_map(|n| format!("{n:07}").into_bytes()),
-        proptest::collection::vec(any::<u8>(), 60..400),
+    // Each integer encoding of a listpack, on both sides of its bounds.
+    let edges: Vec<i64> = [0, 127, 4095, 32_767, 8_388_607, 2_147_483_647]
+        .into_iter()
+        .flat_map(|m: i64| [m, m + 1, -m - 1, -m - 2])
+        .chain([i64::MAX, i64::MIN])
+        .collect();
+    let number = prop_oneof![
+        proptest::sample::select(edges.clone()),
+        -100_000i64..100_000,
+        any::<i64>(),
     ];
+    // Values a listpack keeps (at most 64 bytes): bytes, numbers (which
+    // Redis stores as integers in a listpack), number-like strings (which
+    // it does not), lengths at the bound.
+    let small = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..=64),
+        number.prop_map(|n| n.to_string().into_bytes()),
+        (0u32..100_000).prop_map(|n| format!("{n:07}").into_bytes()),
+        (60usize..=64).prop_map(|n| vec![b'v'; n]),
+    ];
+    let large = proptest::collection::vec(any::<u8>(), 65..400);
+    let any_size = prop_oneof![3 => small.clone(), 1 => large];
     let data = prop_oneof![
-        proptest::collection::hash_map("\\PC{0,12}", value.clone(), 0..20),
-        proptest::collection::hash_map("[a-z0-9]{1,8}", value, 100..140),
+        // Most records fit a listpack: the layout built byte for byte.
+        4 => proptest::collection::hash_map("\\PC{0,12}", small.clone(), 0..30),
+        1 => proptest::collection::hash_map("\\PC{0,12}", any_size, 1..20),
+        // More fields than a listpack holds (128).
+        1 => proptest::collection::hash_map("[a-z0-9]{1,8}", small, 125..140),
     ];
     let meta = (
         any::<bool>(),
@@ -316,9 +338,47 @@ fn restore_payloads_make_what_hset_makes() {
         proptest::option::of(1u64..u64::MAX),
     );
     let mut runner = TestRunner::new(Config {
-        cases: 96,
+        cases: 160,
         ..Config::default()
     });
+    let check = |r: Record| -> Result<(), TestCaseError> {
+        let (a, b, c) = (
+            SessionId::generate(),
+            SessionId::generate(),
+            SessionId::generate(),
+        );
+        rt.block_on(async {
+            assert!(restoring.create(&a.storage_id(), &r).await.unwrap());
+            assert!(scripting.create(&b.storage_id(), &r).await.unwrap());
+            assert!(plain.create(&c.storage_id(), &r).await.unwrap());
+        });
+        let key = |id: &SessionId| format!("session:{}", id.storage_id());
+        let kb = key(&b);
+        let hash = |k: &str| -> HashMap<Vec<u8>, Vec<u8>> { redis.cmd(&["HGETALL", k]) };
+        let encoding = |k: &str| -> String { redis.cmd(&["OBJECT", "ENCODING", k]) };
+        let expiry = |k: &str| -> i64 { redis.cmd(&["PEXPIRETIME", k]) };
+        let dump = |k: &str| -> Vec<u8> { redis.cmd(&["DUMP", k]) };
+        for restored in [key(&a), key(&c)] {
+            prop_assert_eq!(hash(&restored), hash(&kb));
+            prop_assert_eq!(encoding(&restored), encoding(&kb));
+            prop_assert_eq!(expiry(&restored), expiry(&kb));
+            if encoding(&kb) == "listpack" {
+                prop_assert_eq!(dump(&restored), dump(&kb));
+            }
+        }
+        let loaded = rt.block_on(restoring.load(&a.storage_id())).unwrap();
+        prop_assert_eq!(loaded, Some(r));
+        Ok(())
+    };
+    // Every edge at once, then random records.
+    let mut edge_record = record("x");
+    edge_record.data = edges
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (format!("e{i}"), n.to_string().into_bytes()))
+        .chain((60..=64).map(|n| (format!("l{n}"), vec![b'v'; n])))
+        .collect();
+    check(edge_record).unwrap();
     runner
         .run(&(data, meta), |(data, (permanent, lifetime, absolute))| {
             let mut r = record("x");
@@ -326,26 +386,7 @@ fn restore_payloads_make_what_hset_makes() {
             r.meta.permanent = permanent;
             r.meta.lifetime_ms = lifetime;
             r.meta.absolute_ms = absolute;
-            let (a, b) = (SessionId::generate(), SessionId::generate());
-            rt.block_on(async {
-                assert!(restoring.create(&a.storage_id(), &r).await.unwrap());
-                assert!(scripting.create(&b.storage_id(), &r).await.unwrap());
-            });
-            let key = |id: &SessionId| format!("session:{}", id.storage_id());
-            let (ka, kb) = (key(&a), key(&b));
-            let hash = |k: &str| -> HashMap<Vec<u8>, Vec<u8>> { redis.cmd(&["HGETALL", k]) };
-            prop_assert_eq!(hash(&ka), hash(&kb));
-            let encoding = |k: &str| -> String { redis.cmd(&["OBJECT", "ENCODING", k]) };
-            prop_assert_eq!(encoding(&ka), encoding(&kb));
-            let expiry = |k: &str| -> i64 { redis.cmd(&["PEXPIRETIME", k]) };
-            prop_assert_eq!(expiry(&ka), expiry(&kb));
-            if encoding(&ka) == "listpack" {
-                let dump = |k: &str| -> Vec<u8> { redis.cmd(&["DUMP", k]) };
-                prop_assert_eq!(dump(&ka), dump(&kb));
-            }
-            let loaded = rt.block_on(restoring.load(&a.storage_id())).unwrap();
-            prop_assert_eq!(loaded, Some(r));
-            Ok(())
+            check(r)
         })
         .unwrap();
 }

@@ -7,10 +7,11 @@
 //!   be, else the `HGETALL`, pipelined after re-enabling tracking when a new
 //!   epoch needs it).
 //! - **create**: one `RESTORE key <m:expires> <payload> ABSTTL` (the
-//!   payload built by `layout`): the hash and its expiry in one command,
-//!   refused with `BUSYKEY` if the key exists. Where the server refuses
-//!   `RESTORE` (an ACL without it, a renamed command), the save script
-//!   creates, from then on.
+//!   payload built by `layout`: a listpack for a server of 7.0 or later,
+//!   whose version is asked once with `INFO server`): the hash and its
+//!   expiry in one command, refused with `BUSYKEY` if the key exists. Where
+//!   the server refuses `RESTORE` (an ACL without it, a renamed command),
+//!   the save script creates, from then on.
 //! - **update**: one `MULTI`/`EXEC` transaction: `HINCRBY m:rev 1`, `HSET`
 //!   the changed fields (and `m:expires` when the expiry moves), `HDEL`
 //!   the removed ones, and `PEXPIREAT` when the expiry moves, else
@@ -135,10 +136,11 @@ impl Commands {
         // (broadcast tracking needs no read to cover the key). Caching
         // every new session made `new` slower (ARCHITECTURE.md).
         if self.restore.load(Ordering::Relaxed) {
+            let listpack = layout::reads_listpack(link.server_version().await?);
             let mut cmd = redis::cmd("RESTORE");
             cmd.arg(key)
                 .arg(record.meta.expires_ms)
-                .arg(layout::dump_record(record))
+                .arg(layout::dump_record(record, listpack))
                 .arg("ABSTTL");
             match link.run_raw::<Value>(&cmd).await? {
                 Ok(_) => return Ok(true),

@@ -31,7 +31,7 @@ use redis::{
 use tokio::sync::OnceCell;
 
 use super::cache::{Cache, ClientCache};
-use super::layout::Lua;
+use super::layout::{self, Lua};
 use crate::Error;
 
 /// What the store's connection is made of.
@@ -58,6 +58,8 @@ pub(super) struct Link {
     cache: Option<Cached>,
     prefix: String,
     timeout: Duration,
+    /// The server's `major.minor`, asked once (`None`: it would not say).
+    version: OnceCell<Option<(u32, u32)>>,
 }
 
 /// A link's client cache and its heartbeat, which stops with the link.
@@ -91,6 +93,7 @@ impl Connection {
             cache: None,
             prefix: options.prefix.clone(),
             timeout: options.response_timeout,
+            version: OnceCell::new(),
         };
         Connection {
             client: None,
@@ -208,6 +211,7 @@ impl Connection {
             cache,
             prefix: self.options.prefix.clone(),
             timeout: self.options.response_timeout,
+            version: OnceCell::new(),
         })
     }
 
@@ -331,6 +335,22 @@ async fn heartbeat(cache: Arc<Cache>, mut conn: ConnectionManager, timeout: Dura
 impl Link {
     pub(super) fn cache(&self) -> Option<&Cache> {
         self.cache.as_ref().map(|c| &*c.cache)
+    }
+
+    /// The server's version (`major.minor`), asked with `INFO server` the
+    /// first time; `None` if the server would not say (an ACL without
+    /// `INFO`, say). A failed call is not remembered: the next one asks
+    /// again.
+    pub(super) async fn server_version(&self) -> Result<Option<(u32, u32)>, Error> {
+        let ask = || async {
+            let mut info = redis::cmd("INFO");
+            info.arg("server");
+            Ok::<_, Error>(match self.run_raw::<String>(&info).await? {
+                Ok(text) => layout::server_version(&text),
+                Err(_) => None,
+            })
+        };
+        self.version.get_or_try_init(ask).await.copied()
     }
 
     /// Runs `cmd`; an error reply is a failure.

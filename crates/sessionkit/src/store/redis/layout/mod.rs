@@ -91,12 +91,24 @@ pub(super) fn meta_count(meta: Option<&Meta>, on_create: bool, expires: Option<u
 }
 
 /// A new record as a `RESTORE` payload, revision 1 (as the save script's
-/// create writes it).
-pub(crate) fn dump_record(record: &Record) -> Vec<u8> {
+/// create writes it, fields in the same order): a listpack where
+/// `listpack` allows it (the server reads RDB 10) and the record fits
+/// Redis's default listpack limits, else the plain hash layout.
+pub(crate) fn dump_record(record: &Record, listpack: bool) -> Vec<u8> {
     let expires = Some(record.meta.expires_ms);
     let fields = 1 + record.data.len() + meta_count(Some(&record.meta), true, expires);
+    // The metadata fields are short names with numbers (at most 20 digits).
+    let fits = fields <= dump::LISTPACK_MAX_FIELDS
+        && record.data.iter().all(|(k, v)| {
+            DATA.len() + k.len() <= dump::LISTPACK_MAX_LEN && v.len() <= dump::LISTPACK_MAX_LEN
+        });
+    let layout = if listpack && fits {
+        dump::Layout::Listpack
+    } else {
+        dump::Layout::Hash
+    };
     let size: usize = record.data.iter().map(|(k, v)| k.len() + v.len() + 8).sum();
-    let mut dump = dump::HashDump::new(fields, size + 160);
+    let mut dump = dump::HashDump::new(layout, fields, size + 160);
     dump.field(&[REVISION.as_bytes()], b"1");
     for (k, v) in &record.data {
         dump.field(&[DATA.as_bytes(), k.as_bytes()], v);
@@ -105,6 +117,22 @@ pub(crate) fn dump_record(record: &Record) -> Vec<u8> {
         dump.field(&[f.as_bytes()], v);
     });
     dump.finish()
+}
+
+/// Whether a server of `version` (`major.minor`) reads listpack payloads
+/// (RDB 10): Redis 7.0 and later.
+pub(super) fn reads_listpack(version: Option<(u32, u32)>) -> bool {
+    version.is_some_and(|v| v >= (7, 0))
+}
+
+/// The `major.minor` in an `INFO server` reply (`redis_version:7.0.15`).
+pub(super) fn server_version(info: &str) -> Option<(u32, u32)> {
+    let v = info
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))?
+        .trim();
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+    Some((parts.next()??, parts.next()??))
 }
 
 /// An HGETALL reply: field/value pairs.
@@ -338,6 +366,25 @@ mod tests {
             None,
             "a forwarding marker is no session"
         );
+    }
+
+    #[test]
+    fn listpack_payloads_go_to_redis_7_and_later_only() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n";
+        assert_eq!(server_version(info), Some((7, 0)));
+        assert_eq!(server_version("redis_version:6.2.14\n"), Some((6, 2)));
+        assert_eq!(server_version("redis_version:8\n"), None);
+        assert_eq!(server_version("no version here"), None);
+        assert!(reads_listpack(Some((7, 0))) && reads_listpack(Some((8, 2))));
+        assert!(!reads_listpack(Some((6, 2))) && !reads_listpack(None));
+        // The same record, both ways: a listpack (RDB type 16) only when allowed.
+        let meta = Meta {
+            expires_ms: 9,
+            ..Meta::default()
+        };
+        let record = Record::new([("a".to_owned(), b"1".to_vec())].into(), meta);
+        assert_eq!(dump_record(&record, true)[0], 16);
+        assert_eq!(dump_record(&record, false)[0], 4);
     }
 
     #[test]
