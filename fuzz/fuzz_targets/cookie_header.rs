@@ -36,12 +36,16 @@ struct Configs {
 static CONFIGS: LazyLock<Configs> = LazyLock::new(|| {
     let with = |keys: &[[u8; 32]]| {
         SessionConfig::builder()
+            .with_cookie_name("session")
             .with_signing_keys(keys)
             .build()
             .expect("signing config")
     };
     Configs {
-        plain: SessionConfig::default(),
+        plain: SessionConfig::builder()
+            .with_cookie_name("session")
+            .build()
+            .expect("plain config"),
         signed: with(&[CURRENT, OLD]),
         by_key: [with(&[CURRENT]), with(&[OLD]), with(&[UNKNOWN])],
     }

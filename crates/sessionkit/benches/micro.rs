@@ -60,7 +60,8 @@ fn cookie_value(set_cookie: &str) -> String {
 fn cookie_header(session_value: &str) -> String {
     format!(
         "_ga=GA1.2.1234567890.1718000000; theme=dark; \
-         session={session_value}; lang=en-GB"
+         {}={session_value}; lang=en-GB",
+        sessionkit::DEFAULT_COOKIE_NAME
     )
 }
 

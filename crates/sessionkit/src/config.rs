@@ -12,13 +12,21 @@ pub const DEFAULT_IDLE_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 pub const DEFAULT_PERMANENT_LIFETIME: Duration = Duration::from_secs(31 * 24 * 60 * 60);
 /// Largest encoded session accepted by default (1 MiB).
 pub const DEFAULT_MAX_SIZE: usize = 1024 * 1024;
+/// The default cookie name, for a `Secure` host-only cookie of `Path=/`
+/// (the defaults): browsers accept a `__Host-` cookie only from the host
+/// itself, over HTTPS, for the whole site — so a sibling subdomain or a page
+/// on a narrower path cannot plant one beside it.
+pub const DEFAULT_COOKIE_NAME: &str = "__Host-session";
+/// The default cookie name when the cookie cannot be a `__Host-` one (not
+/// `Secure`, a `Domain`, or a `Path` other than `/`): the seed's name.
+pub const PLAIN_COOKIE_NAME: &str = "session";
 
 /// Settings shared by every request: build one with [`SessionConfig::builder`]
 /// or take [`SessionConfig::default`].
 ///
 /// | setting | default | why |
 /// |---|---|---|
-/// | cookie name | `session` | the seed's name |
+/// | cookie name | `__Host-session` ([`DEFAULT_COOKIE_NAME`]); `session` when the cookie is not `Secure`, has a `Domain` or another `Path` | the `__Host-` prefix makes browsers refuse a cookie of that name set by a sibling subdomain, over plain HTTP or for a narrower path, so no one can plant a session cookie beside the user's ("cookie tossing") |
 /// | `HttpOnly` | on | scripts cannot read the id (XSS cannot steal it) |
 /// | `Secure` | on | the id never travels over plain HTTP |
 /// | `SameSite` | `Lax` | no session on cross-site subrequests (CSRF) |
@@ -98,7 +106,7 @@ pub enum FailurePolicy {
 impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
-            cookie_name: "session".to_owned(),
+            cookie_name: DEFAULT_COOKIE_NAME.to_owned(),
             cookie_path: "/".to_owned(),
             cookie_domain: None,
             secure: true,
@@ -125,7 +133,10 @@ impl SessionConfig {
 
     /// A builder starting from the defaults.
     pub fn builder() -> SessionConfigBuilder {
-        SessionConfigBuilder(SessionConfig::default())
+        SessionConfigBuilder {
+            config: SessionConfig::default(),
+            named: false,
+        }
     }
 
     /// The session cookie's name.
@@ -163,26 +174,33 @@ impl SessionConfig {
 /// Builds a [`SessionConfig`]; [`build`](Self::build) checks it.
 #[derive(Clone, Debug)]
 #[must_use]
-pub struct SessionConfigBuilder(SessionConfig);
+pub struct SessionConfigBuilder {
+    config: SessionConfig,
+    /// The name was chosen (else it follows from the attributes).
+    named: bool,
+}
 
 impl SessionConfigBuilder {
-    /// Cookie name. `__Host-` names are checked to be `Secure`, `Path=/` and
+    /// Cookie name (default [`DEFAULT_COOKIE_NAME`], or
+    /// [`PLAIN_COOKIE_NAME`] when the attributes rule out a `__Host-`
+    /// cookie). `__Host-` names are checked to be `Secure`, `Path=/` and
     /// without `Domain`; `__Secure-` names to be `Secure`.
     pub fn with_cookie_name(mut self, name: impl Into<String>) -> Self {
-        self.0.cookie_name = name.into();
+        self.config.cookie_name = name.into();
+        self.named = true;
         self
     }
 
     /// Cookie `Path` (default `/`).
     pub fn with_cookie_path(mut self, path: impl Into<String>) -> Self {
-        self.0.cookie_path = path.into();
+        self.config.cookie_path = path.into();
         self
     }
 
     /// Cookie `Domain` (default: none, a host-only cookie). Setting it shares
     /// the session with every subdomain.
     pub fn with_cookie_domain(mut self, domain: impl Into<String>) -> Self {
-        self.0.cookie_domain = Some(domain.into());
+        self.config.cookie_domain = Some(domain.into());
         self
     }
 
@@ -191,7 +209,7 @@ impl SessionConfigBuilder {
     /// **Warning:** off sends the session id over plain HTTP, where anyone on
     /// the path can take it. Turn it off only for local development.
     pub fn with_secure(mut self, secure: bool) -> Self {
-        self.0.secure = secure;
+        self.config.secure = secure;
         self
     }
 
@@ -199,32 +217,32 @@ impl SessionConfigBuilder {
     ///
     /// **Warning:** off lets page scripts (and any XSS) read the session id.
     pub fn with_http_only(mut self, http_only: bool) -> Self {
-        self.0.http_only = http_only;
+        self.config.http_only = http_only;
         self
     }
 
     /// The `SameSite` attribute (default `Lax`). `None` requires `Secure`.
     pub fn with_same_site(mut self, same_site: SameSite) -> Self {
-        self.0.same_site = same_site;
+        self.config.same_site = same_site;
         self
     }
 
     /// Lifetime of a non-permanent session since its last use (default 1 day).
     pub fn with_idle_lifetime(mut self, lifetime: Duration) -> Self {
-        self.0.idle_lifetime = lifetime;
+        self.config.idle_lifetime = lifetime;
         self
     }
 
     /// Lifetime of a permanent session since its last use (default 31 days).
     pub fn with_permanent_lifetime(mut self, lifetime: Duration) -> Self {
-        self.0.permanent_lifetime = lifetime;
+        self.config.permanent_lifetime = lifetime;
         self
     }
 
     /// A hard limit on a session's age, counted from its creation, however
     /// active it is (default: none).
     pub fn with_absolute_lifetime(mut self, lifetime: Option<Duration>) -> Self {
-        self.0.absolute_lifetime = lifetime;
+        self.config.absolute_lifetime = lifetime;
         self
     }
 
@@ -232,20 +250,20 @@ impl SessionConfigBuilder {
     /// session's expiry back (default: a tenth of the lifetime). `ZERO` touches
     /// on every request.
     pub fn with_touch_interval(mut self, interval: Duration) -> Self {
-        self.0.touch_interval = Some(interval);
+        self.config.touch_interval = Some(interval);
         self
     }
 
     /// Maximum encoded size of one session in bytes (default 1 MiB).
     pub fn with_max_size(mut self, bytes: usize) -> Self {
-        self.0.max_size = bytes;
+        self.config.max_size = bytes;
         self
     }
 
     /// What happens when the session cannot be loaded (default
     /// [`FailurePolicy::Closed`]: a bare 503).
     pub fn with_failure_policy(mut self, policy: FailurePolicy) -> Self {
-        self.0.failure_policy = policy;
+        self.config.failure_policy = policy;
         self
     }
 
@@ -274,7 +292,7 @@ impl SessionConfigBuilder {
         I: IntoIterator<Item = K>,
         K: AsRef<[u8]>,
     {
-        self.0.signing = SigningKeys(keys.into_iter().map(|k| k.as_ref().to_vec()).collect());
+        self.config.signing = SigningKeys(keys.into_iter().map(|k| k.as_ref().to_vec()).collect());
         self
     }
 
@@ -286,7 +304,16 @@ impl SessionConfigBuilder {
     /// `__Secure-` name is used without the attributes browsers require of it,
     /// `SameSite=None` is used without `Secure`, or a lifetime is zero.
     pub fn build(self) -> Result<SessionConfig, ConfigError> {
-        let c = self.0;
+        let mut c = self.config;
+        if !self.named {
+            let host_only = c.secure && c.cookie_path == "/" && c.cookie_domain.is_none();
+            c.cookie_name = if host_only {
+                DEFAULT_COOKIE_NAME
+            } else {
+                PLAIN_COOKIE_NAME
+            }
+            .to_owned();
+        }
         let name = &c.cookie_name;
         let is_token = |s: &str| {
             !s.is_empty()
@@ -380,6 +407,31 @@ mod tests {
             .with_secure(false)
             .build()
             .is_err());
+    }
+
+    #[test]
+    fn the_default_name_is_host_prefixed_where_browsers_allow_it() {
+        assert_eq!(SessionConfig::default().cookie_name(), DEFAULT_COOKIE_NAME);
+        let built = SessionConfig::builder().build().unwrap();
+        assert_eq!(built.cookie_name(), "__Host-session");
+        for plain in [
+            SessionConfig::builder().with_secure(false),
+            SessionConfig::builder().with_cookie_domain("example.com"),
+            SessionConfig::builder().with_cookie_path("/app"),
+        ] {
+            assert_eq!(plain.build().unwrap().cookie_name(), PLAIN_COOKIE_NAME);
+        }
+        let named = SessionConfig::builder()
+            .with_cookie_name("sid")
+            .build()
+            .unwrap();
+        assert_eq!(named.cookie_name(), "sid");
+        let c = SessionConfig::builder().with_secure(false).build().unwrap();
+        let set = crate::cookie::set_cookie(&c, &crate::SessionId::generate(), None);
+        assert!(
+            set.starts_with("session=") && !set.contains("Secure"),
+            "{set}"
+        );
     }
 
     #[test]

@@ -26,23 +26,76 @@ pub(crate) struct Found {
     pub(crate) resign: bool,
 }
 
-/// Finds the session id in the request's `Cookie` header values.
+/// The session ids a request's cookies offered: every value of the session
+/// cookie that parses (and, with signing on, verifies), without repeats, in
+/// header order.
 ///
-/// A browser may send the same name twice (cookies set for different paths);
-/// the first value that parses (and verifies, with signing on) wins.
-/// Anything malformed or badly signed is "no id".
+/// A browser sends the same name several times when cookies of that name
+/// were set for different paths or domains — which is how a sibling
+/// subdomain or a page on a more specific path plants one ("cookie
+/// tossing"). The lifecycle therefore never trusts an order: it uses the
+/// one candidate that resolves to a live session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Offered(Vec<Found>);
+
+impl Offered {
+    /// The candidates, in header order.
+    pub(crate) fn candidates(&self) -> &[Found] {
+        &self.0
+    }
+
+    /// The only candidate, when there is exactly one.
+    pub(crate) fn single(&self) -> Option<&Found> {
+        match self.0.as_slice() {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
+
+    /// The candidate stored under `sid`.
+    pub(crate) fn naming(&self, sid: &crate::StorageId) -> Option<&Found> {
+        match self.0.as_slice() {
+            [one] => Some(one),
+            many => many.iter().find(|f| f.id.storage_id() == *sid),
+        }
+    }
+}
+
+/// Finds the session id candidates in the request's `Cookie` header values.
+///
+/// Each `name=value` pair is parsed on its own: a pair that is not UTF-8 or
+/// not a cookie (a sibling application's binary value, say) is skipped and
+/// the others still count. Anything malformed or badly signed is no
+/// candidate.
+pub(crate) fn find_ids<'a>(
+    config: &SessionConfig,
+    headers: impl IntoIterator<Item = &'a [u8]>,
+) -> Offered {
+    let name = config.cookie_name.as_str();
+    let mut found: Vec<Found> = Vec::new();
+    let pairs = headers
+        .into_iter()
+        .flat_map(|h| h.split(|b| *b == b';'))
+        .filter_map(|pair| std::str::from_utf8(pair).ok())
+        .filter_map(|pair| Cookie::parse(pair.trim()).ok());
+    for c in pairs.filter(|c| c.name() == name) {
+        if let Some(f) = parse_value(config, c.value_trimmed()) {
+            if !found.iter().any(|seen| seen.id == f.id) {
+                found.push(f);
+            }
+        }
+    }
+    Offered(found)
+}
+
+/// The first candidate (for the fuzz targets and tests: the lifecycle
+/// never trusts an order).
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn find_id<'a>(
     config: &SessionConfig,
     headers: impl IntoIterator<Item = &'a [u8]>,
 ) -> Option<Found> {
-    let name = config.cookie_name.as_str();
-    headers
-        .into_iter()
-        .filter_map(|h| std::str::from_utf8(h).ok())
-        .flat_map(Cookie::split_parse)
-        .filter_map(Result::ok)
-        .filter(|c| c.name() == name)
-        .find_map(|c| parse_value(config, c.value_trimmed()))
+    find_ids(config, headers).0.into_iter().next()
 }
 
 fn parse_value(config: &SessionConfig, value: &str) -> Option<Found> {
@@ -147,13 +200,22 @@ fn base(config: &SessionConfig, value: String) -> Cookie<'static> {
     c
 }
 
+/// A config whose cookie is called `session`, for readable test headers.
+#[cfg(test)]
+fn plain() -> SessionConfig {
+    SessionConfig::builder()
+        .with_cookie_name("session")
+        .build()
+        .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn finds_the_first_valid_id() {
-        let config = SessionConfig::default();
+        let config = plain();
         let id = SessionId::generate();
         let header = format!("a=b; session=junk; session={}", id.expose());
         let found = Some(Found {
@@ -170,11 +232,48 @@ mod tests {
     }
 
     #[test]
+    fn a_pair_that_is_not_utf8_or_not_a_cookie_is_skipped_alone() {
+        let config = plain();
+        let id = SessionId::generate();
+        for header in [
+            format!("a=\u{fffd}; session={}", id.expose()).into_bytes(),
+            [b"a=\xff\xfe; session=".as_slice(), id.expose().as_bytes()].concat(),
+            [
+                b"\xff; =x; session=".as_slice(),
+                id.expose().as_bytes(),
+                b"; b=\xc3",
+            ]
+            .concat(),
+        ] {
+            let found = find_ids(&config, [header.as_slice()]);
+            assert_eq!(found.single().map(|f| &f.id), Some(&id), "{header:?}");
+        }
+    }
+
+    #[test]
+    fn every_candidate_is_offered_once_in_order() {
+        let config = plain();
+        let (a, b) = (SessionId::generate(), SessionId::generate());
+        let header = format!(
+            "session={}; session=junk; session={}; session={}",
+            a.expose(),
+            b.expose(),
+            a.expose()
+        );
+        let offered = find_ids(&config, [header.as_bytes()]);
+        let ids: Vec<_> = offered.candidates().iter().map(|f| &f.id).collect();
+        assert_eq!(ids, [&a, &b]);
+        assert!(offered.single().is_none());
+        assert_eq!(offered.naming(&b.storage_id()).map(|f| &f.id), Some(&b));
+        assert_eq!(offered.naming(&SessionId::generate().storage_id()), None);
+    }
+
+    #[test]
     fn set_cookie_has_secure_defaults() {
         let config = SessionConfig::default();
         let id = SessionId::generate();
         let s = set_cookie(&config, &id, None);
-        assert!(s.starts_with(&format!("session={}", id.expose())));
+        assert!(s.starts_with(&format!("__Host-session={}", id.expose())));
         for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
             assert!(s.contains(attr), "{s} lacks {attr}");
         }
@@ -206,6 +305,7 @@ mod signing {
 
     fn signed(keys: &[[u8; 32]]) -> SessionConfig {
         SessionConfig::builder()
+            .with_cookie_name("session")
             .with_signing_keys(keys)
             .build()
             .unwrap()
@@ -282,7 +382,7 @@ mod props {
         /// occurs in the header.
         #[test]
         fn any_cookie_header_is_safe(raw in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let config = SessionConfig::default();
+            let config = plain();
             if let Some(found) = find_id(&config, [raw.as_slice()]) {
                 let text = String::from_utf8_lossy(&raw);
                 prop_assert!(text.contains(&found.id.expose()));
@@ -291,7 +391,7 @@ mod props {
 
         #[test]
         fn structured_cookie_headers_are_safe(name in "[a-z_]{0,8}", value in "[ -~]{0,48}") {
-            let config = SessionConfig::default();
+            let config = plain();
             let header = format!("{name}={value}; session={value}");
             let _ = find_id(&config, [header.as_bytes()]);
         }

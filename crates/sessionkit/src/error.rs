@@ -4,6 +4,7 @@
 //! cookie value: an error may be logged or shown, an id must not be.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What went wrong in a session operation.
 ///
@@ -81,28 +82,64 @@ impl Error {
     }
 }
 
-/// Logs a session error with its cause chain at error level. Store outages
-/// are logged at most once a second (with the number not logged since), so
-/// an outage cannot flood the log with one line per request.
-pub(crate) fn log(err: &Error, what: &'static str) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static LAST_SECOND: AtomicU64 = AtomicU64::new(0);
-    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
-    if err.is_unavailable() {
+/// Lets a log line through at most once a second, counting what it held
+/// back: every line that a client can cause once per request goes through
+/// one (a flood of bad requests must not become a flood of log lines).
+pub(crate) struct Gate {
+    second: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl Gate {
+    pub(crate) const fn new() -> Self {
+        Gate {
+            second: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(lines held back since the last one)` if a line may go out now.
+    pub(crate) fn pass(&self) -> Option<u64> {
         let second = crate::store::now_ms() / 1000;
-        let last = LAST_SECOND.load(Ordering::Relaxed);
+        let last = self.second.load(Ordering::Relaxed);
         if last == second
-            || LAST_SECOND
+            || self
+                .second
                 .compare_exchange(last, second, Ordering::Relaxed, Ordering::Relaxed)
                 .is_err()
         {
-            SUPPRESSED.fetch_add(1, Ordering::Relaxed);
-            return;
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return None;
         }
-        let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
-        tracing::error!(error = %Chain(err), suppressed, "{what}");
-    } else {
-        tracing::error!(error = %Chain(err), "{what}");
+        Some(self.suppressed.swap(0, Ordering::Relaxed))
+    }
+}
+
+/// A `tracing` event at `$level` behind its own [`Gate`] (named `$gate`):
+/// at most one a second, with a `suppressed` field counting the events held
+/// back before it.
+macro_rules! limited {
+    ($gate:ident, $level:ident, $($event:tt)+) => {{
+        static $gate: $crate::error::Gate = $crate::error::Gate::new();
+        if let Some(suppressed) = $gate.pass() {
+            tracing::$level!(suppressed, $($event)+);
+        }
+    }};
+}
+
+/// Logs a session error with its cause chain at error level, at most once a
+/// second for each kind of error (with the number not logged since): an
+/// outage, or a client sending oversized or undecodable data on every
+/// request, cannot flood the log.
+pub(crate) fn log(err: &Error, what: &'static str) {
+    match err {
+        Error::Unavailable(_) => limited!(UNAVAILABLE, error, error = %Chain(err), "{what}"),
+        Error::TooLarge { .. } => limited!(TOO_LARGE, error, error = %Chain(err), "{what}"),
+        Error::Decode { .. } | Error::Encode { .. } => {
+            limited!(CODEC, error, error = %Chain(err), "{what}");
+        }
+        Error::Corrupt(_) => limited!(CORRUPT, error, error = %Chain(err), "{what}"),
+        Error::MissingMiddleware => limited!(MISSING, error, error = %Chain(err), "{what}"),
     }
 }
 

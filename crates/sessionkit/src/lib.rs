@@ -63,6 +63,7 @@
 mod codec;
 mod config;
 mod cookie;
+#[macro_use]
 mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -75,8 +76,9 @@ mod state;
 pub mod store;
 
 pub use config::{
-    ConfigError, FailurePolicy, SameSite, SessionConfig, SessionConfigBuilder,
+    ConfigError, FailurePolicy, SameSite, SessionConfig, SessionConfigBuilder, DEFAULT_COOKIE_NAME,
     DEFAULT_IDLE_LIFETIME, DEFAULT_MAX_SIZE, DEFAULT_PERMANENT_LIFETIME, MIN_SIGNING_KEY_LEN,
+    PLAIN_COOKIE_NAME,
 };
 pub use error::{BoxError, Error};
 pub use id::{ParseIdError, SessionId, StorageId};

@@ -23,7 +23,7 @@
 //! | new, too large | nothing | none; a bare 413 |
 //! | new and empty | nothing | expired if the request had one |
 //! | flushed | delete, then as new | expired, or set if refilled |
-//! | cycled | take the old record (it forwards), create the merged one | set to the new id |
+//! | cycled | create the new record, then take the old one (it forwards) and add what others wrote meanwhile | set to the new id, even when a later step fails |
 //!
 //! An update that finds its record moved (another request cycled the id)
 //! forwards its data changes to the new record; one that finds it gone
@@ -40,7 +40,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::codec::{self, Decoded};
-use crate::cookie::{self as cookies, Found};
+use crate::cookie::{self as cookies, Offered};
 use crate::state::{Phase, Retire, SessionState};
 use crate::store::{ms, now_ms, Changes, SessionStore, UpdateOutcome};
 use crate::{error::Chain, Error, FailurePolicy, SessionConfig, SessionId, StorageId};
@@ -69,62 +69,87 @@ impl Shared {
     }
 }
 
-/// Finds the session id in the request's `Cookie` header values. No I/O.
+/// Finds the session id candidates in the request's `Cookie` header
+/// values. No I/O.
 pub(crate) fn open<'a>(
     shared: &Shared,
     cookie_headers: impl IntoIterator<Item = &'a [u8]>,
-) -> Option<Found> {
-    cookies::find_id(&shared.config, cookie_headers)
+) -> Offered {
+    cookies::find_ids(&shared.config, cookie_headers)
 }
 
 /// Loads the session the cookie names into `state` (on first use). A
 /// corrupt record is deleted and a record past a stored deadline too; the
 /// session then starts fresh. A store failure leaves the state in
 /// [`Phase::LoadFailed`] (another call tries again).
+///
+/// With several candidate cookies (someone planted one beside the user's),
+/// the one that resolves to a live session is used: an unknown one never
+/// shadows a live one. Two live ones are ambiguous — either may be the
+/// planted one — so neither is used and the session starts fresh.
 pub(crate) async fn load(
     shared: &Shared,
-    incoming: Option<&SessionId>,
+    offered: &Offered,
     state: &mut SessionState,
 ) -> Result<(), Error> {
     let now = now_ms();
-    let Some(id) = incoming else {
-        state.start_fresh(now);
-        return Ok(());
-    };
+    let mut live = None;
+    for found in offered.candidates() {
+        let sid = found.id.storage_id();
+        match load_one(shared, &sid, now).await {
+            Ok(None) => {}
+            Ok(Some(record)) if live.is_none() => live = Some((sid, record)),
+            Ok(Some(_)) => {
+                limited!(
+                    AMBIGUOUS,
+                    warn,
+                    "several session cookies name live sessions (cookie tossing?); none is used"
+                );
+                live = None;
+                break;
+            }
+            Err(e) => {
+                state.load_failed();
+                return Err(e);
+            }
+        }
+    }
+    match live {
+        Some((sid, record)) => state.start_from(sid, record),
+        None => state.start_fresh(now),
+    }
+    Ok(())
+}
+
+/// The live record under `sid`, if any; a corrupt one, or one past a stored
+/// deadline, is deleted.
+async fn load_one(
+    shared: &Shared,
+    sid: &StorageId,
+    now: u64,
+) -> Result<Option<crate::store::Record>, Error> {
     let store = &shared.store;
-    let sid = id.storage_id();
-    let record = match store.load(&sid).await {
+    let record = match store.load(sid).await {
         Ok(r) => r,
         Err(Error::Corrupt(why)) => {
-            tracing::warn!(
-                storage = %sid.short(),
-                why,
-                "corrupt session record deleted; starting a fresh session"
-            );
-            if let Err(e) = store.delete(&sid).await {
+            limited!(CORRUPT, warn, storage = %sid.short(), why, "corrupt session record deleted; starting a fresh session");
+            if let Err(e) = store.delete(sid).await {
                 tracing::warn!(storage = %sid.short(), error = %Chain(&e), "could not delete corrupt session record");
             }
             None
         }
-        Err(e) => {
-            state.load_failed();
-            return Err(e);
-        }
+        Err(e) => return Err(e),
     };
     match record {
-        Some(r) if !expired(&shared.config, &r.meta, now) => state.start_from(sid, r),
+        Some(r) if !expired(&shared.config, &r.meta, now) => Ok(Some(r)),
         Some(_) => {
             // Past a stored deadline even if the TTL was extended by hand.
             tracing::debug!(storage = %sid.short(), "session past its deadline deleted");
-            if let Err(e) = store.delete(&sid).await {
-                state.load_failed();
-                return Err(e);
-            }
-            state.start_fresh(now);
+            store.delete(sid).await?;
+            Ok(None)
         }
-        None => state.start_fresh(now),
+        None => Ok(None),
     }
-    Ok(())
 }
 
 /// What [`read`] does with a stored value that is well formed but not of
@@ -151,12 +176,12 @@ pub(crate) fn read<T: DeserializeOwned>(
     match codec::decode(key, bytes) {
         Decoded::Value(v) => Ok(Some(v)),
         Decoded::Damaged => {
-            tracing::warn!(key, "undecodable session value dropped");
+            limited!(DAMAGED, warn, key, "undecodable session value dropped");
             state.discard(key);
             Ok(None)
         }
         Decoded::OtherShape(e) if other == OtherShape::Remove => {
-            tracing::info!(key, error = %Chain(&e), "session value of another shape removed");
+            limited!(OTHER_SHAPE, info, key, error = %Chain(&e), "session value of another shape removed");
             state.discard(key);
             Ok(None)
         }
@@ -235,7 +260,8 @@ pub(crate) struct Update {
     /// data change inside the touch interval keeps the stored one.
     pub(crate) expires_ms: Option<u64>,
     /// Send the cookie again once saved (a permanent cookie carries the
-    /// deadline, and new flags may change its kind).
+    /// deadline, new flags may change its kind, a cycled session has a new
+    /// id).
     pub(crate) cookie: bool,
     /// Re-sign the cookie once saved, if nothing else sends it.
     pub(crate) resign: bool,
@@ -272,9 +298,11 @@ pub(crate) fn decide(
         let new_deadline = deadline(config, state, now);
         let touch_due = new_deadline.saturating_sub(state.meta().expires_ms)
             >= ms(config.touch_interval_for(lifetime(config, state)));
+        // A cycled session's new cookie is always sent.
+        let reissued = state.reissue().is_some();
         if !changed && !touch_due {
             return Decision::Keep {
-                resign: facts.resign,
+                resign: facts.resign || reissued,
             };
         }
         // New flags (permanence, an absolute lifetime) may move the
@@ -282,7 +310,7 @@ pub(crate) fn decide(
         let moves_deadline = touch_due || state.meta_changed();
         return Decision::Update(Update {
             expires_ms: moves_deadline.then_some(new_deadline),
-            cookie: moves_deadline && (state.meta().permanent || state.meta_changed()),
+            cookie: reissued || moves_deadline && (state.meta().permanent || state.meta_changed()),
             resign: facts.resign,
             delete_if_empty: state.is_empty(),
         });
@@ -292,11 +320,9 @@ pub(crate) fn decide(
             expire_cookie: facts.had_cookie,
         };
     }
-    // The limit guards what requests add (checked on insert, and here for
-    // a new record). A cycled session's data is already stored and its old
-    // record already moved: refusing it now would lose the whole session,
-    // so it moves as it is.
-    if state.size() > config.max_size && state.reissue().is_none() {
+    // The limit guards what requests add: checked on insert, here for a
+    // new record, and by the store for an update.
+    if state.size() > config.max_size {
         return Decision::TooLarge { size: state.size() };
     }
     Decision::Create {
@@ -328,11 +354,10 @@ pub(crate) fn after_update(
     stored_deadline: u64,
 ) -> AfterUpdate {
     match outcome {
-        UpdateOutcome::Saved => match update.expires_ms {
-            Some(deadline) if update.cookie => AfterUpdate::Cookie(deadline),
-            _ if update.resign => AfterUpdate::Cookie(update.expires_ms.unwrap_or(stored_deadline)),
-            _ => AfterUpdate::Nothing,
-        },
+        UpdateOutcome::Saved if update.cookie || update.resign => {
+            AfterUpdate::Cookie(update.expires_ms.unwrap_or(stored_deadline))
+        }
+        UpdateOutcome::Saved => AfterUpdate::Nothing,
         UpdateOutcome::Deleted => AfterUpdate::ExpireCookie,
         UpdateOutcome::Moved(to) => AfterUpdate::Forward(to),
         _ => AfterUpdate::Nothing,
@@ -424,20 +449,32 @@ pub(crate) fn error_status(error: &Error) -> u16 {
 /// to set. `status` is the handler's response status.
 pub(crate) async fn finish(
     shared: &Shared,
-    incoming: Option<&Found>,
-    facts: Facts,
+    offered: &Offered,
     state: &mut SessionState,
     status: u16,
 ) -> Finish {
     let config = &shared.config;
+    // The cookie the session came with: the one whose record was loaded.
+    let incoming = state.base().and_then(|sid| offered.naming(sid));
+    let facts = Facts {
+        accessed: true,
+        // Only a lone cookie is expired: with several, the request proved
+        // nothing about which one is the user's.
+        had_cookie: offered.single().is_some(),
+        resign: incoming.is_some_and(|f| f.resign),
+    };
+    let incoming = incoming.map(|f| f.id.clone());
     let mut decision = decide(state, config, facts, status, now_ms());
     if let Decision::Retire(retire) = decision {
         if let Err(e) = carry_out_retire(shared, state, retire).await {
-            return failed(&e);
+            return failed(config, state, &e);
         }
         // The retired record is dealt with: the next step is a write.
         decision = decide(state, config, facts, status, now_ms());
     }
+    // A cycled session's new id, once its record exists, or the id the
+    // request came with.
+    let id = state.reissue().cloned().or(incoming);
     let vary = Finish {
         vary_cookie: true,
         ..Finish::default()
@@ -446,26 +483,27 @@ pub(crate) async fn finish(
         Decision::Untouched => return Finish::default(),
         Decision::Unavailable => return Finish::bare(503),
         Decision::TooLarge { size } => {
-            return failed(&Error::TooLarge {
+            let e = Error::TooLarge {
                 size,
                 limit: config.max_size,
-            })
+            };
+            return failed(config, state, &e);
         }
         // `decide` returns a retirement only while one is pending.
         Decision::Skip | Decision::Retire(_) => None,
-        Decision::Keep { resign } => incoming
+        Decision::Keep { resign } => id
             .filter(|_| resign)
-            .map(|f| live_cookie(config, &f.id, state, state.meta().expires_ms)),
+            .map(|id| live_cookie(config, &id, state, state.meta().expires_ms)),
         Decision::Forget { expire_cookie } => expire_cookie.then(|| cookies::removal(config)),
         Decision::Update(update) => {
-            match carry_out_update(shared, incoming, state, &update).await {
+            match carry_out_update(shared, id.as_ref(), state, &update).await {
                 Ok(cookie) => cookie,
-                Err(e) => return failed(&e),
+                Err(e) => return failed(config, state, &e),
             }
         }
         Decision::Create { deadline } => match carry_out_create(shared, state, deadline).await {
-            Ok(cookie) => Some(cookie),
-            Err(e) => return failed(&e),
+            Ok(id) => Some(live_cookie(config, &id, state, deadline)),
+            Err(e) => return failed(config, state, &e),
         },
     };
     Finish {
@@ -474,10 +512,16 @@ pub(crate) async fn finish(
     }
 }
 
-/// A save that failed: logged, and a bare 413 (too large) or 503.
-fn failed(e: &Error) -> Finish {
+/// A save that failed: logged, and a bare 413 (too large) or 503. A cycled
+/// session whose new record exists gets its cookie all the same: the old
+/// id may already forward to it, and the new record holds the data.
+fn failed(config: &SessionConfig, state: &SessionState, e: &Error) -> Finish {
     crate::error::log(e, "session could not be saved");
-    Finish::bare(if e.is_too_large() { 413 } else { 503 })
+    let mut finish = Finish::bare(if e.is_too_large() { 413 } else { 503 });
+    finish.set_cookie = state
+        .reissue()
+        .map(|id| live_cookie(config, id, state, state.meta().expires_ms));
+    finish
 }
 
 /// Deletes (flush) or moves (cycle) the record the request started from.
@@ -487,29 +531,51 @@ async fn carry_out_retire(
     retire: Retire,
 ) -> Result<(), Error> {
     match retire {
-        Retire::Delete(sid) => {
-            shared.store.delete(&sid).await?;
+        Retire::Delete(sids) => {
+            for sid in &sids {
+                shared.store.delete(sid).await?;
+            }
             state.retired();
         }
-        Retire::Move(sid) => {
-            // The new id is chosen now, so that the old record forwards
-            // late writes to it.
-            let id = SessionId::generate();
-            let current = match shared.store.take(&sid, &id.storage_id()).await {
-                Ok(current) => current,
-                Err(Error::Corrupt(_)) => None,
-                Err(e) => return Err(e),
-            };
-            state.moved(id, current);
-        }
+        Retire::Move(old) => carry_out_cycle(shared, state, &old).await?,
     }
     Ok(())
 }
 
-/// Saves changes to (or touches) the loaded record; the cookie to send.
+/// Moves a session to a new id, in an order that no failed or timed-out
+/// call can turn into a lost session: first the new record is created (a
+/// failure there leaves the old session as it was; a create that lands
+/// late leaves a record nobody knows the id of, which expires), and only
+/// then is the old one replaced by a marker pointing to it. From that
+/// point the new cookie is sent, whatever fails next.
+async fn carry_out_cycle(
+    shared: &Shared,
+    state: &mut SessionState,
+    old: &StorageId,
+) -> Result<(), Error> {
+    let deadline = deadline(&shared.config, state, now_ms());
+    let id = carry_out_create(shared, state, deadline).await?;
+    let new = id.storage_id();
+    let changed = state.reissued(id, deadline);
+    match shared.store.take(old, &new).await {
+        // Others' writes since the load: the next step writes them.
+        Ok(Some(current)) => state.moved(current, &changed),
+        // The session was deleted meanwhile (a logout in another tab): it
+        // stays deleted.
+        Ok(None) | Err(Error::Corrupt(_)) => {
+            shared.store.delete(&new).await?;
+            state.gone(now_ms());
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+/// Saves changes to (or touches) the loaded record; the cookie to send
+/// (for the session `id`).
 async fn carry_out_update(
     shared: &Shared,
-    incoming: Option<&Found>,
+    id: Option<&SessionId>,
     state: &SessionState,
     update: &Update,
 ) -> Result<Option<String>, Error> {
@@ -521,6 +587,7 @@ async fn carry_out_update(
         flags: state.meta_changed().then_some(*state.meta()),
         expires_ms: update.expires_ms,
         delete_if_empty: update.delete_if_empty,
+        max_size: Some(config.max_size),
         ..Changes::default()
     };
     for (key, value) in state.changes() {
@@ -532,11 +599,7 @@ async fn carry_out_update(
     let outcome = shared.store.update(sid, &changes).await?;
     Ok(
         match after_update(update, outcome, state.meta().expires_ms) {
-            // The cookie id is the one the request came with (a loaded
-            // record ⇒ an incoming id).
-            AfterUpdate::Cookie(deadline) => {
-                incoming.map(|f| live_cookie(config, &f.id, state, deadline))
-            }
+            AfterUpdate::Cookie(deadline) => id.map(|id| live_cookie(config, id, state, deadline)),
             AfterUpdate::ExpireCookie => Some(cookies::removal(config)),
             AfterUpdate::Forward(to) => {
                 // Only the data changes: the moved record's flags and
@@ -555,20 +618,19 @@ async fn carry_out_update(
     )
 }
 
-/// Creates the record; the cookie that names it.
+/// Creates the record under a new id; that id.
 async fn carry_out_create(
     shared: &Shared,
     state: &SessionState,
     deadline: u64,
-) -> Result<String, Error> {
+) -> Result<SessionId, Error> {
     let record = state.to_record(deadline);
-    let mut reissue = state.reissue().cloned();
     // 192 random bits make a collision practically impossible, but the store
     // refuses to overwrite, so a collision costs a retry, never someone's session.
     for _ in 0..3 {
-        let id = reissue.take().unwrap_or_else(SessionId::generate);
+        let id = SessionId::generate();
         if shared.store.create(&id.storage_id(), &record).await? {
-            return Ok(live_cookie(&shared.config, &id, state, deadline));
+            return Ok(id);
         }
     }
     Err(Error::unavailable("could not allocate a unique session id"))
@@ -772,10 +834,10 @@ mod tests {
     #[test]
     fn flush_deletes_first_then_decides_on_what_remains() {
         let mut s = loaded();
-        s.flush(NOW, || None);
+        s.flush(NOW, Vec::new);
         assert_eq!(
             run(&s, USED, 200),
-            Decision::Retire(Retire::Delete(sid('A')))
+            Decision::Retire(Retire::Delete(vec![sid('A')]))
         );
         s.retired();
         assert_eq!(
@@ -788,30 +850,54 @@ mod tests {
         assert!(matches!(run(&s, USED, 200), Decision::Create { .. }));
         // Flushing what was never loaded deletes what the cookie names.
         let mut unseen = SessionState::default();
-        unseen.flush(NOW, || Some(sid('B')));
+        unseen.flush(NOW, || vec![sid('B'), sid('C')]);
         assert_eq!(
             run(&unseen, USED, 200),
-            Decision::Retire(Retire::Delete(sid('B')))
+            Decision::Retire(Retire::Delete(vec![sid('B'), sid('C')]))
         );
     }
 
     #[test]
-    fn cycle_moves_then_creates_even_past_the_limit() {
+    fn a_cycle_creates_first_then_sends_the_new_cookie_and_others_writes() {
         let mut s = loaded();
+        s.insert("cart", b"[1]".to_vec(), 1000).unwrap();
         s.cycle();
         assert_eq!(run(&s, USED, 200), Decision::Retire(Retire::Move(sid('A'))));
-        // Concurrent writes grew the stored session past the limit.
+        // The new record was created from this state; the old one moved.
+        let changed = s.reissued(SessionId::generate(), NOW + DAY);
+        assert_eq!(
+            run(&s, USED, 200),
+            Decision::Keep { resign: true },
+            "nothing more to write, and the new cookie goes out"
+        );
+        // Meanwhile another request had stored "tab" in the old record.
         let meta = Meta {
             expires_ms: NOW + DAY,
             ..Meta::default()
         };
-        let big = Record::new([("big".to_owned(), vec![b'1'; 50])].into(), meta);
-        s.moved(SessionId::generate(), Some(big));
-        let small = SessionConfig::builder().with_max_size(10).build().unwrap();
-        assert!(matches!(
-            decide(&s, &small, USED, 200, NOW),
-            Decision::Create { .. }
-        ));
+        let current = Record::new(
+            [
+                ("user".to_owned(), b"\"ann\"".to_vec()),
+                ("tab".to_owned(), b"2".to_vec()),
+            ]
+            .into(),
+            meta,
+        );
+        s.moved(current, &changed);
+        let Decision::Update(u) = run(&s, USED, 200) else {
+            panic!("an update with the other request's write");
+        };
+        assert!(u.cookie && u.expires_ms.is_none());
+        assert_eq!(s.keys(), ["cart", "tab", "user"]);
+        // A session deleted meanwhile stays deleted.
+        s.gone(NOW);
+        assert!(s.reissue().is_none());
+        assert_eq!(
+            run(&s, USED, 200),
+            Decision::Forget {
+                expire_cookie: true
+            }
+        );
         // A cycle of a session with no record changes nothing.
         let mut new = fresh();
         new.cycle();

@@ -15,10 +15,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{Mutex, MutexGuard};
 
-use crate::cookie::Found;
-use crate::lifecycle::{self, Facts, Finish, OtherShape, Shared};
+use crate::cookie::Offered;
+use crate::lifecycle::{self, Finish, OtherShape, Shared};
 use crate::state::SessionState;
-use crate::{codec, Error, SessionId};
+use crate::{codec, Error};
 
 /// The session of one request.
 ///
@@ -44,8 +44,9 @@ pub struct Session {
 
 struct Inner {
     shared: Arc<Shared>,
-    /// The id the request's cookie carried, if it parsed (and verified).
-    incoming: Option<Found>,
+    /// The ids the request's cookies offered (parsed, and verified when
+    /// signed).
+    offered: Offered,
     /// Set by any call; lets the end of the request skip everything otherwise.
     accessed: AtomicBool,
     state: Mutex<SessionState>,
@@ -59,7 +60,7 @@ impl Session {
     ) -> Self {
         Session {
             inner: Arc::new(Inner {
-                incoming: lifecycle::open(shared, cookie_headers),
+                offered: lifecycle::open(shared, cookie_headers),
                 shared: Arc::clone(shared),
                 accessed: AtomicBool::new(false),
                 state: Mutex::new(SessionState::default()),
@@ -71,29 +72,13 @@ impl Session {
     /// adapter must do to the response with `status`.
     pub(crate) async fn finish(&self, status: u16) -> Finish {
         let inner = &self.inner;
-        let facts = Facts {
-            accessed: inner.accessed.load(Ordering::Relaxed),
-            had_cookie: inner.incoming.is_some(),
-            resign: inner.incoming.as_ref().is_some_and(|f| f.resign),
-        };
-        if !facts.accessed {
+        if !inner.accessed.load(Ordering::Relaxed) {
             // Nothing to lock or decide: the common case of a route that
             // never uses the session.
             return Finish::default();
         }
         let mut state = inner.state.lock().await;
-        lifecycle::finish(
-            &inner.shared,
-            inner.incoming.as_ref(),
-            facts,
-            &mut state,
-            status,
-        )
-        .await
-    }
-
-    fn incoming_id(&self) -> Option<&SessionId> {
-        self.inner.incoming.as_ref().map(|f| &f.id)
+        lifecycle::finish(&inner.shared, &inner.offered, &mut state, status).await
     }
 
     /// Locks the state, loading the session first if needed.
@@ -101,7 +86,7 @@ impl Session {
         self.inner.accessed.store(true, Ordering::Relaxed);
         let mut state = self.inner.state.lock().await;
         if !state.is_loaded() {
-            lifecycle::load(&self.inner.shared, self.incoming_id(), &mut state).await?;
+            lifecycle::load(&self.inner.shared, &self.inner.offered, &mut state).await?;
         }
         Ok(state)
     }
@@ -210,11 +195,20 @@ impl Session {
     /// Destroys the session (logout): its record is deleted and its cookie
     /// expired at the end of the request. Values inserted afterwards start a
     /// new session with a new id. Needs no store round trip of its own.
+    ///
+    /// Called before anything was loaded, it deletes the record of every
+    /// session id the request's cookies offered (more than one only when
+    /// someone planted a cookie of the same name beside the user's).
     pub async fn flush(&self) {
         self.inner.accessed.store(true, Ordering::Relaxed);
         let mut state = self.inner.state.lock().await;
         state.flush(crate::store::now_ms(), || {
-            self.incoming_id().map(SessionId::storage_id)
+            self.inner
+                .offered
+                .candidates()
+                .iter()
+                .map(|f| f.id.storage_id())
+                .collect()
         });
     }
 
@@ -288,7 +282,7 @@ impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the id; not even the storage id (it names the record).
         f.debug_struct("Session")
-            .field("has_cookie_id", &self.inner.incoming.is_some())
+            .field("cookie_ids", &self.inner.offered.candidates().len())
             .finish_non_exhaustive()
     }
 }

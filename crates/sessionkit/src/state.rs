@@ -30,10 +30,11 @@ pub(crate) enum Phase {
 /// else is written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Retire {
-    /// Delete it (flush).
-    Delete(StorageId),
-    /// Move its data to a new id (cycle): read and replace it by a
-    /// forwarding marker, then create the new record.
+    /// Delete them (flush): the loaded record, or — when nothing was
+    /// loaded — every record the request's cookies named.
+    Delete(Vec<StorageId>),
+    /// Move its data to a new id (cycle): create the new record, then
+    /// read the old one and replace it by a forwarding marker.
     Move(StorageId),
 }
 
@@ -51,8 +52,8 @@ pub(crate) struct SessionState {
     /// `permanent`, `lifetime_ms` or `absolute_ms` changed.
     meta_changed: bool,
     retire: Option<Retire>,
-    /// The id a cycled session's record is created under (chosen before
-    /// the old record is moved, so that the old one can point to it).
+    /// The new id of a cycled session, once its record exists: the cookie
+    /// to send, whatever else happens.
     reissue: Option<SessionId>,
     /// Encoded size of `data` (keys + values).
     size: usize,
@@ -192,13 +193,14 @@ impl SessionState {
     /// (the loaded one, one already being retired, or — when nothing was
     /// loaded — `unseen`, the one the cookie names), and a new, empty
     /// session begins.
-    pub(crate) fn flush(&mut self, now_ms: u64, unseen: impl FnOnce() -> Option<StorageId>) {
+    pub(crate) fn flush(&mut self, now_ms: u64, unseen: impl FnOnce() -> Vec<StorageId>) {
         let old = match (self.base.take(), self.retire.take()) {
-            (Some(sid), _) | (None, Some(Retire::Move(sid) | Retire::Delete(sid))) => Some(sid),
+            (Some(sid), _) | (None, Some(Retire::Move(sid))) => vec![sid],
+            (None, Some(Retire::Delete(sids))) => sids,
             (None, None) if !self.is_loaded() => unseen(),
-            (None, None) => None,
+            (None, None) => Vec::new(),
         };
-        self.retire = old.map(Retire::Delete);
+        self.retire = (!old.is_empty()).then_some(Retire::Delete(old));
         self.reissue = None;
         self.start_fresh(now_ms);
     }
@@ -284,23 +286,49 @@ impl SessionState {
         self.retire = None;
     }
 
-    /// The record the request started from moved to `reissue`'s storage
-    /// id; `current` is what it held then (concurrent writes included), or
-    /// nothing. This request's changes go on top of it.
-    pub(crate) fn moved(&mut self, reissue: SessionId, current: Option<Record>) {
+    /// A cycled session's record now exists under `reissue` (created from
+    /// this state): it is the base from here on, and its cookie is sent.
+    /// Returns the changes made by this request, which
+    /// [`moved`](Self::moved) needs.
+    pub(crate) fn reissued(&mut self, reissue: SessionId, expires_ms: u64) -> HashSet<String> {
         self.retire = None;
+        self.meta.expires_ms = expires_ms;
+        self.base = Some(reissue.storage_id());
         self.reissue = Some(reissue);
-        if let Some(current) = current {
-            let mut merged = current.data;
-            for (key, value) in self.changes() {
-                match value {
-                    Some(v) => merged.insert(key.to_owned(), v.to_vec()),
-                    None => merged.remove(key),
-                };
-            }
-            self.size = size_of(&merged);
-            self.data = merged;
+        self.phase = Phase::Loaded;
+        self.meta_changed = false;
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// The session was deleted meanwhile: nothing is left to write.
+    pub(crate) fn gone(&mut self, now_ms: u64) {
+        self.reissue = None;
+        self.start_fresh(now_ms);
+    }
+
+    /// The old record of a cycled session was moved; `current` is what it
+    /// held then (concurrent writes included). What the new record lacks of
+    /// it — what others wrote since this request loaded, under the keys
+    /// this request did not change (`changed`) — becomes this state's
+    /// changes, to be written to the new record.
+    pub(crate) fn moved(&mut self, current: Record, changed: &HashSet<String>) {
+        let mut merged = current.data;
+        for key in changed {
+            match self.data.get(key) {
+                Some(v) => merged.insert(key.clone(), v.clone()),
+                None => merged.remove(key),
+            };
         }
+        let differs = |k: &String| self.data.get(k) != merged.get(k);
+        let dirty: HashSet<String> = merged
+            .keys()
+            .chain(self.data.keys())
+            .filter(|k| differs(k))
+            .cloned()
+            .collect();
+        self.size = size_of(&merged);
+        self.data = merged;
+        self.dirty = dirty;
     }
 
     /// The record to create from this state, expiring at `expires_ms`.
@@ -361,9 +389,19 @@ mod tests {
             .into(),
             Meta::default(),
         );
-        s.moved(SessionId::generate(), Some(current));
+        let id = SessionId::generate();
+        let changed = s.reissued(id.clone(), 9);
+        assert_eq!(s.base(), Some(&id.storage_id()));
+        assert!(!s.changed(), "the new record holds this request's view");
+        s.moved(current, &changed);
         assert_eq!(s.keys(), ["b", "c", "d"]);
         assert_eq!(s.size(), 6);
-        assert!(s.retire().is_none() && s.reissue().is_some());
+        let dirty: Vec<_> = s.changes().collect();
+        assert_eq!(
+            dirty,
+            [("d", Some(b"4".as_slice()))],
+            "only what others wrote"
+        );
+        assert!(s.retire().is_none() && s.reissue() == Some(&id));
     }
 }

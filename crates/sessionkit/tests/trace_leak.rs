@@ -180,7 +180,7 @@ async fn no_session_id_or_signature_in_a_trace_log() {
     // Unsigned cookies: three sessions, every route, races.
     let plain = serve(&redis, config(&[])).await;
     for user in ["ann", "bob", "cy"] {
-        let mut b = Browser::new(plain.clone(), "session");
+        let mut b = Browser::new(plain.clone(), sessionkit::DEFAULT_COOKIE_NAME);
         every_route(&mut b, &mut secrets, user).await;
         race(&mut b, &mut secrets, "/logout").await;
         get(&mut b, &mut secrets, "/write").await;
@@ -192,13 +192,14 @@ async fn no_session_id_or_signature_in_a_trace_log() {
     let old = serve(&redis, config(&[KEY_OLD])).await;
     let rotated = serve(&redis, config(&[KEY_NEW, KEY_OLD])).await;
     for user in ["dee", "eve"] {
-        let mut b = Browser::new(old.clone(), "session");
+        let mut b = Browser::new(old.clone(), sessionkit::DEFAULT_COOKIE_NAME);
         every_route(&mut b, &mut secrets, user).await;
         race(&mut b, &mut secrets, "/logout").await;
         get(&mut b, &mut secrets, "/write").await;
         let before = b.cookie.clone();
         assert!(before.is_some(), "a session signed with the old key");
-        let mut b = Browser::new(rotated.clone(), "session").with_cookie(before.as_deref());
+        let mut b = Browser::new(rotated.clone(), sessionkit::DEFAULT_COOKIE_NAME)
+            .with_cookie(before.as_deref());
         let r = get(&mut b, &mut secrets, "/write").await;
         assert_eq!(r.status, 200, "{r:?}");
         assert_ne!(
@@ -210,7 +211,7 @@ async fn no_session_id_or_signature_in_a_trace_log() {
     }
 
     // Values the server never issued: a well-formed id, a forged signature.
-    let mut attacker = Browser::new(rotated.clone(), "session");
+    let mut attacker = Browser::new(rotated.clone(), sessionkit::DEFAULT_COOKIE_NAME);
     let forged_id = SessionId::generate().expose();
     let forged_signed = format!("{}.{}", SessionId::generate().expose(), "Q".repeat(43));
     for forged in [forged_id, forged_signed] {
@@ -222,7 +223,7 @@ async fn no_session_id_or_signature_in_a_trace_log() {
 
     // A corrupt record (logged, then deleted) and a store outage (logged
     // with the error chain).
-    let mut b = Browser::new(plain.clone(), "session");
+    let mut b = Browser::new(plain.clone(), sessionkit::DEFAULT_COOKIE_NAME);
     get(&mut b, &mut secrets, "/write").await;
     let keys: Vec<String> = redis.cmd(&["KEYS", "*"]);
     for key in &keys {

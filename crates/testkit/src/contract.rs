@@ -275,7 +275,10 @@ pub async fn check_starts_before_redis(bin: &str) {
         }
     }
     let mut child = Kill(child);
-    let mut b = crate::client::Browser::new(format!("http://127.0.0.1:{port}"), "session");
+    let mut b = crate::client::Browser::new(
+        format!("http://127.0.0.1:{port}"),
+        sessionkit::DEFAULT_COOKIE_NAME,
+    );
     let started = Instant::now();
     loop {
         if let Ok(Some(status)) = child.0.try_wait() {

@@ -131,6 +131,12 @@ impl SessionStore for MemoryStore {
             None => UpdateOutcome::Gone,
             Some(Entry::Moved { to, .. }) => UpdateOutcome::Moved(to.clone()),
             Some(Entry::Live(record)) => {
+                let before = record.size();
+                let after = changes.size_after(before, |k| record.data.get(k).map(Vec::len));
+                if let Some(limit) = changes.max_size.filter(|l| after > *l && after > before) {
+                    let e = Error::TooLarge { size: after, limit };
+                    return Box::pin(async move { Err(e) });
+                }
                 for (k, v) in &changes.set {
                     record.data.insert((*k).to_owned(), v.to_vec());
                 }

@@ -85,12 +85,40 @@ pub struct Changes<'a> {
     pub expires_ms: Option<u64>,
     /// Delete the record when no data key remains after this change.
     pub delete_if_empty: bool,
+    /// Refuse, writing nothing, a change that would take the record's data
+    /// (keys and encoded values, in bytes) past this size and make it
+    /// larger than it is: [`Error::TooLarge`]. Checked in the same atomic
+    /// step as the write, so that requests running in parallel cannot add
+    /// up to more than the limit.
+    pub max_size: Option<usize>,
 }
 
 impl Record {
     /// A record of `data` (encoded values by key) and `meta`.
     pub fn new(data: HashMap<String, Vec<u8>>, meta: Meta) -> Self {
         Record { data, meta }
+    }
+
+    /// The size the session limit counts: the bytes of every key and
+    /// encoded value.
+    pub fn size(&self) -> usize {
+        self.data.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
+}
+
+impl Changes<'_> {
+    /// The size ([`Record::size`]) a record of size `before` has after this
+    /// change; `held` gives the length of the value it holds under a key.
+    pub fn size_after(&self, before: usize, held: impl Fn(&str) -> Option<usize>) -> usize {
+        let old = |k: &str| held(k).map_or(0, |len| k.len() + len);
+        let added: usize = self.set.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let dropped: usize = self
+            .set
+            .iter()
+            .map(|(k, _)| old(k))
+            .chain(self.remove.iter().map(|k| old(k)))
+            .sum();
+        (before + added).saturating_sub(dropped)
     }
 }
 
@@ -132,6 +160,11 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Applies `changes` to an existing record and sets its expiry, in one
     /// atomic step. A record that no longer exists is not recreated.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`] (nothing written) when the change would take
+    /// the record past [`Changes::max_size`].
     fn update<'a>(
         &'a self,
         id: &'a StorageId,

@@ -86,7 +86,7 @@ async fn get(
     uri: &str,
     cookie: Option<&str>,
 ) -> Reply {
-    let cookie = cookie.map(|c| format!("session={c}"));
+    let cookie = cookie.map(|c| format!("{}={c}", sessionkit::DEFAULT_COOKIE_NAME));
     match fw {
         Framework::Axum => {
             use axum::routing::get;

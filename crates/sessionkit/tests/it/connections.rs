@@ -107,7 +107,10 @@ async fn an_app_started_before_redis_serves_once_redis_is_up() {
             .expect("a store without Redis");
         assert!(store.check().await.is_err(), "check fails fast: no Redis");
         let (addr, _server) = serve(framework, store.clone(), SessionConfig::default()).await;
-        let mut user = testkit::client::Browser::new(format!("http://{addr}"), "session");
+        let mut user = testkit::client::Browser::new(
+            format!("http://{addr}"),
+            sessionkit::DEFAULT_COOKIE_NAME,
+        );
         assert_eq!(user.get("/baseline").await.status, 200, "{framework:?}");
         let started = Instant::now();
         let r = user.get("/write").await;

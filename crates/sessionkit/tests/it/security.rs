@@ -32,12 +32,13 @@ async fn rotated_key_is_accepted_and_cookie_resigned() {
     let after =
         testkit::serve_axum(testkit::contract::axum_router(store.clone(), keys(&[new]))).await;
 
-    let mut b = Browser::new(before, "session");
+    let mut b = Browser::new(before, sessionkit::DEFAULT_COOKIE_NAME);
     b.get("/set?key=who&value=ann").await;
     let old_cookie = b.cookie.clone().expect("cookie");
 
     // The rotating deployment accepts the old signature and re-signs on a plain read.
-    let mut b = Browser::new(rotating, "session").with_cookie(Some(&old_cookie));
+    let mut b =
+        Browser::new(rotating, sessionkit::DEFAULT_COOKIE_NAME).with_cookie(Some(&old_cookie));
     let r = b.get("/get?key=who").await;
     assert_eq!(r.body, "ann");
     assert_eq!(r.set_cookies.len(), 1, "re-signed: {r:?}");
@@ -55,9 +56,11 @@ async fn rotated_key_is_accepted_and_cookie_resigned() {
     );
 
     // Once the old key is retired, the re-signed cookie still works; the old one does not.
-    let mut b = Browser::new(after.clone(), "session").with_cookie(Some(&new_cookie));
+    let mut b =
+        Browser::new(after.clone(), sessionkit::DEFAULT_COOKIE_NAME).with_cookie(Some(&new_cookie));
     assert_eq!(b.get("/get?key=who").await.body, "ann");
-    let mut stale = Browser::new(after, "session").with_cookie(Some(&old_cookie));
+    let mut stale =
+        Browser::new(after, sessionkit::DEFAULT_COOKIE_NAME).with_cookie(Some(&old_cookie));
     assert_eq!(stale.get("/get?key=who").await.status, 404);
 }
 
@@ -82,7 +85,10 @@ async fn per_session_absolute_lifetime_ends_an_active_session() {
             MemoryStore::new(),
             SessionConfig::default(),
         ));
-    let mut b = Browser::new(testkit::serve_axum(app).await, "session");
+    let mut b = Browser::new(
+        testkit::serve_axum(app).await,
+        sessionkit::DEFAULT_COOKIE_NAME,
+    );
     b.get("/elevate").await;
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(100)).await;

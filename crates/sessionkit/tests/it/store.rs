@@ -105,7 +105,7 @@ async fn restored_and_scripted_records_are_identical() {
     assert!(scripting.create(&b.storage_id(), &r).await.unwrap());
     let (ha, hb) = (hash(&redis, &a), hash(&redis, &b));
     assert!(
-        ha.contains_key("m:rev") && ha.contains_key("d:bio"),
+        ha.contains_key("m:size") && ha.contains_key("d:bio"),
         "{ha:?}"
     );
     assert_eq!(ha, hb, "same fields, same values");
@@ -248,10 +248,10 @@ async fn an_update_of_a_moved_session_points_to_the_new_one() {
     );
 }
 
-/// A record written before revisions existed (no `m:rev`) is updated, not
-/// taken for a deleted session, and has a revision from then on.
+/// A record written before sizes were kept (no `m:size`) is updated, and
+/// has its exact size from then on (the limit counts it).
 #[tokio::test]
-async fn a_record_without_a_revision_is_updated() {
+async fn a_record_without_a_size_is_updated_and_measured() {
     let redis = RedisServer::start();
     let store = RedisStore::builder()
         .without_client_cache()
@@ -259,21 +259,67 @@ async fn a_record_without_a_revision_is_updated() {
         .await
         .unwrap();
     let id = SessionId::generate().storage_id();
-    assert!(store.create(&id, &record("ann")).await.unwrap());
+    let r = record("ann");
+    assert!(store.create(&id, &r).await.unwrap());
     let key = format!("session:{id}");
-    let _: i64 = redis.cmd(&["HDEL", &key, "m:rev"]);
-    for _ in 0..2 {
-        let outcome = store
-            .update(&id, &changes(&[("cart", b"[1]")], None))
-            .await
-            .unwrap();
-        assert_eq!(outcome, UpdateOutcome::Saved);
-    }
-    let rev: String = redis.cmd(&["HGET", &key, "m:rev"]);
-    assert_eq!(rev, "2");
+    let size: String = redis.cmd(&["HGET", &key, "m:size"]);
+    assert_eq!(size, r.size().to_string());
+    let _: i64 = redis.cmd(&["HDEL", &key, "m:size"]);
+    let outcome = store
+        .update(&id, &changes(&[("cart", b"[1]")], None))
+        .await
+        .unwrap();
+    assert_eq!(outcome, UpdateOutcome::Saved);
     let loaded = store.load(&id).await.unwrap().unwrap();
     assert_eq!(loaded.data["cart"], b"[1]");
     assert_eq!(loaded.data["user"], b"\"ann\"");
+    let size: String = redis.cmd(&["HGET", &key, "m:size"]);
+    assert_eq!(size, loaded.size().to_string());
+}
+
+/// The size limit holds in Redis, whatever runs in parallel: 40 updates of
+/// different keys at once, each within the limit on its own, store at most
+/// the limit, and shrinking a record over the limit is still allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_updates_never_store_more_than_the_limit() {
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(redis.url().as_str()).await.unwrap();
+    let id = SessionId::generate().storage_id();
+    assert!(store.create(&id, &record("ann")).await.unwrap());
+    let limit = 100_000;
+    let mut saves = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let (store, id) = (store.clone(), id.clone());
+        saves.spawn(async move {
+            let (key, value) = (format!("k{i}"), vec![b'x'; 30_000]);
+            let set = [(key.as_str(), value.as_slice())];
+            let mut c = changes(&set, None);
+            c.max_size = Some(limit);
+            store.update(&id, &c).await
+        });
+    }
+    let outcomes: Vec<_> = saves.join_all().await;
+    let saved = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| o.as_ref().is_ok_and(|o| *o == UpdateOutcome::Saved)
+                || o.as_ref().is_err_and(|e| e.is_too_large())),
+        "{outcomes:?}"
+    );
+    let stored = store.load(&id).await.unwrap().unwrap();
+    assert!(stored.size() <= limit, "{} bytes stored", stored.size());
+    assert_eq!(saved, 3, "as many as fit: {}", stored.size());
+    let size: String = redis.cmd(&["HGET", &format!("session:{id}"), "m:size"]);
+    assert_eq!(size, stored.size().to_string());
+    // Removing (or shrinking) is never refused.
+    let mut shrink = changes(&[], None);
+    shrink.remove = vec!["k0", "k1", "k2", "k3"];
+    shrink.max_size = Some(10);
+    assert_eq!(
+        store.update(&id, &shrink).await.unwrap(),
+        UpdateOutcome::Saved
+    );
 }
 
 /// The hand-built `RESTORE` payloads against Redis itself, over random
@@ -403,73 +449,4 @@ async fn store_denied(redis: &RedisServer, user: &str, commands: &[&str]) -> Red
         .connect(url.as_str())
         .await
         .unwrap()
-}
-
-/// A late save to a deleted session makes a hash (Redis creates it for the
-/// transaction's first command) that the store deletes at once. When that
-/// follow-up fails — here the store may not run it — the hash still expires
-/// by itself: no key is ever left without a TTL.
-#[tokio::test]
-async fn a_late_save_whose_follow_up_fails_leaves_no_key_without_a_ttl() {
-    let redis = RedisServer::start();
-    let store = RedisStore::connect(redis.url().as_str()).await.unwrap();
-    let crippled = store_denied(&redis, "late", &["hmget", "del"]).await;
-    for expires in [None, Some(4_000_000_000_000)] {
-        let id = SessionId::generate().storage_id();
-        assert!(store.create(&id, &record("ann")).await.unwrap());
-        let key = format!("session:{id}");
-        let _: i64 = redis.cmd(&["DEL", &key]);
-        let late = crippled
-            .update(&id, &changes(&[("cart", b"[1]")], expires))
-            .await;
-        assert!(late.is_err(), "the follow-up was refused: {late:?}");
-        let keys: Vec<String> = redis.cmd(&["KEYS", "*"]);
-        for k in keys {
-            let ttl: i64 = redis.cmd(&["PTTL", &k]);
-            assert!(ttl > 0, "{k} has no TTL ({ttl})");
-        }
-        let ttl: i64 = redis.cmd(&["PTTL", &key]);
-        if expires.is_none() {
-            assert!(ttl <= 10_000, "the remains live at most 10 s: {ttl}");
-        }
-        // Whatever remains is no session: a load deletes it.
-        assert!(store.load(&id).await.is_err_and(|e| e.is_corrupt()));
-    }
-}
-
-/// Where the server refuses the update transaction as a whole (a Redis
-/// before 7.0 has no `PEXPIRE … NX`; forced here by denying `PEXPIRE`), the
-/// save script updates instead, with the same outcomes.
-#[tokio::test]
-async fn where_the_update_transaction_is_refused_the_script_updates() {
-    let redis = RedisServer::start();
-    let store = store_denied(&redis, "old", &["pexpire"]).await;
-    let id = SessionId::generate().storage_id();
-    assert!(store.create(&id, &record("ann")).await.unwrap());
-    for n in [b"1", b"2"] {
-        let outcome = store
-            .update(&id, &changes(&[("n", n)], None))
-            .await
-            .unwrap();
-        assert_eq!(outcome, UpdateOutcome::Saved);
-    }
-    let loaded = store.load(&id).await.unwrap().unwrap();
-    assert_eq!(loaded.data["n"], b"2");
-    let key = format!("session:{id}");
-    let rev: String = redis.cmd(&["HGET", &key, "m:rev"]);
-    assert_eq!(rev, "3");
-    assert_eq!(
-        rejected_calls(&redis, "pexpire"),
-        1,
-        "the transaction was tried once, then no more"
-    );
-    // A late update of a deleted session leaves nothing, as by transaction.
-    let _: i64 = redis.cmd(&["DEL", &key]);
-    let outcome = store
-        .update(&id, &changes(&[("n", b"3")], None))
-        .await
-        .unwrap();
-    assert_eq!(outcome, UpdateOutcome::Gone);
-    let keys: Vec<String> = redis.cmd(&["KEYS", "*"]);
-    assert!(keys.is_empty(), "{keys:?}");
 }

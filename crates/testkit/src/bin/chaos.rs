@@ -37,7 +37,7 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bound on recovery: Redis back → session requests succeed again.
 const RECOVERY_BOUND: Duration = Duration::from_secs(2);
 /// The session cookie's name (the library default).
-const COOKIE: &str = "session";
+const COOKIE: &str = sessionkit::DEFAULT_COOKIE_NAME;
 /// Requests per load task at most (the loop is bounded by time first).
 const MAX_REQUESTS_PER_TASK: usize = 2_000_000;
 /// RSS tolerance: after ≤ max(before × RSS_FACTOR, before + RSS_SLACK_KIB).

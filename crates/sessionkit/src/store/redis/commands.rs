@@ -12,33 +12,24 @@
 //!   expiry in one command, refused with `BUSYKEY` if the key exists. Where
 //!   the server refuses `RESTORE` (an ACL without it, a renamed command),
 //!   the save script creates, from then on.
-//! - **update**: one `MULTI`/`EXEC` transaction: `HINCRBY m:rev 1`, `HSET`
-//!   the changed fields (and `m:expires` when the expiry moves), `HDEL`
-//!   the removed ones, and `PEXPIREAT` when the expiry moves, else
-//!   `PEXPIRE <10 s> NX`: a no-op on a record (it has its TTL), and a
-//!   bound on the hash the transaction makes when the record was deleted
-//!   meanwhile — so that hash never lives without a TTL, whatever happens
-//!   after. The new revision tells what the transaction hit: every record
-//!   has `m:rev` ≥ 1, so ≥ 2 ⇒ saved; anything else is classified with a
-//!   second round trip (`HMGET m:v m:moved`): a forwarding marker
-//!   (`m:rev` far below zero) ⇒ moved, no `m:v` ⇒ the session was deleted
-//!   meanwhile and those remains are deleted at once. A save that may empty
-//!   the session runs the save script (the emptiness is checked in Redis,
-//!   so a concurrent writer's keys keep it alive). Where the server refuses
-//!   the transaction as a whole (`EXECABORT`: a Redis before 7.0 has no
-//!   `PEXPIRE … NX`) but runs the script, the script updates, from then on.
+//! - **update**: the save script, which checks the size limit in the same
+//!   step as the write (`m:size` holds the record's size), refuses to
+//!   recreate a record that is gone, and answers a forwarding marker with
+//!   the storage id it points to. What a script writes is reported back to
+//!   this connection (Redis's `NOLOOP` does not cover scripts), so an
+//!   update drops the cached entry and the next load reads the record again.
 //! - **delete**: `DEL`.
 //! - **take** (cycle): the take script reads the hash and replaces it by a
 //!   forwarding marker.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
+use redis::{RedisError, Value};
 
 use super::cache::Outcome;
 use super::connection::Link;
-use super::layout::{self, Save, Scripts, MARKER_REV, REMAINS_TTL_MS};
-use crate::store::{ms, now_ms, Changes, Record, UpdateOutcome, MOVED_GRACE};
+use super::layout::{self, Save, Scripts};
+use crate::store::{ms, Changes, Record, UpdateOutcome, MOVED_GRACE};
 use crate::{Error, StorageId};
 
 /// The operations, with what the server has shown it allows.
@@ -46,14 +37,11 @@ pub(super) struct Commands {
     scripts: Scripts,
     /// Creates use `RESTORE` (until the server refuses it).
     restore: AtomicBool,
-    /// Updates use the transaction (until the server refuses it).
-    transaction: AtomicBool,
 }
 
 /// What a save answered.
 enum SaveReply {
-    /// Saved; the record's new revision.
-    Saved(u64),
+    Saved,
     /// Create refused: the key exists.
     Exists,
     /// Update refused: the record is gone.
@@ -62,15 +50,20 @@ enum SaveReply {
     Deleted,
     /// The session moved to this storage id (update refused).
     Moved(StorageId),
+    /// Update refused: the record would have this size, past the limit.
+    TooLarge(usize),
 }
 
 /// Reads the save script's reply (see `save.lua`).
 fn save_reply(v: Value) -> Result<SaveReply, Error> {
     Ok(match v {
         Value::Array(items) => match items.as_slice() {
-            [Value::Int(1), Value::Int(rev)] => SaveReply::Saved(u64::try_from(*rev).unwrap_or(0)),
+            [Value::Int(3), Value::Int(size)] => {
+                SaveReply::TooLarge(usize::try_from(*size).unwrap_or(usize::MAX))
+            }
             _ => return Err(Error::Corrupt("unexpected save reply".to_owned())),
         },
+        Value::Int(1) => SaveReply::Saved,
         Value::Int(0) => SaveReply::Exists,
         Value::Int(2) => SaveReply::Deleted,
         Value::BulkString(to) => SaveReply::Moved(layout::moved_to(to)?),
@@ -102,7 +95,6 @@ impl Commands {
         Commands {
             scripts: Scripts::new(),
             restore: AtomicBool::new(true),
-            transaction: AtomicBool::new(true),
         }
     }
 
@@ -120,9 +112,9 @@ impl Commands {
         if tracking {
             op.confirm_tracking();
         }
-        let found = layout::decode_revision(layout::hash_reply(classify(link, reply)?)?)?;
-        op.finish(Outcome::Loaded(found.as_ref().map(|(r, rev)| (r, *rev))));
-        Ok(found.map(|(record, _)| record))
+        let found = layout::decode_record(layout::hash_reply(classify(link, reply)?)?)?;
+        op.finish(Outcome::Loaded(found.as_ref()));
+        Ok(found)
     }
 
     pub(super) async fn create(
@@ -160,11 +152,12 @@ impl Commands {
             expires: Some(record.meta.expires_ms),
             delete_if_empty: false,
             meta: Some(&record.meta),
+            limit: None,
             set: record.data.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
             remove: &[],
         };
         let reply = self.save(link, key, save).await?;
-        Ok(matches!(reply, SaveReply::Saved(_)))
+        Ok(matches!(reply, SaveReply::Saved))
     }
 
     /// Runs the save script.
@@ -195,137 +188,29 @@ impl Commands {
         key: &str,
         changes: &Changes<'_>,
     ) -> Result<UpdateOutcome, Error> {
-        let op = link.cache().map(|c| c.begin(key));
-        let use_transaction = !changes.delete_if_empty && self.transaction.load(Ordering::Relaxed);
-        let transacted = if use_transaction {
-            self.transact(link, key, changes).await?
-        } else {
-            None
-        };
-        let by_transaction = transacted.is_some();
-        let reply = match transacted {
-            Some(reply) => reply,
-            None => {
-                self.update_by_script(link, key, changes, use_transaction)
-                    .await?
-            }
-        };
-        if let Some(op) = op {
-            op.finish(match reply {
-                // What the script writes is reported back to this
-                // connection: only a transaction's write updates the entry.
-                SaveReply::Saved(rev) if by_transaction => Outcome::Updated(changes, rev),
-                _ => Outcome::Dropped,
-            });
-        }
-        Ok(match reply {
-            SaveReply::Saved(_) => UpdateOutcome::Saved,
-            SaveReply::Deleted => UpdateOutcome::Deleted,
-            SaveReply::Moved(to) => UpdateOutcome::Moved(to),
-            SaveReply::Gone | SaveReply::Exists => UpdateOutcome::Gone,
-        })
-    }
-
-    /// An update by the save script. `instead` says the transaction was
-    /// just refused: if the script works, updates use it from now on.
-    async fn update_by_script(
-        &self,
-        link: &Link,
-        key: &str,
-        changes: &Changes<'_>,
-        instead: bool,
-    ) -> Result<SaveReply, Error> {
+        // Ends with the call, whatever it answered: the entry goes.
+        let _op = link.cache().map(|c| c.begin(key));
         let save = Save {
             create: false,
             expires: changes.expires_ms,
             delete_if_empty: changes.delete_if_empty,
             meta: changes.flags.as_ref(),
+            limit: changes.max_size,
             set: changes.set.iter().copied(),
             remove: &changes.remove,
         };
-        let reply = self.save(link, key, save).await?;
-        if instead && self.transaction.swap(false, Ordering::Relaxed) {
-            tracing::warn!(
-                "Redis refused the update transaction (PEXPIRE NX needs Redis 7.0); sessions are updated with the save script from now on"
-            );
-        }
-        Ok(reply)
-    }
-
-    /// An update as one `MULTI`/`EXEC` transaction (see the module doc);
-    /// `None` when the server refused it as a whole (nothing was written).
-    async fn transact(
-        &self,
-        link: &Link,
-        key: &str,
-        changes: &Changes<'_>,
-    ) -> Result<Option<SaveReply>, Error> {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        pipe.cmd("HINCRBY").arg(key).arg(layout::REVISION).arg(1);
-        let meta = changes.flags.as_ref();
-        let fields = changes.set.len() + layout::meta_count(meta, false, changes.expires_ms);
-        if fields > 0 {
-            let mut hset = redis::cmd("HSET");
-            hset.arg(key);
-            for (k, v) in &changes.set {
-                layout::data_arg(&mut hset, k);
-                hset.arg(*v);
+        Ok(match self.save(link, key, save).await? {
+            SaveReply::Saved => UpdateOutcome::Saved,
+            SaveReply::Deleted => UpdateOutcome::Deleted,
+            SaveReply::Moved(to) => UpdateOutcome::Moved(to),
+            SaveReply::Gone | SaveReply::Exists => UpdateOutcome::Gone,
+            SaveReply::TooLarge(size) => {
+                return Err(Error::TooLarge {
+                    size,
+                    limit: changes.max_size.unwrap_or(0),
+                })
             }
-            layout::meta_fields(meta, false, changes.expires_ms, |f, v| {
-                hset.arg(f).arg(v);
-            });
-            pipe.add_command(hset).ignore();
-        }
-        if !changes.remove.is_empty() {
-            let mut hdel = redis::cmd("HDEL");
-            hdel.arg(key);
-            for k in &changes.remove {
-                layout::data_arg(&mut hdel, k);
-            }
-            pipe.add_command(hdel).ignore();
-        }
-        match changes.expires_ms {
-            Some(ms) => pipe.cmd("PEXPIREAT").arg(key).arg(ms).ignore(),
-            None => pipe
-                .cmd("PEXPIRE")
-                .arg(key)
-                .arg(REMAINS_TTL_MS)
-                .arg("NX")
-                .ignore(),
-        };
-        let rev = match link.pipe_raw::<(i64,)>(&pipe).await? {
-            Ok((rev,)) => rev,
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::ExecAbort) => return Ok(None),
-            answer => classify(link, answer)?.0,
-        };
-        if let Ok(rev @ 2..) = u64::try_from(rev) {
-            return Ok(Some(SaveReply::Saved(rev)));
-        }
-        let mut marks = redis::cmd("HMGET");
-        marks.arg(key).arg(layout::VERSION).arg(layout::MOVED);
-        let (version, moved): (Option<Vec<u8>>, Option<Vec<u8>>) =
-            classify(link, link.run_raw(&marks).await?)?;
-        if let Some(to) = moved {
-            if changes.expires_ms.is_some() {
-                // The transaction moved the marker's expiry: it gets its
-                // short life back.
-                let mut grace = redis::cmd("PEXPIREAT");
-                grace.arg(key).arg(now_ms().saturating_add(ms(MOVED_GRACE)));
-                link.run::<i64>(&grace).await?;
-            }
-            return Ok(Some(SaveReply::Moved(layout::moved_to(to)?)));
-        }
-        if version.is_none() {
-            let mut del = redis::cmd("DEL");
-            del.arg(key);
-            if let Err(e) = link.run::<i64>(&del).await {
-                tracing::warn!(error = %crate::error::Chain(&e), "could not delete the remains of a late save (they expire by themselves)");
-            }
-            return Ok(Some(SaveReply::Gone));
-        }
-        // A record from before revisions: it has one now.
-        Ok(Some(SaveReply::Saved(1)))
+        })
     }
 
     pub(super) async fn delete(&self, link: &Link, key: &str) -> Result<(), Error> {
@@ -346,9 +231,7 @@ impl Commands {
         let op = link.cache().map(|c| c.begin(key));
         let answer = link
             .eval(&self.scripts.take, key, |cmd| {
-                cmd.arg(moved_to.as_str())
-                    .arg(ms(MOVED_GRACE))
-                    .arg(MARKER_REV);
+                cmd.arg(moved_to.as_str()).arg(ms(MOVED_GRACE));
             })
             .await?;
         let reply = classify(link, answer)?;

@@ -486,7 +486,7 @@ mod tests {
         let record = Record::new(Default::default(), meta);
         cache
             .begin("k")
-            .finish(super::super::cache::Outcome::Loaded(Some((&record, 1))));
+            .finish(super::super::cache::Outcome::Loaded(Some(&record)));
         assert!(cache.get("k").is_some());
     }
 

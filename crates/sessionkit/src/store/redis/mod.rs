@@ -28,7 +28,8 @@ mod connection;
 mod layout;
 
 pub use cache::{
-    CacheStats, ClientCache, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_HEARTBEAT, DEFAULT_CACHE_TTL,
+    CacheStats, ClientCache, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_ENTRY_BYTES,
+    DEFAULT_CACHE_HEARTBEAT, DEFAULT_CACHE_TTL,
 };
 #[cfg(feature = "fuzzing")]
 pub(crate) use layout::{decode_record, dump_record};
@@ -131,13 +132,12 @@ impl RedisStoreBuilder {
     /// Caches session records in process, kept coherent by Redis (on by
     /// default, with [`ClientCache::default`]).
     ///
-    /// A load of a session this process read or wrote recently then costs
-    /// no Redis round trip, and a write one (the update transaction)
-    /// instead of two. Any write by any client invalidates the entry here
+    /// A load of a session this process read recently then costs no Redis
+    /// round trip. Any write by any client invalidates the entry here
     /// (RESP3 `CLIENT TRACKING`, which needs Redis 6 or later; the
     /// connection is switched to RESP3 whatever the URL says). Connection
-    /// loss flushes the cache. Memory is bounded by
-    /// [`ClientCache::with_max_entries`].
+    /// loss flushes the cache. Memory is bounded in bytes
+    /// ([`ClientCache::with_max_bytes`]) and in entries.
     ///
     /// If the server refuses RESP3 or client tracking (Redis 5, or an ACL
     /// without `CLIENT`), the store logs a warning and runs without the

@@ -2,14 +2,13 @@
 //! (server-assisted client-side caching, RESP3 `CLIENT TRACKING`).
 //!
 //! [`ClientCache`] is the public configuration; [`Cache`] the state. The
-//! store's connection tracks the key prefix in broadcast mode with NOLOOP
-//! (the `connection` module sets that up and hands this cache what Redis
-//! reports: [`Cache::invalidate`] for a key anyone else changed, deleted or
+//! store's connection tracks the key prefix in broadcast mode (the
+//! `connection` module sets that up and hands this cache what Redis
+//! reports: [`Cache::invalidate`] for a key that changed, was deleted or
 //! expired, [`Cache::flush`] when the stream of those reports may have a
-//! gap, [`Cache::alive`] when the connection answered). The store's own
-//! update transactions (NOLOOP: Redis reports nothing for them) update or
-//! drop the entry here, after the write's reply; what its Lua script writes
-//! is reported back to it, so a script write only drops the entry. Creates
+//! gap, [`Cache::alive`] when the connection answered). A write of ours
+//! drops the entry when its reply arrives (and Redis reports the script's
+//! write back to us as well); the next load reads the record again. Creates
 //! do not touch the cache: a new session is cached by its first load.
 //!
 //! The rules, each one place below:
@@ -18,21 +17,8 @@
 //!   handled before the reply of a read that was sent earlier (replies and
 //!   pushes reach different tasks). So every Redis operation on a key is an
 //!   [`Op`] that registers *before* it is sent; a read during which the key
-//!   was invalidated (or one of our writes failed or deleted it) does not
-//!   fill the cache (`Pending`, [`Shard::fill`]).
-//! - **Our own writes are ordered by revision.** Every save bumps the
-//!   record's revision (`m:rev`) and returns it; our writes send us no
-//!   invalidation, and their replies may be handled in any order relative
-//!   to each other and to our reads. So an entry is updated in place only
-//!   by the write of the revision just after its own; a write of a
-//!   revision it already holds is a no-op; one handled before its
-//!   predecessor waits in the entry (at most [`MAX_AHEAD`], not served
-//!   meanwhile); any other leaves no entry, and so does a wait that no
-//!   write of ours ends ([`Shard::own_write`], [`Shard::end_gap`]). A read
-//!   fills only with a revision at least as new as every write of ours
-//!   handled while it was in flight, and never replaces a newer entry
-//!   ([`Shard::fill`]). Overlapping requests of one user (parallel tabs,
-//!   page assets) therefore keep the session cached.
+//!   was invalidated (or one of our writes ended) does not fill the cache
+//!   (`Pending`, [`Shard::fill`]).
 //! - **Nothing is served across a gap in the invalidation stream.** A
 //!   connection loss, failed or timed-out call, or `FLUSHALL` flushes
 //!   everything by moving to a new *epoch*; entries and in-flight
@@ -45,118 +31,82 @@
 //!   other traffic, and a failed ping flushes.
 //! - **Never past a deadline.** An entry is served only before the record's
 //!   `m:expires` and before the cache's own `ttl` ([`Entry::until_ms`]).
-//! - **Bounded memory.** At most `max_entries` records, least recently used
-//!   evicted first (the `lru` crate).
+//! - **Bounded memory, in bytes.** Entries are counted by what they hold
+//!   ([`cost`]); the least recently used go first when the cache passes its
+//!   byte budget or its entry count, and a record above the per-entry
+//!   ceiling is not cached at all (the `lru` crate keeps the order).
 
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use lru::LruCache;
 
-use crate::store::{ms, now_ms, Changes, Meta, Record};
+use crate::store::{ms, now_ms, Record};
 
 mod options;
 
 pub use options::{
-    CacheStats, ClientCache, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_HEARTBEAT, DEFAULT_CACHE_TTL,
+    CacheStats, ClientCache, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_ENTRY_BYTES,
+    DEFAULT_CACHE_HEARTBEAT, DEFAULT_CACHE_TTL,
 };
 
 /// Small caches are one exact LRU; large ones are sharded (each shard an
-/// LRU of an equal part of the bound) so that requests rarely contend.
+/// LRU of an equal part of the bounds) so that requests rarely contend.
 const SHARDS: usize = 16;
 const SHARD_FROM: usize = 1024;
 
 /// No epoch has tracking confirmed.
 const NO_EPOCH: u64 = u64::MAX;
 
+/// What an entry is counted as, besides its bytes: the allocations and
+/// bookkeeping of the entry itself, and of each value in it.
+const ENTRY_OVERHEAD: usize = 256;
+const VALUE_OVERHEAD: usize = 64;
+
+/// The bytes an entry for `record` under `key` is counted as.
+pub(crate) fn cost(key: &str, record: &Record) -> usize {
+    let values: usize = record
+        .data
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + VALUE_OVERHEAD)
+        .sum();
+    ENTRY_OVERHEAD + key.len() + values
+}
+
 struct Entry {
     record: Record,
-    rev: u64,
     epoch: u64,
     /// Served until then (Unix ms): the record's expiry or the cache's ttl.
     until_ms: u64,
-    /// Writes of ours handled before the revision after `rev`, oldest
-    /// first: applied when it arrives. The entry is not served meanwhile.
-    ahead: Vec<Ahead>,
-}
-
-/// At most this many writes wait in [`Entry::ahead`]; more drop the entry.
-const MAX_AHEAD: usize = 8;
-
-/// A write of ours whose reply was handled before the one of the revision
-/// just before it (replies reach different tasks, on different threads).
-struct Ahead {
-    rev: u64,
-    set: Vec<(String, Vec<u8>)>,
-    remove: Vec<String>,
-    flags: Option<Meta>,
-    expires_ms: Option<u64>,
-}
-
-impl Ahead {
-    fn new(changes: &Changes<'_>, rev: u64) -> Self {
-        Ahead {
-            rev,
-            set: changes
-                .set
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
-                .collect(),
-            remove: changes.remove.iter().map(|k| (*k).to_owned()).collect(),
-            flags: changes.flags,
-            expires_ms: changes.expires_ms,
-        }
-    }
-
-    /// The write as [`Changes`] again, for [`apply`].
-    fn changes(&self) -> Changes<'_> {
-        Changes {
-            set: self
-                .set
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_slice()))
-                .collect(),
-            remove: self.remove.iter().map(String::as_str).collect(),
-            flags: self.flags,
-            expires_ms: self.expires_ms,
-            delete_if_empty: false,
-        }
-    }
+    /// What it is counted as ([`cost`]).
+    cost: usize,
 }
 
 /// Operations on one key in flight.
 struct Pending {
     count: u32,
     /// Bumped by every invalidation of the key and every write of ours that
-    /// failed or deleted it: a read that sees it unchanged at its end was
-    /// not disturbed.
+    /// ended: a read that sees it unchanged at its end was not disturbed.
     disturbed: u64,
-    /// The newest revision our own writes made, among those handled while
-    /// operations were in flight: a read that returns an older one is stale.
-    newest_written: u64,
-    /// A write of ours waits in the entry ([`Entry::ahead`]).
-    waiting: bool,
 }
 
-/// What the bookkeeping of an ending operation found.
-struct Ended {
-    /// Nothing disturbed the key while the operation was in flight.
-    undisturbed: bool,
-    /// The newest revision our writes made meanwhile.
-    newest_written: u64,
-    /// The last of our operations on the key ended.
-    last: bool,
-    /// It was the last, and a write of ours ever waited: what still waits
-    /// waits for a revision that was not ours.
-    gap: bool,
+/// The bounds of one shard.
+#[derive(Clone, Copy)]
+struct Bounds {
+    entries: usize,
+    bytes: usize,
+    /// A record counted above this is not cached.
+    entry_bytes: usize,
 }
 
 /// One part of the cache: its entries and its keys' operations in flight.
 struct Shard {
     lru: LruCache<Box<str>, Entry>,
+    /// The sum of the entries' costs.
+    bytes: usize,
+    bounds: Bounds,
     pending: HashMap<Box<str>, Pending>,
 }
 
@@ -180,26 +130,30 @@ pub(crate) struct Cache {
 
 /// What an operation learned, for [`Op::finish`].
 pub(crate) enum Outcome<'a> {
-    /// A read found this record at this revision, or nothing.
-    Loaded(Option<(&'a Record, u64)>),
-    /// An update applied `changes`, giving this revision.
-    Updated(&'a Changes<'a>, u64),
-    /// The record is gone, or the outcome is unknown: drop the entry.
+    /// A read found this record, or nothing.
+    Loaded(Option<&'a Record>),
+    /// A write, or an unknown outcome: drop the entry.
     Dropped,
 }
 
 impl Cache {
     pub(crate) fn new(options: &ClientCache, response_timeout: Duration) -> Self {
-        let (n, per_shard) = if options.max_entries() < SHARD_FROM {
-            (1, options.max_entries())
+        let n = if options.max_entries() < SHARD_FROM {
+            1
         } else {
-            (SHARDS, options.max_entries() / SHARDS)
+            SHARDS
         };
-        let per_shard = NonZeroUsize::new(per_shard).unwrap_or(NonZeroUsize::MIN);
+        let bounds = Bounds {
+            entries: (options.max_entries() / n).max(1),
+            bytes: options.max_bytes() / n,
+            entry_bytes: options.max_entry_bytes().min(options.max_bytes() / n),
+        };
         let shards = (0..n)
             .map(|_| {
                 Mutex::new(Shard {
-                    lru: LruCache::new(per_shard),
+                    lru: LruCache::unbounded(),
+                    bytes: 0,
+                    bounds,
                     pending: HashMap::new(),
                 })
             })
@@ -218,7 +172,6 @@ impl Cache {
             flushes: AtomicU64::new(0),
         }
     }
-
     /// The current epoch (see [`flush`](Self::flush)).
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
@@ -247,16 +200,16 @@ impl Cache {
         let live = now.saturating_sub(self.alive_ms.load(Ordering::Acquire)) < self.live_for_ms;
         let epoch = self.epoch.load(Ordering::Acquire);
         let mut shard = self.shard(key);
-        let fresh = match shard.lru.get_mut(key) {
-            // Waiting for a write of ours to fill a gap: Redis is ahead.
-            Some(e) if !e.ahead.is_empty() => None,
-            Some(e) if e.epoch == epoch && now < e.until_ms && live => Some(e.record.clone()),
-            Some(_) => {
-                shard.lru.pop(key);
-                None
+        let (fresh, stale) = match shard.lru.get(key) {
+            Some(e) if e.epoch == epoch && now < e.until_ms && live => {
+                (Some(e.record.clone()), false)
             }
-            None => None,
+            Some(_) => (None, true),
+            None => (None, false),
         };
+        if stale {
+            shard.remove(key);
+        }
         drop(shard);
         let counter = if fresh.is_some() {
             &self.hits
@@ -313,6 +266,7 @@ impl Cache {
         for shard in self.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
             shard.lru.clear();
+            shard.bytes = 0;
             for p in shard.pending.values_mut() {
                 p.disturbed += 1;
             }
@@ -323,24 +277,26 @@ impl Cache {
     pub(crate) fn invalidate(&self, key: &str) {
         self.invalidations.fetch_add(1, Ordering::Relaxed);
         let mut shard = self.shard(key);
-        shard.lru.pop(key);
+        shard.remove(key);
         if let Some(p) = shard.pending.get_mut(key) {
             p.disturbed += 1;
         }
     }
 
     pub(crate) fn stats(&self) -> CacheStats {
-        let entries = self
-            .shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).lru.len() as u64)
-            .sum();
+        let (mut entries, mut bytes) = (0, 0);
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            entries += shard.lru.len() as u64;
+            bytes += shard.bytes as u64;
+        }
         CacheStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             invalidations: self.invalidations.load(Ordering::Relaxed),
             flushes: self.flushes.load(Ordering::Relaxed),
             entries,
+            bytes,
         }
     }
 
@@ -354,28 +310,17 @@ impl Cache {
     fn end(&self, op: &Op<'_>, outcome: Outcome<'_>) {
         let now = now_ms();
         let mut shard = self.shard(op.key);
-        let ended = shard.end(op, &outcome);
+        let undisturbed = shard.end(op, &outcome);
         let epoch = self.epoch.load(Ordering::Acquire);
-        let may_fill = self.may_fill(op.epoch);
-        let until = |r: &Record| r.meta.expires_ms.min(now.saturating_add(self.ttl_ms));
         match outcome {
-            Outcome::Loaded(Some((record, rev))) => {
-                if may_fill {
-                    shard.fill(op.key, record, rev, epoch, &ended, until);
-                }
+            Outcome::Loaded(Some(record)) if undisturbed && self.may_fill(op.epoch) => {
+                let until_ms = record.meta.expires_ms.min(now.saturating_add(self.ttl_ms));
+                shard.fill(op.key, record, epoch, until_ms);
             }
-            Outcome::Updated(changes, rev) if may_fill => {
-                shard.own_write(op.key, changes, rev, epoch, &ended, until);
-            }
-            // Nothing found, a failed or unknown outcome, or a write that
-            // may not fill: whatever is cached for the key is not known to
-            // be current.
-            _ => {
-                shard.lru.pop(op.key);
-            }
-        }
-        if ended.gap {
-            shard.end_gap(op.key);
+            // Nothing found, a disturbed read, a write, or an unknown
+            // outcome: whatever is cached for the key is not known to be
+            // current.
+            _ => shard.remove(op.key),
         }
     }
 }
@@ -393,8 +338,6 @@ impl Shard {
                 let p = Pending {
                     count: 1,
                     disturbed: 0,
-                    newest_written: 0,
-                    waiting: false,
                 };
                 self.pending.insert(key.into(), p);
                 0
@@ -402,151 +345,60 @@ impl Shard {
         }
     }
 
-    /// Bookkeeping: `op` ends with `outcome`.
-    fn end(&mut self, op: &Op<'_>, outcome: &Outcome<'_>) -> Ended {
+    /// Bookkeeping: `op` ends with `outcome`; whether nothing disturbed the
+    /// key while it was in flight.
+    fn end(&mut self, op: &Op<'_>, outcome: &Outcome<'_>) -> bool {
         let Some(p) = self.pending.get_mut(op.key) else {
             // Every operation is registered until it ends: not reached.
-            return Ended {
-                undisturbed: false,
-                newest_written: u64::MAX,
-                last: true,
-                gap: false,
-            };
+            return false;
         };
         p.count = p.count.saturating_sub(1);
         let undisturbed = p.disturbed == op.disturbed;
-        match outcome {
-            Outcome::Updated(_, rev) => p.newest_written = p.newest_written.max(*rev),
-            Outcome::Dropped => p.disturbed += 1,
-            Outcome::Loaded(_) => {}
+        if matches!(outcome, Outcome::Dropped) {
+            p.disturbed += 1;
         }
-        let ended = Ended {
-            undisturbed,
-            newest_written: p.newest_written,
-            last: p.count == 0,
-            gap: p.count == 0 && p.waiting,
-        };
-        if ended.last {
+        if p.count == 0 {
             self.pending.remove(op.key);
         }
-        ended
+        undisturbed
     }
 
-    /// Rule: a read fills only if undisturbed, at least as new as our
-    /// writes handled meanwhile, and not older than what is held.
-    fn fill(
-        &mut self,
-        key: &str,
-        record: &Record,
-        rev: u64,
-        epoch: u64,
-        ended: &Ended,
-        until: impl Fn(&Record) -> u64,
-    ) {
-        // Stale or unknown results are not cached: an entry there is kept
-        // fresh by the writes' revisions, or was dropped by the
-        // invalidation that disturbed this read.
-        let fresh = ended.undisturbed && rev >= ended.newest_written;
-        let newer_held = self
-            .lru
-            .peek(key)
-            .is_some_and(|e| e.epoch == epoch && e.rev >= rev);
-        if !fresh || newer_held {
+    /// Caches `record` under `key`, unless it is above the per-entry
+    /// ceiling; then evicts the least recently used entries until the shard
+    /// is within its bounds.
+    fn fill(&mut self, key: &str, record: &Record, epoch: u64, until_ms: u64) {
+        self.remove(key);
+        let cost = cost(key, record);
+        if cost > self.bounds.entry_bytes {
             return;
         }
         let entry = Entry {
-            until_ms: until(record),
             record: record.clone(),
-            rev,
             epoch,
-            ahead: Vec::new(),
+            until_ms,
+            cost,
         };
+        self.bytes += cost;
         self.lru.put(key.into(), entry);
-    }
-
-    /// Rule: our write of revision `rev` applies to an entry at `rev - 1`,
-    /// is a no-op on one at `rev` or later, waits (unserved) while one of
-    /// ours may still fill the gap, and drops the entry otherwise.
-    fn own_write(
-        &mut self,
-        key: &str,
-        changes: &Changes<'_>,
-        rev: u64,
-        epoch: u64,
-        ended: &Ended,
-        until: impl Fn(&Record) -> u64,
-    ) {
-        let keep = match self.lru.get_mut(key) {
-            None => true,
-            Some(e) if e.epoch != epoch => false,
-            Some(e) if e.rev.checked_add(1) == Some(rev) => {
-                apply(&mut e.record, changes);
-                e.rev = rev;
-                // Writes of ours handled early, now in order.
-                while e.ahead.first().is_some_and(|a| a.rev <= e.rev + 1) {
-                    let a = e.ahead.remove(0);
-                    if a.rev == e.rev + 1 {
-                        apply(&mut e.record, &a.changes());
-                        e.rev = a.rev;
-                    }
-                }
-                e.until_ms = until(&e.record);
-                true
+        while self.lru.len() > self.bounds.entries || self.bytes > self.bounds.bytes {
+            match self.lru.pop_lru() {
+                Some((_, old)) => self.bytes -= old.cost,
+                None => break,
             }
-            // Already read back with this write in it.
-            Some(e) if e.rev >= rev => true,
-            // A revision in between is not here yet: one of ours still in
-            // flight (kept, unserved, until it arrives), or another
-            // client's (its invalidation drops the entry, and so does the
-            // end of our operations on the key).
-            Some(e) if !ended.last && e.ahead.len() < MAX_AHEAD => {
-                let at = e.ahead.partition_point(|a| a.rev < rev);
-                e.ahead.insert(at, Ahead::new(changes, rev));
-                if let Some(p) = self.pending.get_mut(key) {
-                    p.waiting = true;
-                }
-                true
-            }
-            Some(_) => false,
-        };
-        if !keep {
-            self.lru.pop(key);
         }
     }
 
-    /// Rule: when our last operation on a key ends, a write still waiting
-    /// in its entry waits for a revision that was not ours: the entry goes.
-    fn end_gap(&mut self, key: &str) {
-        if self.lru.peek(key).is_some_and(|e| !e.ahead.is_empty()) {
-            self.lru.pop(key);
+    fn remove(&mut self, key: &str) {
+        if let Some(old) = self.lru.pop(key) {
+            self.bytes -= old.cost;
         }
-    }
-}
-
-/// Applies `changes` to `record` exactly as an update applies them to the
-/// stored hash.
-fn apply(record: &mut Record, changes: &Changes<'_>) {
-    for (key, value) in &changes.set {
-        record.data.insert((*key).to_owned(), value.to_vec());
-    }
-    for key in &changes.remove {
-        record.data.remove(*key);
-    }
-    if let Some(flags) = &changes.flags {
-        // Stored as numbers where 0 means "none", as the decoder reads them.
-        record.meta.permanent = flags.permanent;
-        record.meta.lifetime_ms = flags.lifetime_ms.filter(|&ms| ms > 0);
-        record.meta.absolute_ms = flags.absolute_ms.filter(|&ms| ms > 0);
-    }
-    if let Some(expires) = changes.expires_ms {
-        record.meta.expires_ms = expires;
     }
 }
 
 /// One Redis operation on one key, registered with the cache from before it
 /// is sent until its outcome is known. Dropped without [`finish`](Self::finish)
-/// (an error, or the request's future cancelled mid-flight), it drops the
-/// entry: the write may or may not have happened.
+/// (a write, an error, or the request's future cancelled mid-flight), it
+/// drops the entry: the key may have changed.
 pub(crate) struct Op<'a> {
     cache: &'a Cache,
     key: &'a str,
@@ -595,10 +447,14 @@ mod tests {
         r
     }
 
-    fn cache() -> Cache {
-        let c = Cache::new(&ClientCache::default(), Duration::from_millis(500));
+    fn cache_with(options: &ClientCache) -> Cache {
+        let c = Cache::new(options, Duration::from_millis(500));
         c.tracking_confirmed(0);
         c
+    }
+
+    fn cache() -> Cache {
+        cache_with(&ClientCache::default())
     }
 
     fn n(c: &Cache, key: &str) -> Option<String> {
@@ -609,24 +465,20 @@ mod tests {
         })
     }
 
-    /// A read of "k" that found `n` at revision `rev`.
-    fn fill(c: &Cache, n: &str, rev: u64) {
-        c.begin("k")
-            .finish(Outcome::Loaded(Some((&record(n), rev))));
-    }
-
-    fn invalidate(c: &Cache, key: &str) {
-        c.invalidate(key);
+    /// A read of `key` that found `n`.
+    fn fill(c: &Cache, key: &str, n: &str) {
+        c.begin(key).finish(Outcome::Loaded(Some(&record(n))));
     }
 
     #[test]
     fn a_read_fills_and_an_invalidation_empties() {
         let c = cache();
-        fill(&c, "1", 1);
+        fill(&c, "k", "1");
         assert_eq!(n(&c, "k").as_deref(), Some("1"));
-        invalidate(&c, "k");
+        c.invalidate("k");
         assert_eq!(n(&c, "k"), None);
         assert_eq!(c.stats().invalidations, 1);
+        assert_eq!(c.stats().bytes, 0, "the bytes go with the entry");
     }
 
     #[test]
@@ -635,8 +487,8 @@ mod tests {
         // change's invalidation: that reply is stale and must not be cached.
         let c = cache();
         let op = c.begin("k");
-        invalidate(&c, "k");
-        op.finish(Outcome::Loaded(Some((&record("old"), 1))));
+        c.invalidate("k");
+        op.finish(Outcome::Loaded(Some(&record("old"))));
         assert_eq!(n(&c, "k"), None);
     }
 
@@ -645,127 +497,32 @@ mod tests {
         let c = cache();
         let first = c.begin("k");
         let second = c.begin("k");
-        second.finish(Outcome::Loaded(Some((&record("1"), 1))));
-        first.finish(Outcome::Loaded(Some((&record("1"), 1))));
+        second.finish(Outcome::Loaded(Some(&record("1"))));
+        first.finish(Outcome::Loaded(Some(&record("1"))));
         assert_eq!(n(&c, "k").as_deref(), Some("1"));
         assert!(c.shard("k").pending.is_empty());
     }
 
     #[test]
-    fn a_read_older_than_a_write_of_ours_does_not_fill() {
-        // Our writes send us no invalidation, and their replies may be
-        // handled before a read's: the revision tells which state is newer.
+    fn a_write_drops_the_entry_and_forbids_reads_in_flight_to_fill() {
         let c = cache();
-        let six = set_n(b"6");
+        fill(&c, "k", "1");
         let read = c.begin("k");
-        let write = c.begin("k");
-        write.finish(Outcome::Updated(&six, 6));
-        read.finish(Outcome::Loaded(Some((&record("5"), 5))));
-        assert_eq!(n(&c, "k"), None, "the read saw the state before the write");
-        // A read that saw the write fills, and the write's late reply is
-        // then a no-op.
-        let read = c.begin("k");
-        let write = c.begin("k");
-        read.finish(Outcome::Loaded(Some((&record("6"), 6))));
-        write.finish(Outcome::Updated(&six, 6));
-        assert_eq!(n(&c, "k").as_deref(), Some("6"));
-        // A slow read never replaces a newer entry.
-        let slow = c.begin("k");
-        c.begin("k").finish(Outcome::Updated(&set_n(b"7"), 7));
-        slow.finish(Outcome::Loaded(Some((&record("6"), 6))));
-        assert_eq!(n(&c, "k").as_deref(), Some("7"));
-    }
-
-    #[test]
-    fn a_failed_or_deleting_write_forbids_reads_in_flight_to_fill() {
-        let c = cache();
-        let read = c.begin("k");
-        drop(c.begin("k")); // a delete, or a write whose outcome is unknown
-        read.finish(Outcome::Loaded(Some((&record("1"), 1))));
+        drop(c.begin("k")); // a write, or a call whose outcome is unknown
         assert_eq!(n(&c, "k"), None);
-        assert!(c.shard("k").pending.is_empty());
-    }
-
-    fn set_n(v: &[u8]) -> Changes<'_> {
-        Changes {
-            set: vec![("n", v)],
-            remove: vec![],
-            flags: None,
-            expires_ms: None,
-            delete_if_empty: false,
-        }
-    }
-
-    #[test]
-    fn overlapping_updates_keep_the_entry_when_handled_in_order() {
-        // Two requests of one user writing at once: each reply carries the
-        // revision it made, so handled in order they both apply.
-        let c = cache();
-        fill(&c, "1", 4);
-        let (two, three) = (set_n(b"2"), set_n(b"3"));
-        let a = c.begin("k");
-        let b = c.begin("k");
-        a.finish(Outcome::Updated(&two, 5));
-        b.finish(Outcome::Updated(&three, 6));
-        assert_eq!(n(&c, "k").as_deref(), Some("3"));
-        assert_eq!(c.stats().hits, 1);
-        // Handled out of order, the later write waits for the earlier one,
-        // and the entry is not served meanwhile: Redis already holds it.
-        let (four, five) = (set_n(b"4"), set_n(b"5"));
-        let a = c.begin("k");
-        let b = c.begin("k");
-        b.finish(Outcome::Updated(&five, 8));
-        assert_eq!(n(&c, "k"), None, "not served across a gap");
-        a.finish(Outcome::Updated(&four, 7));
-        assert_eq!(n(&c, "k").as_deref(), Some("5"));
-        assert!(c.shard("k").pending.is_empty());
-    }
-
-    #[test]
-    fn a_gap_nobody_of_ours_fills_drops_the_entry() {
-        // Revision 6 was another client's (its invalidation still on the
-        // way): once no write of ours is left, the entry goes.
-        let c = cache();
-        fill(&c, "1", 5);
-        let read = c.begin("k");
-        c.begin("k").finish(Outcome::Updated(&set_n(b"7"), 7));
-        assert_eq!(n(&c, "k"), None);
-        // A read older than our write: it neither fills nor fills the gap.
-        read.finish(Outcome::Loaded(Some((&record("1"), 5))));
-        assert!(c.shard("k").lru.peek("k").is_none());
-        assert!(c.shard("k").pending.is_empty());
-    }
-
-    #[test]
-    fn an_update_applies_only_on_the_revision_before() {
-        let c = cache();
-        fill(&c, "1", 4);
-        let changes = set_n(b"2");
-        c.begin("k").finish(Outcome::Updated(&changes, 5));
-        assert_eq!(n(&c, "k").as_deref(), Some("2"));
-        // Someone else wrote revision 6 (and its invalidation is still on
-        // its way): our revision 7 is not based on what we hold.
-        c.begin("k").finish(Outcome::Updated(&changes, 7));
-        assert_eq!(n(&c, "k"), None);
-    }
-
-    #[test]
-    fn a_dropped_operation_drops_the_entry() {
-        let c = cache();
-        fill(&c, "1", 1);
-        drop(c.begin("k")); // a write cancelled mid-flight
-        assert_eq!(n(&c, "k"), None);
+        read.finish(Outcome::Loaded(Some(&record("1"))));
+        assert_eq!(n(&c, "k"), None, "the read may predate the write");
         assert!(c.shard("k").pending.is_empty());
     }
 
     #[test]
     fn disconnection_flushes_and_stops_filling_until_tracking_is_back() {
         let c = cache();
-        fill(&c, "1", 1);
+        fill(&c, "k", "1");
         let in_flight = c.begin("j");
         c.flush(); // what the connection does on a disconnection
         assert_eq!(n(&c, "k"), None);
-        in_flight.finish(Outcome::Loaded(Some((&record("1"), 1))));
+        in_flight.finish(Outcome::Loaded(Some(&record("1"))));
         assert_eq!(
             n(&c, "j"),
             None,
@@ -773,12 +530,13 @@ mod tests {
         );
         let op = c.begin("k");
         assert!(!c.tracking(&op));
-        op.finish(Outcome::Loaded(Some((&record("1"), 1))));
+        op.finish(Outcome::Loaded(Some(&record("1"))));
         assert_eq!(n(&c, "k"), None, "no fill before tracking is re-enabled");
         let op = c.begin("k");
         op.confirm_tracking();
-        op.finish(Outcome::Loaded(Some((&record("1"), 1))));
+        op.finish(Outcome::Loaded(Some(&record("1"))));
         assert_eq!(n(&c, "k").as_deref(), Some("1"));
+        assert_eq!(c.stats().bytes, cost("k", &record("1")) as u64);
     }
 
     #[test]
@@ -786,14 +544,61 @@ mod tests {
         let c = cache();
         let mut r = record("1");
         r.meta.expires_ms = now_ms().saturating_sub(1);
-        c.begin("k").finish(Outcome::Loaded(Some((&r, 1))));
+        c.begin("k").finish(Outcome::Loaded(Some(&r)));
         assert_eq!(n(&c, "k"), None, "past the record's expiry");
-        fill(&c, "1", 1);
+        fill(&c, "k", "1");
         c.alive_ms.store(0, Ordering::Release);
         assert_eq!(
             n(&c, "k"),
             None,
             "the connection has not answered for too long"
         );
+    }
+
+    #[test]
+    fn the_byte_budget_evicts_the_least_recently_used() {
+        let one = cost("k0", &record(&"x".repeat(1000)));
+        // One shard (a small cache), so that the budget is exact.
+        let options = ClientCache::default()
+            .with_max_entries(100)
+            .with_max_bytes(3 * one);
+        let c = cache_with(&options);
+        for i in 0..3 {
+            fill(&c, &format!("k{i}"), &"x".repeat(1000));
+        }
+        assert_eq!(c.stats().entries, 3);
+        assert!(n(&c, "k0").is_some(), "k0 is now the most recently used");
+        fill(&c, "k3", &"x".repeat(1000));
+        let stats = c.stats();
+        assert_eq!((stats.entries, stats.bytes), (3, 3 * one as u64));
+        assert!(n(&c, "k1").is_none(), "the least recently used went");
+        assert!(n(&c, "k0").is_some() && n(&c, "k3").is_some());
+        // A bigger entry makes room for itself.
+        fill(&c, "big", &"x".repeat(2500));
+        assert!(c.stats().bytes <= 3 * one as u64);
+        assert!(n(&c, "big").is_some());
+    }
+
+    #[test]
+    fn a_record_above_the_entry_ceiling_is_not_cached() {
+        let c = cache_with(&ClientCache::default().with_max_entry_bytes(2000));
+        fill(&c, "small", "1");
+        fill(&c, "large", &"x".repeat(2000));
+        assert!(n(&c, "small").is_some());
+        assert!(n(&c, "large").is_none());
+        // Growing past the ceiling drops what was cached.
+        fill(&c, "small", &"x".repeat(2000));
+        assert!(n(&c, "small").is_none());
+        assert_eq!(c.stats().bytes, 0);
+    }
+
+    #[test]
+    fn the_entry_count_still_bounds_the_cache() {
+        let c = cache_with(&ClientCache::default().with_max_entries(2));
+        for k in ["a", "b", "c"] {
+            fill(&c, k, "1");
+        }
+        assert_eq!(c.stats().entries, 2);
+        assert!(n(&c, "a").is_none());
     }
 }

@@ -7,11 +7,16 @@ use std::time::Duration;
 /// (see [`RedisStoreBuilder::with_client_cache`](crate::RedisStoreBuilder::with_client_cache)).
 ///
 /// With the cache, a request that reads a session which this process has
-/// read or written recently costs **no** Redis round trip, and a write costs
-/// one round trip (the update transaction) instead of two. Redis keeps the
-/// cache coherent: it tells this process when another one changes a cached
-/// session (RESP3 `CLIENT TRACKING`, Redis 6 or later), and any loss of that
-/// channel flushes the cache.
+/// read recently costs **no** Redis round trip. Redis keeps the cache
+/// coherent: it tells this process when anyone changes a cached session
+/// (RESP3 `CLIENT TRACKING`, Redis 6 or later), and any loss of that channel
+/// flushes the cache.
+///
+/// Memory is bounded in bytes: the cache counts each entry as the bytes of
+/// its keys and encoded values plus a fixed allowance for the entry and for
+/// each value, evicts the least recently used entries past
+/// [`with_max_bytes`](Self::with_max_bytes), and does not cache a session
+/// larger than [`with_max_entry_bytes`](Self::with_max_entry_bytes).
 ///
 /// ```
 /// use std::time::Duration;
@@ -19,6 +24,7 @@ use std::time::Duration;
 ///
 /// let cache = ClientCache::default()
 ///     .with_max_entries(50_000)
+///     .with_max_bytes(128 << 20)
 ///     .with_ttl(Duration::from_secs(60));
 /// # let _ = cache;
 /// ```
@@ -26,6 +32,8 @@ use std::time::Duration;
 #[must_use]
 pub struct ClientCache {
     max_entries: usize,
+    max_bytes: usize,
+    max_entry_bytes: usize,
     ttl: Duration,
     heartbeat: Duration,
 }
@@ -33,6 +41,11 @@ pub struct ClientCache {
 /// Default [`ClientCache::with_max_entries`]: 10 000 sessions (a few MB for
 /// typical sessions of a few hundred bytes).
 pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
+/// Default [`ClientCache::with_max_bytes`]: 64 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+/// Default [`ClientCache::with_max_entry_bytes`]: 64 KiB (a session larger
+/// than that is read from Redis on every request).
+pub const DEFAULT_CACHE_ENTRY_BYTES: usize = 64 << 10;
 /// Default [`ClientCache::with_ttl`]: 5 minutes.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
 /// Default [`ClientCache::with_heartbeat`]: 1 second.
@@ -42,6 +55,8 @@ impl Default for ClientCache {
     fn default() -> Self {
         ClientCache {
             max_entries: DEFAULT_CACHE_ENTRIES,
+            max_bytes: DEFAULT_CACHE_BYTES,
+            max_entry_bytes: DEFAULT_CACHE_ENTRY_BYTES,
             ttl: DEFAULT_CACHE_TTL,
             heartbeat: DEFAULT_CACHE_HEARTBEAT,
         }
@@ -59,6 +74,22 @@ impl ClientCache {
     /// Values below 1 count as 1.
     pub fn with_max_entries(mut self, max_entries: usize) -> Self {
         self.max_entries = max_entries.max(1);
+        self
+    }
+
+    /// At most this many bytes of sessions are cached (default
+    /// [`DEFAULT_CACHE_BYTES`]), counted as the type's doc says; the least
+    /// recently used go first. A large cache is split into 16 parts, each
+    /// bounded by a sixteenth of this.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// A session counted above this many bytes is not cached (default
+    /// [`DEFAULT_CACHE_ENTRY_BYTES`]): each request reads it from Redis.
+    pub fn with_max_entry_bytes(mut self, max_entry_bytes: usize) -> Self {
+        self.max_entry_bytes = max_entry_bytes;
         self
     }
 
@@ -86,6 +117,16 @@ impl ClientCache {
         self.max_entries
     }
 
+    /// The byte budget of the cache.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// The largest session that is cached, in bytes.
+    pub fn max_entry_bytes(&self) -> usize {
+        self.max_entry_bytes
+    }
+
     /// The longest an entry lives without a fresh read.
     pub fn ttl(&self) -> Duration {
         self.ttl
@@ -111,4 +152,7 @@ pub struct CacheStats {
     pub flushes: u64,
     /// Sessions cached now.
     pub entries: u64,
+    /// What the cached sessions are counted as now, in bytes (see
+    /// [`ClientCache`]): at most its [`max_bytes`](ClientCache::max_bytes).
+    pub bytes: u64,
 }

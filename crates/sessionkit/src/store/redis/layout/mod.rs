@@ -7,10 +7,12 @@
 //! - Metadata fields: `m:v` (layout version), `m:created`, `m:expires`
 //!   (Unix ms; the key's TTL is `PEXPIREAT m:expires`), `m:permanent`
 //!   (`0`/`1`), `m:lifetime` (ms, `0` = configured), `m:absolute` (Unix ms,
-//!   `0` = none), `m:rev` (revision: 1 on create, +1 on every save).
-//! - A forwarding marker (left by a cycled session): `m:v`, `m:moved` (the
-//!   new storage id) and `m:rev` = [`MARKER_REV`], expiring after
-//!   `MOVED_GRACE`.
+//!   `0` = none), `m:size` (the bytes of the data keys and values: what the
+//!   size limit counts, kept exact by every save so that the save script
+//!   checks the limit without reading the data).
+//! - A forwarding marker (left by a cycled session): `m:v` and `m:moved`
+//!   (the new storage id), expiring after `MOVED_GRACE`.
+//! - Records of earlier versions may hold `m:rev` (a revision): ignored.
 //!
 //! The scripts name the same fields as literals (`save.lua`, `take.lua`).
 //! Nothing here does I/O.
@@ -32,19 +34,9 @@ pub(super) const EXPIRES: &str = "m:expires";
 pub(super) const PERMANENT: &str = "m:permanent";
 pub(super) const LIFETIME: &str = "m:lifetime";
 pub(super) const ABSOLUTE: &str = "m:absolute";
-pub(super) const REVISION: &str = "m:rev";
+pub(super) const SIZE: &str = "m:size";
 /// Only in a forwarding marker: the storage id the session moved to.
 pub(super) const MOVED: &str = "m:moved";
-
-/// The `m:rev` of a forwarding marker (`take.lua` writes it): far enough
-/// below zero that no number of late updates (each an `HINCRBY m:rev 1`)
-/// brings it near a record's revision.
-pub(super) const MARKER_REV: i64 = -(1 << 62);
-
-/// The longest the remains of a late update may live (ms): a hash the
-/// update transaction created because the record was gone meanwhile. It
-/// is deleted at once; this bounds it if that fails.
-pub(super) const REMAINS_TTL_MS: u64 = 10_000;
 
 /// `d:<key>`, as one argument of `cmd`.
 pub(super) fn data_arg(cmd: &mut Cmd, key: &str) {
@@ -90,8 +82,8 @@ pub(super) fn meta_count(meta: Option<&Meta>, on_create: bool, expires: Option<u
     n
 }
 
-/// A new record as a `RESTORE` payload, revision 1 (as the save script's
-/// create writes it, fields in the same order): a listpack where
+/// A new record as a `RESTORE` payload (as the save script's create writes
+/// it, fields in the same order): a listpack where
 /// `listpack` allows it (the server reads RDB 10) and the record fits
 /// Redis's default listpack limits, else the plain hash layout.
 pub(crate) fn dump_record(record: &Record, listpack: bool) -> Vec<u8> {
@@ -109,7 +101,10 @@ pub(crate) fn dump_record(record: &Record, listpack: bool) -> Vec<u8> {
     };
     let size: usize = record.data.iter().map(|(k, v)| k.len() + v.len() + 8).sum();
     let mut dump = dump::HashDump::new(layout, fields, size + 160);
-    dump.field(&[REVISION.as_bytes()], b"1");
+    dump.field(
+        &[SIZE.as_bytes()],
+        itoa::Buffer::new().format(record.size()).as_bytes(),
+    );
     for (k, v) in &record.data {
         dump.field(&[DATA.as_bytes(), k.as_bytes()], v);
     }
@@ -171,19 +166,12 @@ pub(super) fn hash_reply(v: Value) -> Result<Fields, Error> {
 /// Decodes an HGETALL reply into a record; `None` for no record or for the
 /// forwarding marker a moved session leaves behind.
 pub(crate) fn decode_record(fields: Fields) -> Result<Option<Record>, Error> {
-    Ok(decode_revision(fields)?.map(|(record, _)| record))
-}
-
-/// [`decode_record`], with the record's revision (`m:rev`; 0 for a record
-/// no save has touched since revisions exist).
-pub(super) fn decode_revision(fields: Fields) -> Result<Option<(Record, u64)>, Error> {
     if fields.is_empty() || fields.iter().any(|(f, _)| f == MOVED.as_bytes()) {
         return Ok(None);
     }
     let corrupt = |what: &str| Error::Corrupt(what.to_owned());
     let mut record = Record::default();
     let mut version = None;
-    let mut revision = 0;
     let num = |v: &[u8], what: &str| -> Result<u64, Error> {
         std::str::from_utf8(v)
             .ok()
@@ -207,14 +195,13 @@ pub(super) fn decode_revision(fields: Fields) -> Result<Option<(Record, u64)>, E
             PERMANENT => record.meta.permanent = value == b"1",
             LIFETIME => record.meta.lifetime_ms = none_if_zero(num(&value, "bad m:lifetime")?),
             ABSOLUTE => record.meta.absolute_ms = none_if_zero(num(&value, "bad m:absolute")?),
-            REVISION => revision = num(&value, "bad m:rev")?,
             // Metadata added by later minor versions is ignored, not fatal.
             f if f.starts_with("m:") => {}
             _ => return Err(corrupt("unknown field namespace")),
         }
     }
     match version {
-        Some(v) if v == u64::from(LAYOUT_VERSION) => Ok(Some((record, revision))),
+        Some(v) if v == u64::from(LAYOUT_VERSION) => Ok(Some(record)),
         Some(_) => Err(corrupt("unknown layout version")),
         None => Err(corrupt("no layout version")),
     }
@@ -254,8 +241,7 @@ impl Lua {
 
 /// The store's Lua scripts.
 pub(super) struct Scripts {
-    /// `save.lua`: updates that may empty a session, creates where
-    /// `RESTORE` is refused, updates where the transaction is refused.
+    /// `save.lua`: every update, and creates where `RESTORE` is refused.
     pub(super) save: Lua,
     /// `take.lua`: read a session and leave a forwarding marker (cycle).
     pub(super) take: Lua,
@@ -279,6 +265,8 @@ pub(super) struct Save<'a, I> {
     pub(super) delete_if_empty: bool,
     /// Metadata to write: all of it on create, the flags when they changed.
     pub(super) meta: Option<&'a Meta>,
+    /// Refuse an update that would take the data past this size.
+    pub(super) limit: Option<usize>,
     pub(super) set: I,
     pub(super) remove: &'a [&'a str],
 }
@@ -292,6 +280,10 @@ impl<'a, I: ExactSizeIterator<Item = (&'a str, &'a [u8])>> Save<'a, I> {
             None => cmd.arg(""),
         };
         cmd.arg(if self.delete_if_empty { "e" } else { "" });
+        match self.limit {
+            Some(bytes) => cmd.arg(bytes),
+            None => cmd.arg(""),
+        };
         cmd.arg(self.set.len() + meta_count(self.meta, self.create, self.expires));
         for (k, v) in self.set {
             data_arg(cmd, k);

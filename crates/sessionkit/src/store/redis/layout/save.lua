@@ -1,7 +1,7 @@
 -- sessionkit save script: one atomic step on one session hash (one Cluster slot).
--- Used for saves that empty a session (flag 'e'), to create where RESTORE is
--- not allowed, and to update where the server refuses the update transaction
--- (store/redis/commands.rs). Field names as in store/redis/layout/mod.rs.
+-- Every update runs here (the size limit is checked in the same step as the
+-- write), and creates where RESTORE is not allowed (store/redis/commands.rs).
+-- Field names as in store/redis/layout/mod.rs.
 -- A create makes the key with its first HSET and gives it its expiry before
 -- returning; a script runs to its end once it has written, so no key it
 -- creates is left without a TTL.
@@ -10,28 +10,59 @@
 -- ARGV[2]  new expiry, Unix milliseconds, for PEXPIREAT ('' keeps the current one;
 --          the caller writes the same value to m:expires among the pairs)
 -- ARGV[3]  flags: 'e' = delete the key when no data field ('d:...') remains
--- ARGV[4]  n = number of field/value pairs that follow
--- ARGV[5 .. 4+2n]  field, value pairs to HSET; the rest: fields to HDEL
--- Every save also sets m:rev, the record's revision: 1 on create, +1 on update.
--- Returns {1, revision} saved, 0 create refused (exists), -1 update refused (gone),
--- 2 deleted (emptied), or the storage id the session moved to (update of a
--- moved session: nothing written).
+-- ARGV[4]  size limit in bytes ('' = none): an update that would take the data
+--          past it and make it larger than it is writes nothing
+-- ARGV[5]  n = number of field/value pairs that follow
+-- ARGV[6 .. 5+2n]  field, value pairs to HSET; the rest: fields to HDEL
+-- m:size holds the size the limit counts: the bytes of every data key (its
+-- field name without 'd:') and value. Every save keeps it exact; a record
+-- without it (written before it existed) gets it here.
+-- Returns 1 saved, 0 create refused (exists), -1 update refused (gone),
+-- 2 deleted (emptied), {3, size} refused (the size it would have), or the
+-- storage id the session moved to (update of a moved session: nothing written).
 local key = KEYS[1]
-local rev = 1
+local first_pair = 6
+local last_pair = 5 + 2 * tonumber(ARGV[5])
+local is_data = function(f) return string.sub(f, 1, 2) == 'd:' end
+-- The bytes a data field holds now (0 if absent).
+local held = function(f)
+  local len = redis.call('HSTRLEN', key, f)
+  if len == 0 and redis.call('HEXISTS', key, f) == 0 then return 0 end
+  return #f - 2 + len
+end
+local size = 0
 if ARGV[1] == 'c' then
   if redis.call('EXISTS', key) == 1 then return 0 end
+  for i = first_pair, last_pair, 2 do
+    if is_data(ARGV[i]) then size = size + #ARGV[i] - 2 + #ARGV[i + 1] end
+  end
 else
   -- Every record and every forwarding marker has m:v.
-  local found = redis.call('HMGET', key, 'm:v', 'm:moved', 'm:rev')
+  local found = redis.call('HMGET', key, 'm:v', 'm:moved', 'm:size')
   if not found[1] then return -1 end
   if found[2] then return found[2] end
-  rev = (tonumber(found[3]) or 0) + 1
+  local before = tonumber(found[3])
+  if not before then
+    before = 0
+    for _, f in ipairs(redis.call('HKEYS', key)) do
+      if is_data(f) then before = before + held(f) end
+    end
+  end
+  size = before
+  for i = first_pair, last_pair, 2 do
+    if is_data(ARGV[i]) then size = size + #ARGV[i] - 2 + #ARGV[i + 1] - held(ARGV[i]) end
+  end
+  for i = last_pair + 1, #ARGV do
+    size = size - held(ARGV[i])
+  end
+  if ARGV[4] ~= '' and size > tonumber(ARGV[4]) and size > before then
+    return {3, size}
+  end
 end
 local chunk = 400
-local last_pair = 4 + 2 * tonumber(ARGV[4])
-local j = math.min(5 + 2 * chunk - 1, last_pair)
--- The first HSET carries the revision (with no pairs, only the revision).
-redis.call('HSET', key, 'm:rev', rev, unpack(ARGV, 5, j))
+local j = math.min(first_pair + 2 * chunk - 1, last_pair)
+-- The first HSET carries the size (with no pairs, only the size).
+redis.call('HSET', key, 'm:size', size, unpack(ARGV, first_pair, j))
 local i = j + 1
 while i <= last_pair do
   j = math.min(i + 2 * chunk - 1, last_pair)
@@ -44,11 +75,11 @@ while i <= #ARGV do
   redis.call('HDEL', key, unpack(ARGV, i, j))
   i = j + 1
 end
-local flags = ARGV[3]
-if string.find(flags, 'e', 1, true) then
+if string.find(ARGV[3], 'e', 1, true) and size == 0 then
+  -- Only keys and values of no bytes at all count nothing: look.
   local empty = true
   for _, f in ipairs(redis.call('HKEYS', key)) do
-    if string.sub(f, 1, 2) == 'd:' then empty = false break end
+    if is_data(f) then empty = false break end
   end
   if empty then
     redis.call('DEL', key)
@@ -58,4 +89,4 @@ end
 if ARGV[2] ~= '' then
   redis.call('PEXPIREAT', key, ARGV[2])
 end
-return {1, rev}
+return 1
