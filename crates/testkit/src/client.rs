@@ -133,6 +133,23 @@ impl Browser {
         self.apply(req.send().await).await
     }
 
+    /// Sends `raw` bytes (not necessarily UTF-8) as the whole `Cookie`
+    /// header, whatever the stored cookie.
+    ///
+    /// # Panics
+    ///
+    /// If `raw` is not a valid header value (control bytes) or the request
+    /// fails at the HTTP level.
+    pub async fn get_with_cookie_bytes(&mut self, path: &str, raw: &[u8]) -> Reply {
+        let value = reqwest::header::HeaderValue::from_bytes(raw)
+            .unwrap_or_else(|e| panic!("not a header value: {e}"));
+        let req = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", value);
+        self.apply(req.send().await).await
+    }
+
     async fn send(&mut self, mut req: reqwest::RequestBuilder) -> Reply {
         if let Some(c) = &self.cookie {
             req = req.header("cookie", format!("{}={c}", self.cookie_name));

@@ -606,6 +606,108 @@ pub async fn login_cycles_id(s: &Subject) {
     }
 }
 
+/// Several cookies of the session's name (one planted beside the user's on
+/// a narrower path or by a sibling subdomain): an unknown one never shadows
+/// the live one, two live ones are ambiguous and neither is used, and no
+/// cookie the request did not prove it owns is expired.
+pub async fn cookie_tossing_neither_shadows_nor_signs_out(s: &Subject) {
+    let name = s.config.cookie_name().to_owned();
+    let mut alice = s.browser();
+    alice.get("/login?user=alice").await;
+    let alice_id = alice.cookie.clone().unwrap_or_default();
+    let mut mallory = s.browser();
+    mallory.get("/login?user=mallory").await;
+    let mallory_id = mallory.cookie.clone().unwrap_or_default();
+    let unknown = sessionkit::SessionId::generate().expose();
+    let expires = |r: &crate::client::Reply| r.set_cookies.iter().any(|c| c.contains("Max-Age=0"));
+    let mut b = s.browser();
+    for header in [
+        format!("{name}={unknown}; {name}={alice_id}"),
+        format!("{name}={alice_id}; {name}={unknown}"),
+    ] {
+        let r = b.get_with_cookie_header("/whoami", &header).await;
+        check!(
+            s,
+            (r.status, r.body.as_str()) == (200, "alice"),
+            "{header}: {r:?}"
+        );
+        check!(s, !expires(&r), "no cookie expired: {r:?}");
+    }
+    for header in [
+        format!("{name}={mallory_id}; {name}={alice_id}"),
+        format!("{name}={alice_id}; {name}={mallory_id}"),
+    ] {
+        let r = b.get_with_cookie_header("/whoami", &header).await;
+        check!(
+            s,
+            r.status == 401,
+            "ambiguous, neither is used: {header}: {r:?}"
+        );
+        check!(s, !expires(&r), "no cookie expired: {r:?}");
+    }
+    // Both sessions are intact.
+    assert_eq!(alice.get("/whoami").await.body, "alice");
+    assert_eq!(mallory.get("/whoami").await.body, "mallory");
+}
+
+/// A cookie pair that is not UTF-8 (a sibling application's binary value)
+/// is skipped; the session cookie beside it still counts.
+pub async fn a_non_utf8_cookie_pair_is_skipped(s: &Subject) {
+    let name = s.config.cookie_name().to_owned();
+    let mut b = s.browser();
+    b.get("/login?user=ann").await;
+    let id = b.cookie.clone().unwrap_or_default();
+    let raw = [
+        b"a=\xff\xfe; ".as_slice(),
+        format!("{name}={id}").as_bytes(),
+        b"; b=\xc3",
+    ]
+    .concat();
+    let r = b.get_with_cookie_bytes("/whoami", &raw).await;
+    check!(s, (r.status, r.body.as_str()) == (200, "ann"), "{r:?}");
+}
+
+/// 40 parallel writes of different keys to one session, each within the
+/// limit on its own, store at most the limit together; the others are
+/// refused with 413.
+pub async fn parallel_writes_store_at_most_the_limit(s: &Subject) {
+    let limit = sessionkit::DEFAULT_MAX_SIZE;
+    let mut b = s.browser();
+    b.get("/new").await;
+    let body = "x".repeat(100_000);
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let mut tab = b.fork();
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            tab.post(&format!("/set?key=k{i}"), body).await.status
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap_or(0));
+    }
+    check!(
+        s,
+        statuses.iter().all(|st| *st == 200 || *st == 413),
+        "{statuses:?}"
+    );
+    let saved = statuses.iter().filter(|st| **st == 200).count();
+    let mut stored = "user".len() + "\"bench\"".len();
+    for i in 0..40 {
+        let r = b.get(&format!("/get?key=k{i}")).await;
+        if r.status == 200 {
+            stored += format!("k{i}").len() + r.body.len() + 2;
+        }
+    }
+    check!(
+        s,
+        stored <= limit,
+        "{stored} bytes stored, {saved} saves answered 200"
+    );
+    check!(s, saved >= 5, "as many as fit were saved: {saved}");
+}
+
 /// Logout deletes the record and expires the cookie; the old cookie is dead.
 pub async fn logout_destroys(s: &Subject) {
     let mut b = s.browser();

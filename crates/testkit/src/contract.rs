@@ -109,13 +109,24 @@ async fn new(session: Session) -> Result<Reply> {
     Ok(Reply::ok("ok"))
 }
 
+/// The integer `count`: 0 when absent, and when it holds something else
+/// (a string stored under that key through `/set`): the contract's number
+/// starts over rather than failing every request of that session.
+async fn count(session: &Session) -> Result<i64> {
+    match session.get::<i64>("count").await {
+        Ok(n) => Ok(n.unwrap_or(0)),
+        Err(e) if e.is_decode() => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
 async fn read(session: Session) -> Result<Reply> {
-    let n: i64 = session.get("count").await?.unwrap_or(0);
+    let n = count(&session).await?;
     Ok(Reply::ok(n.to_string()))
 }
 
 async fn write(session: Session) -> Result<Reply> {
-    let n: i64 = session.get("count").await?.unwrap_or(0) + 1;
+    let n = count(&session).await?.saturating_add(1);
     session.insert("count", &n).await?;
     Ok(Reply::ok(n.to_string()))
 }
@@ -153,8 +164,17 @@ async fn set_body(session: Session, q: KeyQuery, body: String) -> Result<Reply> 
     Ok(Reply::ok("ok"))
 }
 
+/// The string under `key`; a value of another type (`count` is a number)
+/// reads as absent.
+async fn string(session: &Session, key: &str) -> Result<Option<String>> {
+    match session.get::<String>(key).await {
+        Err(e) if e.is_decode() => Ok(None),
+        other => other,
+    }
+}
+
 async fn get_key(session: Session, q: KeyQuery) -> Result<Reply> {
-    Ok(match session.get::<String>(&q.key).await? {
+    Ok(match string(&session, &q.key).await? {
         Some(v) => Reply::ok(v),
         None => Reply::status(404),
     })
@@ -188,7 +208,7 @@ async fn logout(session: Session) -> Reply {
 }
 
 async fn whoami(session: Session) -> Result<Reply> {
-    Ok(match session.get::<String>("user").await? {
+    Ok(match string(&session, "user").await? {
         Some(u) => Reply::ok(u),
         None => Reply::status(401),
     })

@@ -35,9 +35,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let app = testkit::contract::axum_router(store, SessionConfig::default());
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     tracing::info!(port, "bench-server listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    testkit::serve_bounded(listener, app, shutdown()).await?;
     Ok(())
 }
 

@@ -558,6 +558,45 @@ async fn the_cache_is_a_bounded_lru() {
     assert!(a.stats().entries <= 4, "{:?}", a.stats());
 }
 
+/// Many large sessions read through one instance (what anyone can make
+/// without signing in: `/new`, a large `POST /set`, a read) keep the cache
+/// within its byte budget, and a session above the per-entry ceiling is not
+/// cached at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_is_bounded_in_bytes() {
+    let redis = RedisServer::start();
+    let budget = 1 << 20;
+    let a = Instance::start(
+        &redis.url(),
+        Some(ClientCache::default().with_max_bytes(budget)),
+    )
+    .await;
+    let value = "x".repeat(50_000);
+    let mut browsers = Vec::new();
+    for _ in 0..100 {
+        let mut b = a.browser(None);
+        assert_eq!(b.post("/set?key=big", value.clone()).await.status, 200);
+        assert_eq!(b.get("/get?key=big").await.body.len(), value.len());
+        assert!(a.stats().bytes <= budget as u64, "{:?}", a.stats());
+        browsers.push(b);
+    }
+    let stats = a.stats();
+    assert!(stats.entries > 0 && stats.entries < 20, "{stats:?}");
+    // The most recently read are still served from the cache.
+    redis.reset_stats();
+    let last = browsers.last_mut().expect("a browser");
+    assert_eq!(last.get("/get?key=big").await.body.len(), value.len());
+    assert_eq!(redis.total_commands(), 0, "{:?}", redis.command_counts());
+    // Above the per-entry ceiling: read from Redis every time.
+    let huge = "x".repeat(sessionkit::store::redis::DEFAULT_CACHE_ENTRY_BYTES);
+    let mut b = a.browser(None);
+    assert_eq!(b.post("/set?key=big", huge).await.status, 200);
+    b.get("/get?key=big").await;
+    redis.reset_stats();
+    b.get("/get?key=big").await;
+    assert_eq!(redis.command_counts().get("hgetall"), Some(&1));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_live_at_most_the_ttl() {
     let redis = RedisServer::start();

@@ -71,6 +71,9 @@ macro_rules! suite {
             signed_cookie_rejects_forgeries with signed(),
             absolute_timeout_ends_active_session with absolute(),
             vary_cookie_on_every_read_path,
+            cookie_tossing_neither_shadows_nor_signs_out,
+            a_non_utf8_cookie_pair_is_skipped,
+            parallel_writes_store_at_most_the_limit,
         );
     };
 }

@@ -350,3 +350,171 @@ async fn a_value_of_an_older_shape_fails_get_and_is_dropped_by_get_or_remove() {
     assert_eq!(b.get("/strict").await.body, "none");
     assert_eq!(b.get("/whoami").await.body, "ann", "the rest is kept");
 }
+
+/// A store that stalls Redis just before the armed step of a request
+/// (`DEBUG SLEEP`: everything waits; `CLIENT PAUSE … WRITE`: writes wait),
+/// so that the step times out and Redis carries it out later.
+struct Stalling {
+    inner: RedisStore,
+    url: String,
+    armed: std::sync::Arc<std::sync::Mutex<Option<&'static str>>>,
+    pause: bool,
+}
+
+impl Stalling {
+    async fn before(&self, step: &'static str) {
+        let fire = {
+            let mut armed = self.armed.lock().expect("lock");
+            let fire = *armed == Some(step);
+            if fire {
+                *armed = None;
+            }
+            fire
+        };
+        if fire {
+            let (url, pause) = (self.url.clone(), self.pause);
+            let (started, stalled) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut conn = redis::Client::open(url)
+                    .and_then(|c| c.get_connection())
+                    .expect("side connection");
+                let mut cmd = if pause {
+                    redis::cmd("CLIENT")
+                } else {
+                    redis::cmd("DEBUG")
+                };
+                if pause {
+                    cmd.arg("PAUSE").arg(1200).arg("WRITE");
+                } else {
+                    cmd.arg("SLEEP").arg("1.2");
+                }
+                let _ = started.send(());
+                let answer: redis::RedisResult<String> = cmd.query(&mut conn);
+                answer.expect("the stall");
+            });
+            let _ = stalled.recv();
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+}
+
+impl sessionkit::SessionStore for Stalling {
+    fn load<'a>(
+        &'a self,
+        id: &'a sessionkit::StorageId,
+    ) -> sessionkit::store::BoxFuture<
+        'a,
+        Result<Option<sessionkit::store::Record>, sessionkit::Error>,
+    > {
+        self.inner.load(id)
+    }
+
+    fn create<'a>(
+        &'a self,
+        id: &'a sessionkit::StorageId,
+        record: &'a sessionkit::store::Record,
+    ) -> sessionkit::store::BoxFuture<'a, Result<bool, sessionkit::Error>> {
+        Box::pin(async move {
+            self.before("create").await;
+            self.inner.create(id, record).await
+        })
+    }
+
+    fn update<'a>(
+        &'a self,
+        id: &'a sessionkit::StorageId,
+        changes: &'a sessionkit::store::Changes<'a>,
+    ) -> sessionkit::store::BoxFuture<'a, Result<sessionkit::store::UpdateOutcome, sessionkit::Error>>
+    {
+        Box::pin(async move {
+            self.before("update").await;
+            self.inner.update(id, changes).await
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        id: &'a sessionkit::StorageId,
+    ) -> sessionkit::store::BoxFuture<'a, Result<(), sessionkit::Error>> {
+        self.inner.delete(id)
+    }
+
+    fn take<'a>(
+        &'a self,
+        id: &'a sessionkit::StorageId,
+        moved_to: &'a sessionkit::StorageId,
+    ) -> sessionkit::store::BoxFuture<
+        'a,
+        Result<Option<sessionkit::store::Record>, sessionkit::Error>,
+    > {
+        Box::pin(async move {
+            self.before("take").await;
+            self.inner.take(id, moved_to).await
+        })
+    }
+}
+
+/// A login (`cycle_id`) that meets a stalled Redis at any of its steps
+/// keeps the session's data, with the client cache on and off: a stall
+/// before the new record is created leaves the old session as it was (the
+/// late create makes a record nobody points to); a stall once it exists
+/// sends its cookie with the 503, so the user lands in it whether or not
+/// the old one was retired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_meeting_a_stalled_redis_keeps_the_session() {
+    for (cache, pause, step) in [true, false]
+        .into_iter()
+        .flat_map(|c| [(c, false), (c, true)])
+        .flat_map(|(c, p)| [(c, p, "create"), (c, p, "take")])
+    {
+        {
+            let redis = RedisServer::start_with(&["--enable-debug-command", "yes"]);
+            let builder = if cache {
+                RedisStore::builder()
+            } else {
+                RedisStore::builder().without_client_cache()
+            };
+            let inner = builder.connect(redis.url().as_str()).await.expect("store");
+            let armed = std::sync::Arc::new(std::sync::Mutex::new(None));
+            let store = Stalling {
+                inner,
+                url: redis.url(),
+                armed: std::sync::Arc::clone(&armed),
+                pause,
+            };
+            let app = testkit::contract::axum_router(store, SessionConfig::default());
+            let base = testkit::serve_axum(app).await;
+            let mut b = Browser::new(base.clone(), sessionkit::DEFAULT_COOKIE_NAME);
+            assert_eq!(b.get("/set?key=cart&value=apple").await.status, 200);
+            assert_eq!(b.get("/get?key=cart").await.body, "apple");
+            let before = b.cookie.clone();
+            *armed.lock().expect("lock") = Some(step);
+            let r = b.get("/login?user=bob").await;
+            let what = format!("cache {cache}, pause {pause}, stall before {step}: {r:?}");
+            assert_eq!(r.status, 503, "{what}");
+            // Redis wakes and runs what was queued.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            assert_eq!(b.get("/get?key=cart").await.body, "apple", "{what}");
+            match step {
+                "create" => {
+                    assert_eq!(b.cookie, before, "{what}");
+                    assert_eq!(b.get("/whoami").await.status, 401, "{what}");
+                }
+                _ => {
+                    assert_ne!(b.cookie, before, "the new cookie came with the 503: {what}");
+                    assert_eq!(b.get("/whoami").await.body, "bob", "{what}");
+                    let mut old = Browser::new(base.clone(), sessionkit::DEFAULT_COOKIE_NAME)
+                        .with_cookie(before.as_deref());
+                    assert_eq!(
+                        old.get("/whoami").await.status,
+                        401,
+                        "the old id is retired: {what}"
+                    );
+                }
+            }
+            // And the session goes on working.
+            assert_eq!(b.get("/set?key=more&value=1").await.status, 200, "{what}");
+            assert_eq!(b.get("/get?key=cart").await.body, "apple", "{what}");
+        }
+    }
+}
