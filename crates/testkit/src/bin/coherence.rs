@@ -4,7 +4,10 @@
 //! served the old value and how long until it did not, idle and with other
 //! clients loading B.
 //!
-//!   cargo run --release -p testkit --bin coherence [-- TRIALS]
+//!   cargo run --release -p testkit --bin coherence [-- TRIALS [A_URL B_URL]]
+//!
+//! With two URLs it probes two running test-bed servers (say two
+//! `bench-server` processes on one Redis) instead of two in-process ones.
 //!
 //! The figures belong in docs/bench/; the bound the tests assert is
 //! `sessionkit`'s documented one, with margin.
