@@ -5,48 +5,13 @@
 //! Its own test binary (like `trace_leak`): it needs a global `tracing`
 //! subscriber writing into memory.
 
-use std::io;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
 use sessionkit::{MemoryStore, Session, SessionConfig, SessionLayer};
 use testkit::client::Browser;
-use tracing_subscriber::fmt::MakeWriter;
-
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<u8>>>);
-
-impl Log {
-    fn lines(&self) -> Vec<String> {
-        let bytes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl io::Write for Log {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut bytes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        bytes.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Log {
-    type Writer = Log;
-
-    fn make_writer(&'a self) -> Log {
-        self.clone()
-    }
-}
+use testkit::log::MemoryLog as Log;
 
 async fn number(session: Session) -> Result<String, sessionkit::Error> {
     let n: Option<u64> = session.get("n").await?;
@@ -108,7 +73,8 @@ async fn a_flood_of_bad_requests_logs_a_line_a_second() {
         requests += 1;
     }
     let seconds = started.elapsed().as_secs() + 1;
-    let lines = log.lines();
+    let text = log.text();
+    let lines: Vec<&str> = text.lines().collect();
     for what in [
         ["session error in handler", "could not be decoded"],
         ["session error in handler", "session too large"],

@@ -13,45 +13,12 @@
 //! (`tests/it`): a global TRACE subscriber would slow down every other test
 //! and mix their logs into this one's.
 
-use std::io;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sessionkit::{RedisStore, SessionConfig, SessionId};
 use testkit::client::{Browser, Reply};
+use testkit::log::MemoryLog as Log;
 use testkit::RedisServer;
-use tracing_subscriber::fmt::MakeWriter;
-
-/// The in-memory log: every formatted line, from every thread.
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<u8>>>);
-
-impl Log {
-    fn text(&self) -> String {
-        let bytes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-}
-
-impl io::Write for Log {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut bytes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        bytes.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Log {
-    type Writer = Log;
-
-    fn make_writer(&'a self) -> Log {
-        self.clone()
-    }
-}
 
 const KEY_OLD: [u8; 32] = [0x5a; 32];
 const KEY_NEW: [u8; 32] = [0xa5; 32];

@@ -708,6 +708,19 @@ pub async fn parallel_writes_store_at_most_the_limit(s: &Subject) {
     check!(s, saved >= 5, "as many as fit were saved: {saved}");
 }
 
+/// The contract's `count` holding a string (stored through `/set`) reads as
+/// 0 and `/write` starts it over: a clean answer, not a 500 on every request.
+pub async fn a_count_of_another_type_starts_over(s: &Subject) {
+    let mut b = s.browser();
+    b.get("/set?key=count&value=abc").await;
+    let r = b.get("/read").await;
+    check!(s, (r.status, r.body.as_str()) == (200, "0"), "{r:?}");
+    let r = b.get("/write").await;
+    check!(s, (r.status, r.body.as_str()) == (200, "1"), "{r:?}");
+    let r = b.get("/get?key=count").await;
+    check!(s, r.status == 404, "a number is no string: {r:?}");
+}
+
 /// Logout deletes the record and expires the cookie; the old cookie is dead.
 pub async fn logout_destroys(s: &Subject) {
     let mut b = s.browser();

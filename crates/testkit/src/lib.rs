@@ -5,10 +5,12 @@
 //! - [`client`]: a browser-like HTTP client that keeps one session cookie.
 //! - [`conformance`]: session behaviour tests, written once, run against
 //!   every store and framework.
+//! - [`log`]: an in-memory `tracing` writer.
 
 pub mod client;
 pub mod conformance;
 pub mod contract;
+pub mod log;
 mod server;
 
 pub use server::{RedisServer, SERVER_BIN_ENV};

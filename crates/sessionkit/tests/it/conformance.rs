@@ -74,6 +74,7 @@ macro_rules! suite {
             cookie_tossing_neither_shadows_nor_signs_out,
             a_non_utf8_cookie_pair_is_skipped,
             parallel_writes_store_at_most_the_limit,
+            a_count_of_another_type_starts_over,
         );
     };
 }
