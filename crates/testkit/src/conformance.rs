@@ -389,10 +389,10 @@ pub async fn malformed_cookie_costs_nothing(s: &Subject) {
 }
 
 /// Round trips per request kind: read 1, write 2, new 1 (Redis: one HGETALL
-/// per load, one RESTORE per create, one MULTI/EXEC transaction per update;
-/// the transaction's commands listed). With the client cache, a session
-/// this process has loaded once is cached: read 0 round trips, write 1 (the
-/// transaction; broadcast tracking needs no read-back). Store calls count
+/// per load, one RESTORE per create, one save script call per update, with
+/// the commands it runs). With the client cache, a session this process
+/// has loaded is cached: read 0 round trips, write 1 (the script; it drops
+/// the entry). Store calls count
 /// `SessionStore` calls, which the cache does not change; Redis's command
 /// statistics are the round-trip truth.
 pub async fn round_trip_budget(s: &Subject) {

@@ -1,7 +1,7 @@
 //! The connection seam: the one place that knows how the store reaches
 //! Redis (today one standalone server, through a redis-rs
 //! [`ConnectionManager`]). Above it, the operations (`commands`) and the
-//! client cache see only this: run a command, a pipeline or a transaction
+//! client cache see only this: run a command, a pipeline or a script
 //! for one key, within the store's response timeout; and, for the cache,
 //! which keys others changed and when the stream of those reports may have
 //! a gap (a lost connection, a failed call, a silent connection).
@@ -287,9 +287,9 @@ fn on_push(cache: &Cache, push: PushInfo) {
 /// Appends to `pipe` the commands that (re-)enable tracking on the
 /// connection, in broadcast mode for the store's prefix: Redis reports every
 /// change by another client to any session key, keeps no per-key state, and
-/// the store's own plain writes (RESTORE, the update transaction) need no
-/// read-back to stay covered. (A script's writes are reported back to the
-/// NOLOOP client that ran it; the store caches nothing a script wrote.)
+/// the store's own plain writes (`RESTORE`, `DEL`) need no read-back to stay
+/// covered. (A script's writes are reported back even to the NOLOOP client
+/// that ran it; a write of ours drops the entry anyway.)
 /// Tracking is switched off first: Redis refuses a prefix the connection
 /// already tracks. Two replies; the second says whether tracking is on.
 fn track_keys(pipe: &mut Pipeline, prefix: &str) {
@@ -369,8 +369,7 @@ impl Link {
         self.bounded(cmd.query_async(&mut conn)).await
     }
 
-    /// Runs a pipeline (or, with [`Pipeline::atomic`], a transaction) whose
-    /// commands all touch one key, returning the server's answer as
+    /// Runs a pipeline whose commands all touch one key, returning the server's answer as
     /// [`run_raw`](Self::run_raw) does.
     pub(super) async fn pipe_raw<T: FromRedisValue>(
         &self,
