@@ -27,6 +27,11 @@ pub enum StoreKind {
     /// [`RedisStore`] on a private redis-server, with the client cache
     /// (`sessionkit::store::redis::ClientCache`).
     RedisCached,
+    /// [`RedisStore`] over TLS (`rediss://`, the test CA trusted), without
+    /// the client cache.
+    RedisTls,
+    /// [`RedisStore`] over TLS, with the client cache.
+    RedisTlsCached,
 }
 
 /// Which framework serves the test-bed app.
@@ -129,7 +134,8 @@ pub struct Subject {
     pub kind: StoreKind,
     /// The framework serving the app.
     pub framework: Framework,
-    /// The private Redis, for [`StoreKind::Redis`] and [`StoreKind::RedisCached`].
+    /// The private Redis (its plain port, for the test's own commands), for
+    /// every kind but [`StoreKind::Memory`].
     pub redis: Option<RedisServer>,
     /// The in-process store, for [`StoreKind::Memory`].
     pub memory: Option<MemoryStore>,
@@ -184,15 +190,28 @@ impl Subject {
                     serve(fw, store, config.clone()).await,
                 )
             }
-            StoreKind::Redis | StoreKind::RedisCached => {
-                let server = RedisServer::start();
-                let builder = match kind {
-                    StoreKind::RedisCached => RedisStore::builder()
+            StoreKind::Redis
+            | StoreKind::RedisCached
+            | StoreKind::RedisTls
+            | StoreKind::RedisTlsCached => {
+                let mut builder = match kind {
+                    StoreKind::RedisCached | StoreKind::RedisTlsCached => RedisStore::builder()
                         .with_client_cache(sessionkit::store::redis::ClientCache::default()),
                     _ => RedisStore::builder().without_client_cache(),
                 };
+                let (server, url) =
+                    if matches!(kind, StoreKind::RedisTls | StoreKind::RedisTlsCached) {
+                        let tls = crate::tls::TlsRedis::start(false);
+                        builder = builder.with_tls_ca(tls.certs.ca.clone());
+                        let url = tls.url();
+                        (tls.server, url)
+                    } else {
+                        let server = RedisServer::start();
+                        let url = server.url();
+                        (server, url)
+                    };
                 let store = builder
-                    .connect(server.url())
+                    .connect(url)
                     .await
                     .unwrap_or_else(|e| panic!("connect to test redis: {e}"));
                 let store = CountingStore::new(store);
@@ -396,7 +415,7 @@ pub async fn malformed_cookie_costs_nothing(s: &Subject) {
 /// `SessionStore` calls, which the cache does not change; Redis's command
 /// statistics are the round-trip truth.
 pub async fn round_trip_budget(s: &Subject) {
-    let cached = s.kind == StoreKind::RedisCached;
+    let cached = matches!(s.kind, StoreKind::RedisCached | StoreKind::RedisTlsCached);
     let counts = |pairs: &[(&str, u64)]| -> std::collections::HashMap<String, u64> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
     };

@@ -215,8 +215,11 @@ async fn whoami(session: Session) -> Result<Reply> {
 }
 
 /// What a test-bed server reads from its environment (CONTRACT.md):
-/// `PORT` (3000), `REDIS_URL` (redis://127.0.0.1:6379/), `SESSION_PREFIX`
-/// (the library's), `CLIENT_CACHE=off` to run without the client cache (for A/B runs).
+/// `PORT` (3000), `REDIS_URL` (redis://127.0.0.1:6379/, or `rediss://` for
+/// TLS), `REDIS_CA_FILE` (the PEM of the CA to trust for TLS),
+/// `REDIS_CLIENT_CERT` / `REDIS_CLIENT_KEY` (PEM, for a server that asks for a
+/// client certificate), `SESSION_PREFIX` (the library's), `CLIENT_CACHE=off`
+/// to run without the client cache (for A/B runs).
 #[derive(Debug)]
 pub struct ServerEnv {
     /// The port to listen on (127.0.0.1 only).
@@ -231,8 +234,10 @@ impl ServerEnv {
     ///
     /// # Errors
     ///
-    /// If `REDIS_URL` is not a Redis URL.
-    pub async fn from_env() -> Result<Self> {
+    /// If `REDIS_URL` is not a Redis URL, a certificate file named by
+    /// `REDIS_CA_FILE`, `REDIS_CLIENT_CERT` or `REDIS_CLIENT_KEY` cannot be
+    /// read (or only one of the last two is set).
+    pub async fn from_env() -> std::result::Result<Self, Box<dyn std::error::Error>> {
         let port: u16 = std::env::var("PORT")
             .ok()
             .and_then(|p| p.parse().ok())
@@ -245,6 +250,22 @@ impl ServerEnv {
         }
         if std::env::var("CLIENT_CACHE").is_ok_and(|v| v == "off") {
             store = store.without_client_cache();
+        }
+        let read = |var: &str| -> std::result::Result<Option<Vec<u8>>, Box<dyn std::error::Error>> {
+            match std::env::var(var) {
+                Ok(path) => std::fs::read(&path)
+                    .map(Some)
+                    .map_err(|e| format!("{var}={path}: {e}").into()),
+                Err(_) => Ok(None),
+            }
+        };
+        if let Some(ca) = read("REDIS_CA_FILE")? {
+            store = store.with_tls_ca(ca);
+        }
+        match (read("REDIS_CLIENT_CERT")?, read("REDIS_CLIENT_KEY")?) {
+            (Some(cert), Some(key)) => store = store.with_tls_client_cert(cert, key),
+            (None, None) => {}
+            _ => return Err("REDIS_CLIENT_CERT and REDIS_CLIENT_KEY go together".into()),
         }
         let store = store.connect(url.as_str()).await?;
         Ok(ServerEnv { port, store })

@@ -6,12 +6,14 @@
 //! - [`conformance`]: session behaviour tests, written once, run against
 //!   every store and framework.
 //! - [`log`]: an in-memory `tracing` writer.
+//! - [`tls`]: a redis-server with TLS and certificates made at test time.
 
 pub mod client;
 pub mod conformance;
 pub mod contract;
 pub mod log;
 mod server;
+pub mod tls;
 
 pub use server::{RedisServer, SERVER_BIN_ENV};
 

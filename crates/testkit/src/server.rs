@@ -17,6 +17,8 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     extra: Vec<String>,
+    /// Files the server reads (TLS certificates), kept as long as it runs.
+    keep: Option<tempfile::TempDir>,
 }
 
 impl RedisServer {
@@ -44,6 +46,7 @@ impl RedisServer {
             port: 0,
             dir,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            keep: None,
         };
         for _attempt in 0..5 {
             server.port = free_port();
@@ -95,6 +98,14 @@ impl RedisServer {
             .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
             .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
             .is_ok()
+    }
+
+    /// Keeps `files` (which the server reads, on a restart too) as long as
+    /// the server.
+    #[must_use]
+    pub fn keeping(mut self, files: tempfile::TempDir) -> Self {
+        self.keep = Some(files);
+        self
     }
 
     /// `redis://127.0.0.1:<port>/`.
@@ -206,7 +217,7 @@ impl Drop for RedisServer {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -94,6 +94,17 @@ mod redis_cached_axum {
     suite!(StoreKind::RedisCached, Framework::Axum);
 }
 
+// TLS through one framework (the transport is below the adapters).
+mod redis_tls_axum {
+    use super::*;
+    suite!(StoreKind::RedisTls, Framework::Axum);
+}
+
+mod redis_tls_cached_axum {
+    use super::*;
+    suite!(StoreKind::RedisTlsCached, Framework::Axum);
+}
+
 mod memory_actix {
     use super::*;
     suite!(StoreKind::Memory, Framework::Actix);

@@ -14,3 +14,4 @@ mod connections;
 mod reliability;
 mod security;
 mod store;
+mod tls;

@@ -94,6 +94,10 @@ impl std::fmt::Debug for RedisStore {
 #[must_use]
 pub struct RedisStoreBuilder {
     options: Options,
+    /// Certificates for `rediss://` (a CA to trust, a client pair to show);
+    /// redis-rs redacts them in `Debug`.
+    #[cfg(feature = "tls")]
+    tls: redis::TlsCertificates,
 }
 
 impl Default for RedisStoreBuilder {
@@ -104,6 +108,11 @@ impl Default for RedisStoreBuilder {
                 response_timeout: DEFAULT_RESPONSE_TIMEOUT,
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
                 cache: Some(ClientCache::default()),
+            },
+            #[cfg(feature = "tls")]
+            tls: redis::TlsCertificates {
+                client_tls: None,
+                root_cert: None,
             },
         }
     }
@@ -165,15 +174,65 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// A store for the Redis at `url` (e.g. `redis://127.0.0.1:6379/`). The
+    /// Trusts this CA (a PEM file's bytes) for `rediss://` connections,
+    /// instead of the system's root certificates (feature `tls`).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn with_tls_ca(mut self, ca_pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.root_cert = Some(ca_pem.into());
+        self
+    }
+
+    /// Presents this client certificate and private key (PEM bytes) to a
+    /// Redis that asks for one (`tls-auth-clients yes`; feature `tls`).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn with_tls_client_cert(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.client_tls = Some(redis::ClientTlsConfig {
+            client_cert: cert_pem.into(),
+            client_key: key_pem.into(),
+        });
+        self
+    }
+
+    /// A store for the Redis at `url`: `redis://host:port/db`, or
+    /// `rediss://…` for TLS (feature `tls`; the system's root certificates
+    /// unless [`with_tls_ca`](Self::with_tls_ca) says otherwise). An ACL
+    /// user and password go in the URL (`redis://user:password@host/`). The
     /// connection opens when first needed; this does not wait for Redis.
     ///
     /// # Errors
     ///
-    /// [`Error::Unavailable`] if the URL is invalid.
+    /// [`Error::Unavailable`] if the URL is invalid, names TLS without the
+    /// `tls` feature, or a certificate given to the builder does not parse.
     pub async fn connect(self, url: impl IntoConnectionInfo) -> Result<RedisStore, Error> {
-        let client = Client::open(url).map_err(Error::unavailable)?;
+        let client = self.open_client(url)?;
         self.client(client).await
+    }
+
+    #[cfg(feature = "tls")]
+    fn open_client(&self, url: impl IntoConnectionInfo) -> Result<Client, Error> {
+        // rustls needs a process-wide crypto provider; with more than one
+        // compiled in (an application's own rustls may bring aws-lc-rs) it
+        // cannot choose and panics. Install ring unless the application
+        // installed one already (then this is refused, harmlessly).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let given = self.tls.root_cert.is_some() || self.tls.client_tls.is_some();
+        if given {
+            Client::build_with_tls(url, self.tls.clone()).map_err(Error::unavailable)
+        } else {
+            Client::open(url).map_err(Error::unavailable)
+        }
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[allow(clippy::unused_self)]
+    fn open_client(&self, url: impl IntoConnectionInfo) -> Result<Client, Error> {
+        Client::open(url).map_err(Error::unavailable)
     }
 
     /// A store for the server an existing [`redis::Client`] names. The
