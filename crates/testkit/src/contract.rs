@@ -284,6 +284,56 @@ pub fn init_tracing() {
         .init();
 }
 
+/// A test-bed server process, killed when dropped.
+struct TestBed(std::process::Child);
+
+impl Drop for TestBed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the test-bed `bin` on a free loopback port with `env`, and waits
+/// until it listens; the process and a browser for it.
+async fn start_test_bed(bin: &str, env: &[(&str, String)]) -> (TestBed, crate::client::Browser) {
+    use std::time::Instant;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"));
+    let child = std::process::Command::new(bin)
+        .env("PORT", port.to_string())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+    let mut child = TestBed(child);
+    let started = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!("{bin} exited: {status}");
+        }
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{bin} does not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b = crate::client::Browser::new(
+        format!("http://127.0.0.1:{port}"),
+        sessionkit::DEFAULT_COOKIE_NAME,
+    );
+    (child, b)
+}
+
 /// Checks a test-bed server binary against the contract's start-up rule:
 /// started while its Redis is down, it answers `/baseline`, answers `/new`
 /// with 503, and serves `/new` once Redis is up — within 2 s, with no
@@ -294,49 +344,9 @@ pub fn init_tracing() {
 /// If the binary does not behave so (the message says how), or cannot be
 /// started.
 pub async fn check_starts_before_redis(bin: &str) {
-    use std::time::Instant;
-
     let mut redis = crate::RedisServer::start();
     redis.kill();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"));
-    let child = std::process::Command::new(bin)
-        .env("PORT", port.to_string())
-        .env("REDIS_URL", redis.url())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Kill(child);
-    let mut b = crate::client::Browser::new(
-        format!("http://127.0.0.1:{port}"),
-        sessionkit::DEFAULT_COOKIE_NAME,
-    );
-    let started = Instant::now();
-    loop {
-        if let Ok(Some(status)) = child.0.try_wait() {
-            panic!("{bin} exited with Redis down: {status}");
-        }
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{bin} does not listen with Redis down"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (_bed, mut b) = start_test_bed(bin, &[("REDIS_URL", redis.url())]).await;
     assert_eq!(b.get("/baseline").await.status, 200, "{bin}: /baseline");
     let r = b.get("/new").await;
     assert_eq!(r.status, 503, "{bin}: /new with Redis down: {r:?}");
@@ -344,4 +354,44 @@ pub async fn check_starts_before_redis(bin: &str) {
     b.poll("/new", Duration::from_secs(2), |r| r.status == 200)
         .await;
     assert_eq!(b.get("/whoami").await.body, "bench");
+}
+
+/// Checks that a test-bed server binary serves the contract over TLS,
+/// configured by the contract's variables alone: `REDIS_URL=rediss://…`,
+/// `REDIS_CA_FILE`, and `REDIS_CLIENT_CERT` / `REDIS_CLIENT_KEY` for a
+/// Redis that requires a client certificate.
+///
+/// # Panics
+///
+/// If it does not (the message says how), or cannot be started.
+pub async fn check_serves_over_tls(bin: &str) {
+    let redis = crate::tls::TlsRedis::start(true);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let write = |name: &str, pem: &str| -> String {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap_or_else(|e| panic!("write {name}: {e}"));
+        path.display().to_string()
+    };
+    let env = [
+        ("REDIS_URL", redis.url()),
+        ("REDIS_CA_FILE", write("ca.pem", &redis.certs.ca)),
+        (
+            "REDIS_CLIENT_CERT",
+            write("client.pem", &redis.certs.client_cert),
+        ),
+        (
+            "REDIS_CLIENT_KEY",
+            write("client.key", &redis.certs.client_key),
+        ),
+    ];
+    let (_bed, mut b) = start_test_bed(bin, &env).await;
+    assert_eq!(b.get("/new").await.status, 200, "{bin}: /new over TLS");
+    assert_eq!(b.get("/whoami").await.body, "bench");
+    assert_eq!(b.get("/write").await.body, "1");
+    let keys: Vec<String> = redis.server.cmd(&["KEYS", "session:*"]);
+    assert_eq!(
+        keys.len(),
+        1,
+        "{bin}: one session in the TLS Redis: {keys:?}"
+    );
 }
