@@ -7,11 +7,13 @@
 //!   every store and framework.
 //! - [`log`]: an in-memory `tracing` writer.
 //! - [`tls`]: a redis-server with TLS and certificates made at test time.
+//! - [`sentinel`]: a primary, two replicas and three sentinels.
 
 pub mod client;
 pub mod conformance;
 pub mod contract;
 pub mod log;
+pub mod sentinel;
 mod server;
 pub mod tls;
 

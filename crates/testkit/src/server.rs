@@ -58,7 +58,7 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) -> bool {
-        let bin = std::env::var(SERVER_BIN_ENV).unwrap_or_else(|_| "redis-server".to_owned());
+        let bin = server_bin();
         let mut cmd = Command::new(&bin);
         cmd.arg("--port")
             .arg(self.port.to_string())
@@ -215,6 +215,11 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The redis-server binary to run: [`SERVER_BIN_ENV`] or `redis-server`.
+pub(crate) fn server_bin() -> String {
+    std::env::var(SERVER_BIN_ENV).unwrap_or_else(|_| "redis-server".to_owned())
 }
 
 pub(crate) fn free_port() -> u16 {

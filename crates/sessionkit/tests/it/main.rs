@@ -13,5 +13,6 @@ mod conformance;
 mod connections;
 mod reliability;
 mod security;
+mod sentinel;
 mod store;
 mod tls;

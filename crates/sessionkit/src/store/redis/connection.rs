@@ -44,12 +44,27 @@ pub(super) struct Options {
     pub(super) cache: Option<ClientCache>,
 }
 
+/// Where the store's connection comes from.
+pub(super) enum Source {
+    /// One server: redis-rs reconnects to it by itself.
+    Server(Client),
+    /// The primary that Sentinel names: asked again when the connection
+    /// to it fails or it answers as a replica (a failover).
+    #[cfg(feature = "sentinel")]
+    Sentinel(tokio::sync::Mutex<redis::sentinel::SentinelClient>),
+    /// A connection given ready-made.
+    Given,
+}
+
 /// The store's way to Redis, opened on first use.
 pub(super) struct Connection {
-    /// How to open it; `None` when it was given ready-made.
-    client: Option<Client>,
+    source: Source,
     options: Options,
-    link: OnceCell<Link>,
+    /// The open link. Replaced only where the source can name another
+    /// server (Sentinel), once the link is [`stale`](Link::stale).
+    link: std::sync::RwLock<Option<Arc<Link>>>,
+    /// Serializes opening, so that concurrent first calls open one link.
+    opening: tokio::sync::Mutex<()>,
 }
 
 /// An open connection and what belongs to it.
@@ -60,6 +75,12 @@ pub(super) struct Link {
     timeout: Duration,
     /// The server's `major.minor`, asked once (`None`: it would not say).
     version: OnceCell<Option<(u32, u32)>>,
+    /// Whether a failed call marks the link stale (its source can name
+    /// another server).
+    replaceable: bool,
+    /// The server stopped being the one to use (unreachable, or answering
+    /// as a replica): the next call opens a new link.
+    stale: std::sync::atomic::AtomicBool,
 }
 
 /// A link's client cache and its heartbeat, which stops with the link.
@@ -75,12 +96,13 @@ impl Drop for Cached {
 }
 
 impl Connection {
-    /// A connection to the server `client` names, opened when first needed.
-    pub(super) fn new(client: Client, options: Options) -> Self {
+    /// A connection to what `source` names, opened when first needed.
+    pub(super) fn new(source: Source, options: Options) -> Self {
         Connection {
-            client: Some(client),
+            source,
             options,
-            link: OnceCell::new(),
+            link: std::sync::RwLock::new(None),
+            opening: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -88,17 +110,12 @@ impl Connection {
     /// whose pushes it receives).
     pub(super) fn given(conn: ConnectionManager, mut options: Options) -> Self {
         options.cache = None;
-        let link = Link {
-            conn,
-            cache: None,
-            prefix: options.prefix.clone(),
-            timeout: options.response_timeout,
-            version: OnceCell::new(),
-        };
+        let link = Link::new(conn, None, &options, false);
         Connection {
-            client: None,
+            source: Source::Given,
+            link: std::sync::RwLock::new(Some(Arc::new(link))),
             options,
-            link: OnceCell::new_with(Some(link)),
+            opening: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -107,33 +124,64 @@ impl Connection {
     }
 
     /// The open link, if it is open.
-    pub(super) fn opened(&self) -> Option<&Link> {
-        self.link.get()
+    pub(super) fn opened(&self) -> Option<Arc<Link>> {
+        // A poisoned lock only ever held a whole `Option<Arc<_>>`.
+        self.link.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The link, opened now if it is not yet (within the response timeout).
-    pub(super) async fn link(&self) -> Result<&Link, Error> {
-        if let Some(link) = self.link.get() {
+    /// The open link, unless it is stale.
+    fn current(&self) -> Option<Arc<Link>> {
+        self.opened().filter(|l| !l.is_stale())
+    }
+
+    /// The link, opened now if it is not yet, or again if it went stale
+    /// (within the response timeout).
+    pub(super) async fn link(&self) -> Result<Arc<Link>, Error> {
+        if let Some(link) = self.current() {
             return Ok(link);
         }
-        tokio::time::timeout(
-            self.options.response_timeout,
-            self.link.get_or_try_init(|| self.open()),
-        )
-        .await
-        .map_err(Error::unavailable)?
+        tokio::time::timeout(self.options.response_timeout, self.reopen())
+            .await
+            .map_err(Error::unavailable)?
+    }
+
+    async fn reopen(&self) -> Result<Arc<Link>, Error> {
+        let _one = self.opening.lock().await;
+        if let Some(link) = self.current() {
+            return Ok(link);
+        }
+        let link = Arc::new(self.open().await?);
+        *self.link.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&link));
+        Ok(link)
+    }
+
+    /// A client for the server to use now.
+    async fn client(&self) -> Result<Client, Error> {
+        match &self.source {
+            Source::Server(client) => Ok(client.clone()),
+            #[cfg(feature = "sentinel")]
+            Source::Sentinel(sentinel) => {
+                let mut sentinel = sentinel.lock().await;
+                tokio::time::timeout(
+                    self.options.connect_timeout * 2,
+                    sentinel.async_get_client(),
+                )
+                .await
+                .map_err(Error::unavailable)?
+                .map_err(Error::unavailable)
+            }
+            Source::Given => Err(Error::unavailable("the store's connection is gone")),
+        }
     }
 
     /// Checks now that Redis answers: on the open link if there is one,
     /// else on a connection of its own, closed again.
     pub(super) async fn check(&self) -> Result<(), Error> {
         let ping = redis::cmd("PING");
-        if let Some(link) = self.link.get() {
+        if let Some(link) = self.current() {
             return link.run::<Value>(&ping).await.map(|_| ());
         }
-        let Some(client) = &self.client else {
-            return Err(Error::unavailable("the store's connection is gone"));
-        };
+        let client = self.client().await?;
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.options.connect_timeout))
             .set_response_timeout(Some(self.options.response_timeout));
@@ -182,9 +230,7 @@ impl Connection {
     /// Opens the link: with the cache if asked for and the server allows
     /// it (else without, with a warning).
     async fn open(&self) -> Result<Link, Error> {
-        let Some(client) = &self.client else {
-            return Err(Error::unavailable("the store's connection is gone"));
-        };
+        let client = &self.client().await?;
         let cached = match &self.options.cache {
             Some(options) => match self.open_cached(client, options).await {
                 Ok(cached) => Some(cached),
@@ -206,13 +252,8 @@ impl Connection {
                 None,
             ),
         };
-        Ok(Link {
-            conn,
-            cache,
-            prefix: self.options.prefix.clone(),
-            timeout: self.options.response_timeout,
-            version: OnceCell::new(),
-        })
+        let replaceable = !matches!(self.source, Source::Server(_) | Source::Given);
+        Ok(Link::new(conn, cache, &self.options, replaceable))
     }
 
     /// Connects over RESP3 with the cache's push handler, and enables
@@ -333,6 +374,44 @@ async fn heartbeat(cache: Arc<Cache>, mut conn: ConnectionManager, timeout: Dura
 }
 
 impl Link {
+    fn new(
+        conn: ConnectionManager,
+        cache: Option<Cached>,
+        options: &Options,
+        replaceable: bool,
+    ) -> Self {
+        Link {
+            conn,
+            cache,
+            prefix: options.prefix.clone(),
+            timeout: options.response_timeout,
+            version: OnceCell::new(),
+            replaceable,
+            stale: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn is_stale(&self) -> bool {
+        self.stale.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// After a call answered `result`: a link whose source can name
+    /// another server goes stale when the server is gone or answers as a
+    /// replica (`READONLY`) or without its primary (`MASTERDOWN`).
+    fn judge<T>(&self, result: &Result<redis::RedisResult<T>, Error>) {
+        if !self.replaceable {
+            return;
+        }
+        let moved_on = match result {
+            Err(_) => true,
+            Ok(Err(e)) => matches!(e.code(), Some("READONLY" | "MASTERDOWN" | "LOADING")),
+            Ok(Ok(_)) => false,
+        };
+        if moved_on {
+            self.stale.store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+
     pub(super) fn cache(&self) -> Option<&Cache> {
         self.cache.as_ref().map(|c| &*c.cache)
     }
@@ -439,6 +518,7 @@ impl Link {
                 Err(_) => cache.flush(),
             }
         }
+        self.judge(&result);
         result
     }
 

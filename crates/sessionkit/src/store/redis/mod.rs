@@ -235,6 +235,42 @@ impl RedisStoreBuilder {
         Client::open(url).map_err(Error::unavailable)
     }
 
+    /// A store for the primary that the sentinels at `sentinels` (e.g.
+    /// `redis://10.0.0.1:26379/`) monitor as `service` (feature
+    /// `sentinel`). The primary is asked for when the connection first
+    /// opens, and again when a call fails or the server answers as a
+    /// replica (a failover): requests meanwhile answer 503, then go to the
+    /// new primary without a restart. The cache (if on) starts empty on
+    /// each new primary.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] if no sentinel address is given or one is not
+    /// a valid URL.
+    #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
+    pub async fn sentinel<T: IntoConnectionInfo>(
+        self,
+        sentinels: impl IntoIterator<Item = T>,
+        service: &str,
+    ) -> Result<RedisStore, Error> {
+        use redis::sentinel::{SentinelClient, SentinelServerType};
+
+        let sentinels: Vec<T> = sentinels.into_iter().collect();
+        if sentinels.is_empty() {
+            return Err(Error::unavailable("no sentinel address given"));
+        }
+        let client = SentinelClient::build(
+            sentinels,
+            service.to_owned(),
+            None,
+            SentinelServerType::Master,
+        )
+        .map_err(Error::unavailable)?;
+        let source = connection::Source::Sentinel(tokio::sync::Mutex::new(client));
+        Ok(RedisStore::from(Connection::new(source, self.options)))
+    }
+
     /// A store for the server an existing [`redis::Client`] names. The
     /// connection opens when first needed.
     ///
@@ -242,7 +278,10 @@ impl RedisStoreBuilder {
     ///
     /// None today; the `Result` leaves room for checks of the client.
     pub async fn client(self, client: Client) -> Result<RedisStore, Error> {
-        Ok(RedisStore::from(Connection::new(client, self.options)))
+        Ok(RedisStore::from(Connection::new(
+            connection::Source::Server(client),
+            self.options,
+        )))
     }
 
     /// Uses an existing [`ConnectionManager`] (its own timeouts apply, and
@@ -354,7 +393,7 @@ impl SessionStore for RedisStore {
     fn load<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<Option<Record>, Error>> {
         Box::pin(async move {
             let link = self.inner.connection.link().await?;
-            self.inner.commands.load(link, &self.key(id)).await
+            self.inner.commands.load(&link, &self.key(id)).await
         })
     }
 
@@ -367,7 +406,7 @@ impl SessionStore for RedisStore {
             let link = self.inner.connection.link().await?;
             self.inner
                 .commands
-                .create(link, &self.key(id), record)
+                .create(&link, &self.key(id), record)
                 .await
         })
     }
@@ -381,7 +420,7 @@ impl SessionStore for RedisStore {
             let link = self.inner.connection.link().await?;
             self.inner
                 .commands
-                .update(link, &self.key(id), changes)
+                .update(&link, &self.key(id), changes)
                 .await
         })
     }
@@ -389,7 +428,7 @@ impl SessionStore for RedisStore {
     fn delete<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let link = self.inner.connection.link().await?;
-            self.inner.commands.delete(link, &self.key(id)).await
+            self.inner.commands.delete(&link, &self.key(id)).await
         })
     }
 
@@ -402,7 +441,7 @@ impl SessionStore for RedisStore {
             let link = self.inner.connection.link().await?;
             self.inner
                 .commands
-                .take(link, &self.key(id), moved_to)
+                .take(&link, &self.key(id), moved_to)
                 .await
         })
     }

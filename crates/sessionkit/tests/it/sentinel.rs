@@ -1,0 +1,69 @@
+//! Redis Sentinel (feature `sentinel`): a primary with two replicas watched
+//! by three sentinels, started by the test.
+
+use std::time::{Duration, Instant};
+
+use sessionkit::{RedisStore, SessionConfig};
+use testkit::client::Browser;
+use testkit::sentinel::{SentinelSetup, SERVICE};
+
+/// Sessions written before a failover (and replicated, `WAIT`) are there
+/// after it; requests meanwhile answer 503 and the store finds the new
+/// primary by itself, with the client cache on and off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_moves_the_store_to_the_new_primary() {
+    for cache in [true, false] {
+        let mut setup = SentinelSetup::start();
+        let builder = if cache {
+            RedisStore::builder()
+        } else {
+            RedisStore::builder().without_client_cache()
+        };
+        let store = builder
+            .sentinel(setup.sentinel_urls(), SERVICE)
+            .await
+            .expect("store");
+        let app = testkit::contract::axum_router(store, SessionConfig::default());
+        let mut b = Browser::new(
+            testkit::serve_axum(app).await,
+            sessionkit::DEFAULT_COOKIE_NAME,
+        );
+        assert_eq!(b.get("/login?user=ann").await.status, 200);
+        assert_eq!(b.get("/write").await.body, "1");
+        assert_eq!(b.get("/whoami").await.body, "ann");
+        let keys: Vec<String> = setup.primary().cmd(&["KEYS", "session:*"]);
+        assert_eq!(keys.len(), 1, "the session is on the primary: {keys:?}");
+        let synced: i64 = setup.primary().cmd(&["WAIT", "2", "2000"]);
+        assert_eq!(synced, 2, "both replicas have it");
+        let took = setup.fail_over();
+        let started = Instant::now();
+        let mut unavailable = 0;
+        loop {
+            let r = b.get("/whoami").await;
+            match r.status {
+                200 => {
+                    assert_eq!(r.body, "ann", "cache {cache}");
+                    break;
+                }
+                503 => unavailable += 1,
+                other => panic!("cache {cache}: {other} during the failover: {r:?}"),
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "cache {cache}: not back 10 s after the failover"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!(
+            "cache {cache}: failover {took:?}, then back after {:?} ({unavailable} answers 503)",
+            started.elapsed()
+        );
+        assert_eq!(
+            b.get("/write").await.body,
+            "2",
+            "cache {cache}: writes go to the new primary"
+        );
+        let keys: Vec<String> = setup.primary().cmd(&["KEYS", "session:*"]);
+        assert_eq!(keys.len(), 1, "{keys:?}");
+    }
+}

@@ -1,0 +1,203 @@
+//! [`SentinelSetup`]: a primary with two replicas, watched by three
+//! sentinels (`redis-server --sentinel`), on free loopback ports, torn down
+//! on drop. Sentinels declare the primary down after 1 s and fail over.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::server::{free_port, server_bin, RedisServer};
+
+/// The name the sentinels monitor the primary under.
+pub const SERVICE: &str = "mymaster";
+
+/// One `redis-server --sentinel` process.
+struct SentinelProcess {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for SentinelProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A primary, two replicas and three sentinels.
+pub struct SentinelSetup {
+    /// The data servers: the first is the primary at the start.
+    pub servers: Vec<RedisServer>,
+    sentinels: Vec<SentinelProcess>,
+}
+
+impl SentinelSetup {
+    /// Starts the servers and the sentinels and waits until the replicas
+    /// are in sync and every sentinel knows the two others and both
+    /// replicas (so that a failover can be agreed on).
+    ///
+    /// # Panics
+    ///
+    /// If any of them does not come up within 20 s.
+    pub fn start() -> Self {
+        let primary = RedisServer::start();
+        let port = primary.port().to_string();
+        let mut servers = vec![primary];
+        for _ in 0..2 {
+            servers.push(RedisServer::start_with(&[
+                "--replicaof",
+                "127.0.0.1",
+                &port,
+            ]));
+        }
+        let sentinels = (0..3).map(|_| sentinel(servers[0].port())).collect();
+        let setup = SentinelSetup { servers, sentinels };
+        setup.wait_until(
+            Duration::from_secs(20),
+            "replicas in sync and sentinels acquainted",
+            |s| {
+                s.servers[1..].iter().all(|r| {
+                    let info: String = r.cmd(&["INFO", "replication"]);
+                    info.contains("master_link_status:up")
+                }) && s.sentinels.iter().all(|p| {
+                    let known = |what: &str| -> usize {
+                        sentinel_cmd::<Vec<redis::Value>>(p.port, &["SENTINEL", what, SERVICE])
+                            .map_or(0, |v| v.len())
+                    };
+                    known("replicas") == 2 && known("sentinels") == 2
+                })
+            },
+        );
+        setup
+    }
+
+    /// `redis://127.0.0.1:<port>/` of each sentinel.
+    pub fn sentinel_urls(&self) -> Vec<String> {
+        self.sentinels
+            .iter()
+            .map(|s| format!("redis://127.0.0.1:{}/", s.port))
+            .collect()
+    }
+
+    /// The data server the sentinels name as primary now.
+    ///
+    /// # Panics
+    ///
+    /// If no sentinel answers.
+    pub fn primary(&self) -> &RedisServer {
+        let port = self.primary_port();
+        self.servers
+            .iter()
+            .find(|s| s.port() == port)
+            .unwrap_or_else(|| panic!("the primary on {port} is none of ours"))
+    }
+
+    fn primary_port(&self) -> u16 {
+        self.sentinels
+            .iter()
+            .find_map(|p| {
+                sentinel_cmd::<(String, String)>(
+                    p.port,
+                    &["SENTINEL", "get-master-addr-by-name", SERVICE],
+                )
+                .ok()
+                .and_then(|(_, port)| port.parse().ok())
+            })
+            .unwrap_or_else(|| panic!("no sentinel names a primary"))
+    }
+
+    /// Kills the current primary and waits until the sentinels have
+    /// promoted a replica (within 20 s); the old primary stays down. Returns
+    /// how long the failover took.
+    ///
+    /// # Panics
+    ///
+    /// If no replica is promoted in time.
+    pub fn fail_over(&mut self) -> Duration {
+        let old = self.primary_port();
+        let started = Instant::now();
+        if let Some(s) = self.servers.iter_mut().find(|s| s.port() == old) {
+            s.kill();
+        }
+        self.wait_until(Duration::from_secs(20), "a replica promoted", |s| {
+            let new = s.primary_port();
+            new != old
+                && s.servers.iter().any(|r| {
+                    r.port() == new && {
+                        let info: String = r.cmd(&["INFO", "replication"]);
+                        info.contains("role:master")
+                    }
+                })
+        });
+        started.elapsed()
+    }
+
+    fn wait_until(&self, within: Duration, what: &str, done: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + within;
+        while !done(self) {
+            assert!(
+                Instant::now() < deadline,
+                "sentinel setup: no {what} within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn sentinel(primary: u16) -> SentinelProcess {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    for _attempt in 0..5 {
+        let port = free_port();
+        let conf = dir.path().join("sentinel.conf");
+        let text = format!(
+            "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+             sentinel monitor {SERVICE} 127.0.0.1 {primary} 2\n\
+             sentinel down-after-milliseconds {SERVICE} 1000\n\
+             sentinel failover-timeout {SERVICE} 3000\n\
+             sentinel parallel-syncs {SERVICE} 1\n",
+            dir = dir.path().display()
+        );
+        std::fs::write(&conf, text).unwrap_or_else(|e| panic!("write sentinel.conf: {e}"));
+        let child = Command::new(server_bin())
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start a sentinel: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut child = Some(child);
+        while Instant::now() < deadline {
+            if sentinel_cmd::<String>(port, &["PING"]).is_ok() {
+                if let Some(child) = child.take() {
+                    return SentinelProcess {
+                        child,
+                        port,
+                        _dir: dir,
+                    };
+                }
+            }
+            if let Some(c) = child.as_mut() {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break; // exited: the port was taken, probably
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Some(mut c) = child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+    panic!("no sentinel started after 5 attempts");
+}
+
+fn sentinel_cmd<T: redis::FromRedisValue>(port: u16, args: &[&str]) -> redis::RedisResult<T> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+    let mut conn = client.get_connection_with_timeout(Duration::from_millis(500))?;
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query(&mut conn)
+}
