@@ -32,6 +32,11 @@ pub enum StoreKind {
     RedisTls,
     /// [`RedisStore`] over TLS, with the client cache.
     RedisTlsCached,
+    /// [`RedisStore`] on the primary of a Sentinel setup (found through the
+    /// sentinels), without the client cache.
+    RedisSentinel,
+    /// The same, with the client cache.
+    RedisSentinelCached,
 }
 
 /// Which framework serves the test-bed app.
@@ -145,6 +150,8 @@ pub struct Subject {
     handed: Handed,
     /// Stops the app when the subject is dropped.
     _server: Server,
+    /// The rest of a Sentinel setup (replicas, sentinels), kept running.
+    _topology: Option<crate::sentinel::SentinelRest>,
 }
 
 /// A subject's running server, stopped when the subject is dropped.
@@ -178,6 +185,7 @@ impl Subject {
     ///
     /// If the store or the server cannot be set up.
     pub async fn start_with(kind: StoreKind, fw: Framework, config: SessionConfig) -> Self {
+        let mut topology = None;
         let (redis, memory, (calls, handed), (addr, server)) = match kind {
             StoreKind::Memory => {
                 let mem = MemoryStore::new();
@@ -193,27 +201,44 @@ impl Subject {
             StoreKind::Redis
             | StoreKind::RedisCached
             | StoreKind::RedisTls
-            | StoreKind::RedisTlsCached => {
+            | StoreKind::RedisTlsCached
+            | StoreKind::RedisSentinel
+            | StoreKind::RedisSentinelCached => {
                 let mut builder = match kind {
-                    StoreKind::RedisCached | StoreKind::RedisTlsCached => RedisStore::builder()
+                    StoreKind::RedisCached
+                    | StoreKind::RedisTlsCached
+                    | StoreKind::RedisSentinelCached => RedisStore::builder()
                         .with_client_cache(sessionkit::store::redis::ClientCache::default()),
                     _ => RedisStore::builder().without_client_cache(),
                 };
-                let (server, url) =
-                    if matches!(kind, StoreKind::RedisTls | StoreKind::RedisTlsCached) {
-                        let tls = crate::tls::TlsRedis::start(false);
-                        builder = builder.with_tls_ca(tls.certs.ca.clone());
-                        let url = tls.url();
-                        (tls.server, url)
-                    } else {
-                        let server = RedisServer::start();
-                        let url = server.url();
-                        (server, url)
-                    };
-                let store = builder
-                    .connect(url)
-                    .await
-                    .unwrap_or_else(|e| panic!("connect to test redis: {e}"));
+                let tls = matches!(kind, StoreKind::RedisTls | StoreKind::RedisTlsCached);
+                let sentinel = matches!(
+                    kind,
+                    StoreKind::RedisSentinel | StoreKind::RedisSentinelCached
+                );
+                let (server, url) = if tls {
+                    let tls = crate::tls::TlsRedis::start(false);
+                    builder = builder.with_tls_ca(tls.certs.ca.clone());
+                    let url = tls.url();
+                    (tls.server, url)
+                } else if sentinel {
+                    let (primary, rest) = crate::sentinel::SentinelSetup::start().split();
+                    topology = Some(rest);
+                    (primary, String::new())
+                } else {
+                    let server = RedisServer::start();
+                    let url = server.url();
+                    (server, url)
+                };
+                let store = match &topology {
+                    Some(rest) => {
+                        builder
+                            .sentinel(rest.urls.clone(), crate::sentinel::SERVICE)
+                            .await
+                    }
+                    None => builder.connect(url).await,
+                }
+                .unwrap_or_else(|e| panic!("connect to test redis: {e}"));
                 let store = CountingStore::new(store);
                 let (calls, handed) = (store.counter(), store.handed());
                 (
@@ -234,6 +259,7 @@ impl Subject {
             calls,
             handed,
             _server: server,
+            _topology: topology,
         }
     }
 
@@ -415,7 +441,10 @@ pub async fn malformed_cookie_costs_nothing(s: &Subject) {
 /// `SessionStore` calls, which the cache does not change; Redis's command
 /// statistics are the round-trip truth.
 pub async fn round_trip_budget(s: &Subject) {
-    let cached = matches!(s.kind, StoreKind::RedisCached | StoreKind::RedisTlsCached);
+    let cached = matches!(
+        s.kind,
+        StoreKind::RedisCached | StoreKind::RedisTlsCached | StoreKind::RedisSentinelCached
+    );
     let counts = |pairs: &[(&str, u64)]| -> std::collections::HashMap<String, u64> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
     };

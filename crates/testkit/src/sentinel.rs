@@ -71,6 +71,14 @@ impl SentinelSetup {
         setup
     }
 
+    /// The primary, and the rest of the setup (replicas and sentinels),
+    /// which must live as long: for a test that only talks to the primary.
+    pub fn split(mut self) -> (RedisServer, SentinelRest) {
+        let primary = self.servers.remove(0);
+        let urls = self.sentinel_urls();
+        (primary, SentinelRest { _setup: self, urls })
+    }
+
     /// `redis://127.0.0.1:<port>/` of each sentinel.
     pub fn sentinel_urls(&self) -> Vec<String> {
         self.sentinels
@@ -142,6 +150,13 @@ impl SentinelSetup {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// The replicas and sentinels of a [`SentinelSetup::split`] one.
+pub struct SentinelRest {
+    _setup: SentinelSetup,
+    /// The sentinels' URLs.
+    pub urls: Vec<String>,
 }
 
 fn sentinel(primary: u16) -> SentinelProcess {

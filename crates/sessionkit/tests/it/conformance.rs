@@ -105,6 +105,17 @@ mod redis_tls_cached_axum {
     suite!(StoreKind::RedisTlsCached, Framework::Axum);
 }
 
+// Sentinel through one framework, too.
+mod redis_sentinel_axum {
+    use super::*;
+    suite!(StoreKind::RedisSentinel, Framework::Axum);
+}
+
+mod redis_sentinel_cached_axum {
+    use super::*;
+    suite!(StoreKind::RedisSentinelCached, Framework::Axum);
+}
+
 mod memory_actix {
     use super::*;
     suite!(StoreKind::Memory, Framework::Actix);
