@@ -218,8 +218,11 @@ async fn whoami(session: Session) -> Result<Reply> {
 /// `PORT` (3000), `REDIS_URL` (redis://127.0.0.1:6379/, or `rediss://` for
 /// TLS), `REDIS_CA_FILE` (the PEM of the CA to trust for TLS),
 /// `REDIS_CLIENT_CERT` / `REDIS_CLIENT_KEY` (PEM, for a server that asks for a
-/// client certificate), `SESSION_PREFIX` (the library's), `CLIENT_CACHE=off`
-/// to run without the client cache (for A/B runs).
+/// client certificate), `REDIS_SENTINEL_URLS` (comma-separated) with
+/// `REDIS_SENTINEL_SERVICE` (the primary's name: the store finds it through
+/// the sentinels, `REDIS_URL` is then unused), `SESSION_PREFIX` (the
+/// library's), `CLIENT_CACHE=off` to run without the client cache (for A/B
+/// runs).
 #[derive(Debug)]
 pub struct ServerEnv {
     /// The port to listen on (127.0.0.1 only).
@@ -267,7 +270,16 @@ impl ServerEnv {
             (None, None) => {}
             _ => return Err("REDIS_CLIENT_CERT and REDIS_CLIENT_KEY go together".into()),
         }
-        let store = store.connect(url.as_str()).await?;
+        let sentinels = std::env::var("REDIS_SENTINEL_URLS").ok();
+        let store = match sentinels {
+            Some(urls) => {
+                let service = std::env::var("REDIS_SENTINEL_SERVICE")
+                    .map_err(|_| "REDIS_SENTINEL_URLS needs REDIS_SENTINEL_SERVICE")?;
+                let urls: Vec<&str> = urls.split(',').map(str::trim).collect();
+                store.sentinel(urls, &service).await?
+            }
+            None => store.connect(url.as_str()).await?,
+        };
         Ok(ServerEnv { port, store })
     }
 }
@@ -394,4 +406,39 @@ pub async fn check_serves_over_tls(bin: &str) {
         1,
         "{bin}: one session in the TLS Redis: {keys:?}"
     );
+}
+
+/// Checks that a test-bed server binary serves the contract through
+/// Sentinel, configured by `REDIS_SENTINEL_URLS` and
+/// `REDIS_SENTINEL_SERVICE` alone, and follows a failover.
+///
+/// # Panics
+///
+/// If it does not (the message says how), or cannot be started.
+pub async fn check_serves_through_sentinel(bin: &str) {
+    let mut setup = crate::sentinel::SentinelSetup::start();
+    let env = [
+        ("REDIS_SENTINEL_URLS", setup.sentinel_urls().join(",")),
+        (
+            "REDIS_SENTINEL_SERVICE",
+            crate::sentinel::SERVICE.to_owned(),
+        ),
+    ];
+    let (_bed, mut b) = start_test_bed(bin, &env).await;
+    assert_eq!(
+        b.get("/new").await.status,
+        200,
+        "{bin}: /new through Sentinel"
+    );
+    assert_eq!(b.get("/write").await.body, "1");
+    setup.wait_for_replicas();
+    setup.fail_over();
+    b.poll("/read", Duration::from_secs(10), |r| r.status == 200)
+        .await;
+    assert_eq!(
+        b.get("/read").await.body,
+        "1",
+        "{bin}: the session survived"
+    );
+    assert_eq!(b.get("/write").await.body, "2");
 }

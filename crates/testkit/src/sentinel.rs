@@ -114,6 +114,31 @@ impl SentinelSetup {
             .unwrap_or_else(|| panic!("no sentinel names a primary"))
     }
 
+    /// Waits until every live replica has everything the primary has
+    /// (replication offsets), within 5 s.
+    ///
+    /// # Panics
+    ///
+    /// If they do not catch up in time.
+    pub fn wait_for_replicas(&self) {
+        let offset = |s: &RedisServer, field: &str| -> Option<u64> {
+            let info: String = s.cmd(&["INFO", "replication"]);
+            info.lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.trim().parse().ok())
+        };
+        let primary = self.primary().port();
+        self.wait_until(Duration::from_secs(5), "replicas caught up", |s| {
+            let Some(target) = offset(s.primary(), "master_repl_offset:") else {
+                return false;
+            };
+            s.servers
+                .iter()
+                .filter(|r| r.port() != primary && r.is_running())
+                .all(|r| offset(r, "slave_repl_offset:").is_some_and(|o| o >= target))
+        });
+    }
+
     /// Kills the current primary and waits until the sentinels have
     /// promoted a replica (within 20 s); the old primary stays down. Returns
     /// how long the failover took.

@@ -185,6 +185,11 @@ impl RedisServer {
         let _: String = self.cmd(&["CONFIG", "RESETSTAT"]);
     }
 
+    /// Whether the server process is running (not killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// Kills the server (a crash: no shutdown save).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -260,6 +260,9 @@ impl RedisStoreBuilder {
         if sentinels.is_empty() {
             return Err(Error::unavailable("no sentinel address given"));
         }
+        // redis-rs takes a `String` here without its TLS feature and any
+        // `AsRef<str>` with it: an owned name suits both.
+        #[allow(clippy::unnecessary_to_owned)]
         let client = SentinelClient::build(
             sentinels,
             service.to_owned(),
