@@ -290,11 +290,16 @@ impl Subject {
         }
     }
 
-    /// Live session keys (not the forwarding markers moved sessions leave).
+    /// Live session keys (not the forwarding markers moved sessions leave,
+    /// nor a key that expired between `KEYS` and the look at it).
     fn redis_keys(&self, r: &RedisServer) -> Vec<String> {
         let keys: Vec<String> = r.cmd(&["KEYS", "*"]);
         keys.into_iter()
-            .filter(|k| r.cmd::<i64>(&["HEXISTS", k, "m:moved"]) == 0)
+            .filter(|k| {
+                let (version, moved): (Option<String>, Option<String>) =
+                    r.cmd(&["HMGET", k, "m:v", "m:moved"]);
+                version.is_some() && moved.is_none()
+            })
             .collect()
     }
 

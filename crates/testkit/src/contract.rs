@@ -220,7 +220,8 @@ async fn whoami(session: Session) -> Result<Reply> {
 /// `REDIS_CLIENT_CERT` / `REDIS_CLIENT_KEY` (PEM, for a server that asks for a
 /// client certificate), `REDIS_SENTINEL_URLS` (comma-separated) with
 /// `REDIS_SENTINEL_SERVICE` (the primary's name: the store finds it through
-/// the sentinels, `REDIS_URL` is then unused), `SESSION_PREFIX` (the
+/// the sentinels, `REDIS_URL` is then unused), `REDIS_CLUSTER_URLS`
+/// (comma-separated seed nodes of a Redis Cluster), `SESSION_PREFIX` (the
 /// library's), `CLIENT_CACHE=off` to run without the client cache (for A/B
 /// runs).
 #[derive(Debug)]
@@ -271,14 +272,22 @@ impl ServerEnv {
             _ => return Err("REDIS_CLIENT_CERT and REDIS_CLIENT_KEY go together".into()),
         }
         let sentinels = std::env::var("REDIS_SENTINEL_URLS").ok();
-        let store = match sentinels {
-            Some(urls) => {
+        let cluster = std::env::var("REDIS_CLUSTER_URLS").ok();
+        let store = match (sentinels, cluster) {
+            (Some(_), Some(_)) => {
+                return Err("REDIS_SENTINEL_URLS and REDIS_CLUSTER_URLS exclude each other".into())
+            }
+            (None, Some(urls)) => {
+                let urls: Vec<&str> = urls.split(',').map(str::trim).collect();
+                store.cluster(urls).await?
+            }
+            (Some(urls), None) => {
                 let service = std::env::var("REDIS_SENTINEL_SERVICE")
                     .map_err(|_| "REDIS_SENTINEL_URLS needs REDIS_SENTINEL_SERVICE")?;
                 let urls: Vec<&str> = urls.split(',').map(str::trim).collect();
                 store.sentinel(urls, &service).await?
             }
-            None => store.connect(url.as_str()).await?,
+            (None, None) => store.connect(url.as_str()).await?,
         };
         Ok(ServerEnv { port, store })
     }
@@ -438,6 +447,32 @@ pub async fn check_serves_through_sentinel(bin: &str) {
     assert_eq!(
         b.get("/read").await.body,
         "1",
+        "{bin}: the session survived"
+    );
+    assert_eq!(b.get("/write").await.body, "2");
+}
+
+/// Checks that a test-bed server binary serves the contract on a Redis
+/// Cluster, configured by `REDIS_CLUSTER_URLS` alone, and follows the
+/// failover of a primary.
+///
+/// # Panics
+///
+/// If it does not (the message says how), or cannot be started.
+pub async fn check_serves_on_cluster(bin: &str) {
+    let mut cluster = crate::cluster::ClusterSetup::start();
+    let env = [("REDIS_CLUSTER_URLS", cluster.urls().join(","))];
+    let (_bed, mut b) = start_test_bed(bin, &env).await;
+    assert_eq!(b.get("/new").await.status, 200, "{bin}: /new on Cluster");
+    assert_eq!(b.get("/login?user=ann").await.status, 200);
+    assert_eq!(b.get("/write").await.body, "1");
+    cluster.wait_for_replicas();
+    cluster.fail_over("session:*");
+    b.poll("/whoami", Duration::from_secs(10), |r| r.status == 200)
+        .await;
+    assert_eq!(
+        b.get("/whoami").await.body,
+        "ann",
         "{bin}: the session survived"
     );
     assert_eq!(b.get("/write").await.body, "2");

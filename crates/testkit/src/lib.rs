@@ -8,8 +8,10 @@
 //! - [`log`]: an in-memory `tracing` writer.
 //! - [`tls`]: a redis-server with TLS and certificates made at test time.
 //! - [`sentinel`]: a primary, two replicas and three sentinels.
+//! - [`cluster`]: a Redis Cluster of three primaries with a replica each.
 
 pub mod client;
+pub mod cluster;
 pub mod conformance;
 pub mod contract;
 pub mod log;

@@ -74,7 +74,7 @@ impl SentinelSetup {
     /// The primary, and the rest of the setup (replicas and sentinels),
     /// which must live as long: for a test that only talks to the primary.
     pub fn split(mut self) -> (RedisServer, SentinelRest) {
-        let primary = self.servers.remove(0);
+        let primary = self.servers.remove(0).watched();
         let urls = self.sentinel_urls();
         (primary, SentinelRest { _setup: self, urls })
     }

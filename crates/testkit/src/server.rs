@@ -19,6 +19,10 @@ pub struct RedisServer {
     extra: Vec<String>,
     /// Files the server reads (TLS certificates), kept as long as it runs.
     keep: Option<tempfile::TempDir>,
+    /// Commands other processes send it on their own (a replica's
+    /// `REPLCONF`, a sentinel's `PING` / `INFO` / `PUBLISH`), left out of
+    /// [`command_counts`](Self::command_counts).
+    background: &'static [&'static str],
 }
 
 impl RedisServer {
@@ -47,6 +51,7 @@ impl RedisServer {
             dir,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             keep: None,
+            background: &[],
         };
         for _attempt in 0..5 {
             server.port = free_port();
@@ -98,6 +103,23 @@ impl RedisServer {
             .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
             .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
             .is_ok()
+    }
+
+    /// Leaves what replicas and sentinels send a primary by themselves
+    /// (`REPLCONF`, `PUBLISH`, `SUBSCRIBE`, `PSYNC`, `ROLE`, `CLIENT`; `PING`
+    /// and `INFO` are never counted) out of the command counts.
+    #[must_use]
+    pub fn watched(mut self) -> Self {
+        self.background = &[
+            "replconf",
+            "publish",
+            "subscribe",
+            "psync",
+            "sync",
+            "role",
+            "client",
+        ];
+        self
     }
 
     /// Keeps `files` (which the server reads, on a restart too) as long as
@@ -168,7 +190,16 @@ impl RedisServer {
                 .find_map(|kv| kv.strip_prefix("calls="))
                 .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(0);
-            if name != "info" && name != "ping" && !name.starts_with("config") && calls > 0 {
+            let background = self
+                .background
+                .iter()
+                .any(|b| name == *b || name.starts_with(&format!("{b}|")));
+            if name != "info"
+                && name != "ping"
+                && !name.starts_with("config")
+                && !background
+                && calls > 0
+            {
                 counts.insert(name.to_owned(), calls);
             }
         }

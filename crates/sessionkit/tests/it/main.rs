@@ -9,6 +9,7 @@
 
 mod adapters;
 mod cache;
+mod cluster;
 mod conformance;
 mod connections;
 mod reliability;

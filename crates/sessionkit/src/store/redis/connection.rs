@@ -44,6 +44,48 @@ pub(super) struct Options {
     pub(super) cache: Option<ClientCache>,
 }
 
+/// The connection a link runs its calls on.
+#[derive(Clone)]
+enum Conn {
+    /// One server (or the primary Sentinel named).
+    Manager(ConnectionManager),
+    /// A Redis Cluster: redis-rs routes each call by its key's slot,
+    /// follows `MOVED` / `ASK`, and refreshes the slot map.
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Conn::Manager(c) => c.req_packed_command(cmd),
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Manager(c) => c.req_packed_commands(cmd, offset, count),
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Manager(c) => c.get_db(),
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 /// Where the store's connection comes from.
 pub(super) enum Source {
     /// One server: redis-rs reconnects to it by itself.
@@ -52,6 +94,9 @@ pub(super) enum Source {
     /// to it fails or it answers as a replica (a failover).
     #[cfg(feature = "sentinel")]
     Sentinel(tokio::sync::Mutex<redis::sentinel::SentinelClient>),
+    /// A Redis Cluster, from its seed nodes.
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster::ClusterClient),
     /// A connection given ready-made.
     Given,
 }
@@ -69,7 +114,7 @@ pub(super) struct Connection {
 
 /// An open connection and what belongs to it.
 pub(super) struct Link {
-    conn: ConnectionManager,
+    conn: Conn,
     cache: Option<Cached>,
     prefix: String,
     timeout: Duration,
@@ -110,7 +155,7 @@ impl Connection {
     /// whose pushes it receives).
     pub(super) fn given(conn: ConnectionManager, mut options: Options) -> Self {
         options.cache = None;
-        let link = Link::new(conn, None, &options, false);
+        let link = Link::new(Conn::Manager(conn), None, &options, false);
         Connection {
             source: Source::Given,
             link: std::sync::RwLock::new(Some(Arc::new(link))),
@@ -170,8 +215,28 @@ impl Connection {
                 .map_err(Error::unavailable)?
                 .map_err(Error::unavailable)
             }
+            #[cfg(feature = "cluster")]
+            Source::Cluster(_) => Err(Error::unavailable("a cluster has no single server")),
             Source::Given => Err(Error::unavailable("the store's connection is gone")),
         }
+    }
+
+    /// Opens a link to the cluster (no client cache there yet).
+    #[cfg(feature = "cluster")]
+    async fn open_cluster(&self, client: &redis::cluster::ClusterClient) -> Result<Link, Error> {
+        if self.options.cache.is_some() {
+            tracing::warn!(
+                "the client cache does not run on Redis Cluster yet; running without it"
+            );
+        }
+        let conn = tokio::time::timeout(
+            self.options.connect_timeout * 4,
+            client.get_async_connection(),
+        )
+        .await
+        .map_err(Error::unavailable)?
+        .map_err(Error::unavailable)?;
+        Ok(Link::new(Conn::Cluster(conn), None, &self.options, false))
     }
 
     /// Checks now that Redis answers: on the open link if there is one,
@@ -179,6 +244,12 @@ impl Connection {
     pub(super) async fn check(&self) -> Result<(), Error> {
         let ping = redis::cmd("PING");
         if let Some(link) = self.current() {
+            return link.run::<Value>(&ping).await.map(|_| ());
+        }
+        #[cfg(feature = "cluster")]
+        if let Source::Cluster(cluster) = &self.source {
+            // A cluster connection of its own, closed again.
+            let link = self.open_cluster(cluster).await?;
             return link.run::<Value>(&ping).await.map(|_| ());
         }
         let client = self.client().await?;
@@ -230,6 +301,10 @@ impl Connection {
     /// Opens the link: with the cache if asked for and the server allows
     /// it (else without, with a warning).
     async fn open(&self) -> Result<Link, Error> {
+        #[cfg(feature = "cluster")]
+        if let Source::Cluster(cluster) = &self.source {
+            return self.open_cluster(cluster).await;
+        }
         let client = &self.client().await?;
         let cached = match &self.options.cache {
             Some(options) => match self.open_cached(client, options).await {
@@ -253,7 +328,12 @@ impl Connection {
             ),
         };
         let replaceable = !matches!(self.source, Source::Server(_) | Source::Given);
-        Ok(Link::new(conn, cache, &self.options, replaceable))
+        Ok(Link::new(
+            Conn::Manager(conn),
+            cache,
+            &self.options,
+            replaceable,
+        ))
     }
 
     /// Connects over RESP3 with the cache's push handler, and enables
@@ -356,6 +436,17 @@ fn refused(e: &Error) -> bool {
     })
 }
 
+/// The version in an `INFO server` reply: one server's text, or — from a
+/// cluster, which asks every primary — the oldest of theirs.
+fn version_of(reply: &Value) -> Option<(u32, u32)> {
+    match reply {
+        Value::BulkString(b) => layout::server_version(&String::from_utf8_lossy(b)),
+        Value::SimpleString(s) | Value::VerbatimString { text: s, .. } => layout::server_version(s),
+        Value::Map(nodes) => nodes.iter().map(|(_, v)| version_of(v)).min().flatten(),
+        _ => None,
+    }
+}
+
 /// Checks the connection when nothing else has for a heartbeat; a failed
 /// check flushes the cache (invalidations may have been lost).
 async fn heartbeat(cache: Arc<Cache>, mut conn: ConnectionManager, timeout: Duration) {
@@ -374,12 +465,7 @@ async fn heartbeat(cache: Arc<Cache>, mut conn: ConnectionManager, timeout: Dura
 }
 
 impl Link {
-    fn new(
-        conn: ConnectionManager,
-        cache: Option<Cached>,
-        options: &Options,
-        replaceable: bool,
-    ) -> Self {
+    fn new(conn: Conn, cache: Option<Cached>, options: &Options, replaceable: bool) -> Self {
         Link {
             conn,
             cache,
@@ -424,8 +510,8 @@ impl Link {
         let ask = || async {
             let mut info = redis::cmd("INFO");
             info.arg("server");
-            Ok::<_, Error>(match self.run_raw::<String>(&info).await? {
-                Ok(text) => layout::server_version(&text),
+            Ok::<_, Error>(match self.run_raw::<Value>(&info).await? {
+                Ok(reply) => version_of(&reply),
                 Err(_) => None,
             })
         };
@@ -571,6 +657,28 @@ mod tests {
 
     fn cache() -> Cache {
         Cache::new(&ClientCache::default(), Duration::from_millis(500))
+    }
+
+    #[test]
+    fn a_cluster_s_version_is_its_oldest_node_s() {
+        let text =
+            |v: &str| Value::BulkString(format!("# Server\r\nredis_version:{v}\r\n").into_bytes());
+        assert_eq!(version_of(&text("7.0.15")), Some((7, 0)));
+        let nodes = Value::Map(vec![
+            (Value::SimpleString("a".into()), text("7.2.4")),
+            (Value::SimpleString("b".into()), text("6.2.14")),
+        ]);
+        assert_eq!(version_of(&nodes), Some((6, 2)));
+        let unknown = Value::Map(vec![
+            (Value::SimpleString("a".into()), text("7.2.4")),
+            (Value::SimpleString("b".into()), Value::Nil),
+        ]);
+        assert_eq!(
+            version_of(&unknown),
+            None,
+            "a node that does not say: the plain layout"
+        );
+        assert_eq!(version_of(&Value::Nil), None);
     }
 
     #[test]

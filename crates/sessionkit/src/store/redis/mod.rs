@@ -274,6 +274,35 @@ impl RedisStoreBuilder {
         Ok(RedisStore::from(Connection::new(source, self.options)))
     }
 
+    /// A store for the Redis Cluster that `nodes` (seed nodes, e.g.
+    /// `redis://10.0.0.1:7000/`) belong to (feature `cluster`). Every
+    /// operation names one key, so one slot; redis-rs routes it, follows
+    /// `MOVED` / `ASK` and refreshes the slot map after a failover or a
+    /// resharding. The client cache does not run on Cluster yet: the store
+    /// runs without it (with a warning if it was asked for).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] if no node is given or one is not a valid
+    /// URL.
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+    pub async fn cluster<T: IntoConnectionInfo>(
+        self,
+        nodes: impl IntoIterator<Item = T>,
+    ) -> Result<RedisStore, Error> {
+        let nodes: Vec<T> = nodes.into_iter().collect();
+        if nodes.is_empty() {
+            return Err(Error::unavailable("no cluster node given"));
+        }
+        let client = redis::cluster::ClusterClient::builder(nodes)
+            .connection_timeout(self.options.connect_timeout)
+            .build()
+            .map_err(Error::unavailable)?;
+        let source = connection::Source::Cluster(client);
+        Ok(RedisStore::from(Connection::new(source, self.options)))
+    }
+
     /// A store for the server an existing [`redis::Client`] names. The
     /// connection opens when first needed.
     ///

@@ -1,0 +1,77 @@
+//! Redis Cluster (feature `cluster`): three primaries with a replica each,
+//! started by the test.
+
+use std::time::{Duration, Instant};
+
+use sessionkit::{RedisStore, SessionConfig};
+use testkit::client::Browser;
+use testkit::cluster::ClusterSetup;
+
+/// Sessions spread over every primary work end to end — create, read,
+/// write, login (a cycle: two keys in two slots, two single-slot steps),
+/// logout — with no CROSSSLOT anywhere; a primary killed under way is
+/// replaced by its replica and requests work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_live_on_every_primary_and_survive_a_failover() {
+    let mut cluster = ClusterSetup::start();
+    let store = RedisStore::builder()
+        .without_client_cache()
+        .cluster(cluster.urls())
+        .await
+        .expect("store");
+    store.check().await.expect("the cluster answers");
+    let app = testkit::contract::axum_router(store, SessionConfig::default());
+    let base = testkit::serve_axum(app).await;
+    let mut users = Vec::new();
+    for i in 0..30 {
+        let mut b = Browser::new(base.clone(), sessionkit::DEFAULT_COOKIE_NAME);
+        assert_eq!(b.get("/set?key=cart&value=apple").await.status, 200);
+        assert_eq!(b.get(&format!("/login?user=u{i}")).await.status, 200);
+        assert_eq!(b.get("/write").await.body, "1");
+        assert_eq!(b.get("/get?key=cart").await.body, "apple");
+        users.push(b);
+    }
+    let keys = cluster.keys("session:*");
+    assert_eq!(
+        keys.len(),
+        30 + 30,
+        "30 sessions and 30 forwarding markers: {keys:?}"
+    );
+    let with_keys = cluster
+        .primaries()
+        .iter()
+        .filter(|n| !n.cmd::<Vec<String>>(&["KEYS", "session:*"]).is_empty())
+        .count();
+    assert_eq!(with_keys, 3, "sessions on every primary");
+    // Logout of half of them.
+    for b in users.iter_mut().step_by(2) {
+        b.get("/logout").await;
+        assert_eq!(b.get("/whoami").await.status, 401);
+    }
+    // Let the replicas catch up, then kill a primary.
+    cluster.wait_for_replicas();
+    let took = cluster.fail_over("session:*");
+    let started = Instant::now();
+    let mut unavailable = 0;
+    for (i, b) in users.iter_mut().enumerate().skip(1).step_by(2) {
+        loop {
+            let r = b.get("/whoami").await;
+            if r.status == 200 {
+                assert_eq!(r.body, format!("u{i}"));
+                break;
+            }
+            assert_eq!(r.status, 503, "{r:?}");
+            unavailable += 1;
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "not back after the failover"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(b.get("/write").await.body, "2");
+    }
+    eprintln!(
+        "cluster failover {took:?}; every signed-in user back {:?} later ({unavailable} answers 503)",
+        started.elapsed()
+    );
+}
