@@ -159,14 +159,7 @@ impl ClusterSetup {
     }
 
     fn wait_until(&self, within: Duration, what: &str, done: impl Fn(&Self) -> bool) {
-        let deadline = Instant::now() + within;
-        while !done(self) {
-            assert!(
-                Instant::now() < deadline,
-                "cluster: no {what} within {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        crate::server::wait_until(within, &format!("cluster: {what}"), || done(self));
     }
 }
 

@@ -166,14 +166,7 @@ impl SentinelSetup {
     }
 
     fn wait_until(&self, within: Duration, what: &str, done: impl Fn(&Self) -> bool) {
-        let deadline = Instant::now() + within;
-        while !done(self) {
-            assert!(
-                Instant::now() < deadline,
-                "sentinel setup: no {what} within {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        crate::server::wait_until(within, &format!("sentinel setup: {what}"), || done(self));
     }
 }
 

@@ -253,6 +253,19 @@ impl Drop for RedisServer {
     }
 }
 
+/// Waits until `done` holds, checking every 100 ms.
+///
+/// # Panics
+///
+/// If it does not within `within` (the message names `what`).
+pub(crate) fn wait_until(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "no {what} within {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The redis-server binary to run: [`SERVER_BIN_ENV`] or `redis-server`.
 pub(crate) fn server_bin() -> String {
     std::env::var(SERVER_BIN_ENV).unwrap_or_else(|_| "redis-server".to_owned())
