@@ -75,3 +75,40 @@ async fn sessions_live_on_every_primary_and_survive_a_failover() {
         started.elapsed()
     );
 }
+
+/// With replica acknowledgements on Cluster, each write waits on the node
+/// that holds its key (`WAIT` routed by the key's slot), and a write
+/// confirmed just before its primary is killed is there after the failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_a_primary_failover() {
+    let mut cluster = ClusterSetup::start();
+    let store = RedisStore::builder()
+        .with_replica_acks(1, Duration::from_millis(300))
+        .cluster(cluster.urls())
+        .await
+        .expect("store");
+    let app = testkit::contract::axum_router(store, SessionConfig::default());
+    let mut b = Browser::new(
+        testkit::serve_axum(app).await,
+        sessionkit::DEFAULT_COOKIE_NAME,
+    );
+    assert_eq!(b.get("/login?user=ann").await.status, 200);
+    for n in 1..=5 {
+        assert_eq!(b.get("/write").await.body, n.to_string());
+    }
+    let holder = cluster
+        .primaries()
+        .into_iter()
+        .find(|n| !n.cmd::<Vec<String>>(&["KEYS", "session:*"]).is_empty())
+        .expect("a primary holds the session");
+    assert_eq!(
+        holder.command_counts().get("wait"),
+        Some(&6),
+        "WAIT on the key's node after every write"
+    );
+    cluster.fail_over("session:*");
+    b.poll("/read", Duration::from_secs(15), |r| r.status == 200)
+        .await;
+    assert_eq!(b.get("/read").await.body, "5", "the failover lost a write");
+    assert_eq!(b.get("/whoami").await.body, "ann");
+}

@@ -66,3 +66,41 @@ async fn a_failover_moves_the_store_to_the_new_primary() {
         assert_eq!(keys.len(), 1, "{keys:?}");
     }
 }
+
+/// With replica acknowledgements (`with_replica_acks`), no write a response
+/// confirmed is lost when the primary is killed right after it: three
+/// failovers (a fresh setup each), each straight after a write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_failovers() {
+    for round in 1..=3 {
+        let mut setup = SentinelSetup::start();
+        let store = RedisStore::builder()
+            .with_replica_acks(1, Duration::from_millis(300))
+            .sentinel(setup.sentinel_urls(), SERVICE)
+            .await
+            .expect("store");
+        let app = testkit::contract::axum_router(store, SessionConfig::default());
+        let mut b = Browser::new(
+            testkit::serve_axum(app).await,
+            sessionkit::DEFAULT_COOKIE_NAME,
+        );
+        assert_eq!(b.get("/login?user=ann").await.status, 200);
+        for n in 1..=5 {
+            assert_eq!(b.get("/write").await.body, n.to_string());
+        }
+        // Each save waited for its replica (the login's create, then five
+        // updates).
+        let waits = setup.primary().command_counts().get("wait").copied();
+        assert_eq!(waits, Some(6), "WAIT after every write");
+        // No waiting for the replicas here: the acknowledgement did.
+        let took = setup.fail_over();
+        b.poll("/read", Duration::from_secs(10), |r| r.status == 200)
+            .await;
+        assert_eq!(
+            b.get("/read").await.body,
+            "5",
+            "failover {round} ({took:?}) lost a write"
+        );
+        assert_eq!(b.get("/whoami").await.body, "ann");
+    }
+}

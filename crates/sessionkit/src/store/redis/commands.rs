@@ -19,6 +19,9 @@
 //!   this connection (Redis's `NOLOOP` does not cover scripts), so an
 //!   update drops the cached entry and the next load reads the record again.
 //! - **delete**: `DEL`.
+//! - With replica acknowledgements on, every write above is followed by
+//!   `WAIT n ms` on the node holding the key: a write is confirmed only
+//!   once that many replicas have it.
 //! - **take** (cycle): the take script reads the hash and replaces it by a
 //!   forwarding marker.
 
@@ -135,7 +138,10 @@ impl Commands {
                 .arg(layout::dump_record(record, listpack))
                 .arg("ABSTTL");
             match link.run_raw::<Value>(&cmd).await? {
-                Ok(_) => return Ok(true),
+                Ok(_) => {
+                    link.replicated(key).await?;
+                    return Ok(true);
+                }
                 Err(e) if e.code() == Some("BUSYKEY") => return Ok(false),
                 Err(e) if is_refusal(&e) => {
                     self.restore.store(false, Ordering::Relaxed);
@@ -157,7 +163,11 @@ impl Commands {
             remove: &[],
         };
         let reply = self.save(link, key, save).await?;
-        Ok(matches!(reply, SaveReply::Saved))
+        let created = matches!(reply, SaveReply::Saved);
+        if created {
+            link.replicated(key).await?;
+        }
+        Ok(created)
     }
 
     /// Runs the save script.
@@ -199,7 +209,11 @@ impl Commands {
             set: changes.set.iter().copied(),
             remove: &changes.remove,
         };
-        Ok(match self.save(link, key, save).await? {
+        let reply = self.save(link, key, save).await?;
+        if matches!(reply, SaveReply::Saved | SaveReply::Deleted) {
+            link.replicated(key).await?;
+        }
+        Ok(match reply {
             SaveReply::Saved => UpdateOutcome::Saved,
             SaveReply::Deleted => UpdateOutcome::Deleted,
             SaveReply::Moved(to) => UpdateOutcome::Moved(to),
@@ -219,7 +233,7 @@ impl Commands {
         del.arg(key);
         link.run::<i64>(&del).await?;
         drop(op); // the entry goes
-        Ok(())
+        link.replicated(key).await
     }
 
     pub(super) async fn take(
@@ -236,6 +250,7 @@ impl Commands {
             .await?;
         let reply = classify(link, answer)?;
         drop(op); // the entry goes: the key now holds a forwarding marker
+        link.replicated(key).await?;
         layout::decode_record(layout::hash_reply(reply)?)
     }
 }

@@ -42,6 +42,9 @@ pub(super) struct Options {
     pub(super) connect_timeout: Duration,
     /// Track keys for this client cache (if the server allows it).
     pub(super) cache: Option<ClientCache>,
+    /// Acknowledge a write only once this many replicas have it, waiting
+    /// at most this long (`WAIT`).
+    pub(super) replica_acks: Option<(u32, Duration)>,
 }
 
 /// The connection a link runs its calls on.
@@ -123,6 +126,9 @@ pub(super) struct Link {
     /// Whether a failed call marks the link stale (its source can name
     /// another server).
     replaceable: bool,
+    /// [`Options::replica_acks`], the wait bounded below the response
+    /// timeout.
+    replica_acks: Option<(u32, Duration)>,
     /// The server stopped being the one to use (unreachable, or answering
     /// as a replica): the next call opens a new link.
     stale: std::sync::atomic::AtomicBool,
@@ -474,7 +480,43 @@ impl Link {
             version: OnceCell::new(),
             replaceable,
             stale: std::sync::atomic::AtomicBool::new(false),
+            replica_acks: options
+                .replica_acks
+                .map(|(n, wait)| (n, wait.min(options.response_timeout * 4 / 5))),
         }
+    }
+
+    /// With replica acknowledgements on, waits until that many replicas
+    /// have every write this connection made so far (`WAIT`, on the node
+    /// that holds `key`): a write is acknowledged only then. Fewer in time
+    /// is a failure — the write stands, but may be lost in a failover.
+    pub(super) async fn replicated(&self, key: &str) -> Result<(), Error> {
+        let Some((replicas, wait)) = self.replica_acks else {
+            return Ok(());
+        };
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(replicas).arg(crate::store::ms(wait));
+        let acked: i64 = match &self.conn {
+            Conn::Manager(_) => self.run(&cmd).await?,
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(cluster) => {
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                    Route::with_key(key, SlotAddr::Master),
+                ));
+                let mut conn = cluster.clone();
+                let answer = self.bounded(conn.route_command(cmd, route)).await?;
+                let value = self.failed_on_error(answer)?;
+                redis::from_redis_value(value).map_err(Error::unavailable)?
+            }
+        };
+        let _ = key;
+        if acked < i64::from(replicas) {
+            return Err(Error::unavailable(format!(
+                "the write reached {acked} of {replicas} replicas in {wait:?}"
+            )));
+        }
+        Ok(())
     }
 
     fn is_stale(&self) -> bool {

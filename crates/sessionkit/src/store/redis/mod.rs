@@ -108,6 +108,7 @@ impl Default for RedisStoreBuilder {
                 response_timeout: DEFAULT_RESPONSE_TIMEOUT,
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
                 cache: Some(ClientCache::default()),
+                replica_acks: None,
             },
             #[cfg(feature = "tls")]
             tls: redis::TlsCertificates {
@@ -165,6 +166,17 @@ impl RedisStoreBuilder {
     /// ```
     pub fn with_client_cache(mut self, cache: ClientCache) -> Self {
         self.options.cache = Some(cache);
+        self
+    }
+
+    /// Acknowledges a session write only once `replicas` replicas have it,
+    /// waiting at most `wait` (`WAIT`, bounded below the response
+    /// timeout): a write the response confirmed survives the failover of
+    /// its primary. Fewer replicas in time fail the request with 503 (the
+    /// write stands and may still replicate). Off by default: Redis
+    /// replicates asynchronously, and a failover can lose the last writes.
+    pub fn with_replica_acks(mut self, replicas: u32, wait: Duration) -> Self {
+        self.options.replica_acks = (replicas > 0).then_some((replicas, wait));
         self
     }
 
