@@ -24,6 +24,13 @@ pub use server::{RedisServer, SERVER_BIN_ENV};
 use std::future::Future;
 use std::time::Duration;
 
+/// Serves the contract app on `store` with the default config (axum, in
+/// the background) and returns a browser for it.
+pub async fn browse(store: impl sessionkit::SessionStore) -> client::Browser {
+    let app = contract::axum_router(store, sessionkit::SessionConfig::default());
+    client::Browser::new(serve_axum(app).await, sessionkit::DEFAULT_COOKIE_NAME)
+}
+
 /// How long a client may take to send a request's headers before the
 /// test-beds close its connection (actix-web's default, which they share).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);

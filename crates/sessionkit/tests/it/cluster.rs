@@ -87,11 +87,7 @@ async fn acknowledged_writes_survive_a_primary_failover() {
         .cluster(cluster.urls())
         .await
         .expect("store");
-    let app = testkit::contract::axum_router(store, SessionConfig::default());
-    let mut b = Browser::new(
-        testkit::serve_axum(app).await,
-        sessionkit::DEFAULT_COOKIE_NAME,
-    );
+    let mut b = testkit::browse(store).await;
     assert_eq!(b.get("/login?user=ann").await.status, 200);
     for n in 1..=5 {
         assert_eq!(b.get("/write").await.body, n.to_string());

@@ -3,8 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use sessionkit::{RedisStore, SessionConfig};
-use testkit::client::Browser;
+use sessionkit::RedisStore;
 use testkit::sentinel::{SentinelSetup, SERVICE};
 
 /// Sessions written before a failover (and replicated, `WAIT`) are there
@@ -23,11 +22,7 @@ async fn a_failover_moves_the_store_to_the_new_primary() {
             .sentinel(setup.sentinel_urls(), SERVICE)
             .await
             .expect("store");
-        let app = testkit::contract::axum_router(store, SessionConfig::default());
-        let mut b = Browser::new(
-            testkit::serve_axum(app).await,
-            sessionkit::DEFAULT_COOKIE_NAME,
-        );
+        let mut b = testkit::browse(store).await;
         assert_eq!(b.get("/login?user=ann").await.status, 200);
         assert_eq!(b.get("/write").await.body, "1");
         assert_eq!(b.get("/whoami").await.body, "ann");
@@ -79,11 +74,7 @@ async fn acknowledged_writes_survive_failovers() {
             .sentinel(setup.sentinel_urls(), SERVICE)
             .await
             .expect("store");
-        let app = testkit::contract::axum_router(store, SessionConfig::default());
-        let mut b = Browser::new(
-            testkit::serve_axum(app).await,
-            sessionkit::DEFAULT_COOKIE_NAME,
-        );
+        let mut b = testkit::browse(store).await;
         assert_eq!(b.get("/login?user=ann").await.status, 200);
         for n in 1..=5 {
             assert_eq!(b.get("/write").await.body, n.to_string());
