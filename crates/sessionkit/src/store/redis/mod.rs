@@ -213,7 +213,7 @@ impl RedisStoreBuilder {
 
     /// A store for the Redis at `url`: `redis://host:port/db`, or
     /// `rediss://…` for TLS (feature `tls`; the system's root certificates
-    /// unless [`with_tls_ca`](Self::with_tls_ca) says otherwise). An ACL
+    /// unless `with_tls_ca` says otherwise). An ACL
     /// user and password go in the URL (`redis://user:password@host/`). The
     /// connection opens when first needed; this does not wait for Redis.
     ///
