@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::store::{Meta, Record};
+use crate::store::{data_size, Meta, Record};
 use crate::{SessionId, StorageId};
 
 /// Where a request's session stands.
@@ -82,10 +82,6 @@ impl Default for SessionState {
     }
 }
 
-fn size_of(data: &HashMap<String, Vec<u8>>) -> usize {
-    data.iter().map(|(k, v)| k.len() + v.len()).sum()
-}
-
 impl SessionState {
     // ---- phases ---------------------------------------------------------
 
@@ -122,7 +118,7 @@ impl SessionState {
     /// Starts from the stored record `record` under `base`.
     pub(crate) fn start_from(&mut self, base: StorageId, record: Record) {
         self.phase = Phase::Loaded;
-        self.size = size_of(&record.data);
+        self.size = data_size(&record.data);
         self.data = record.data;
         self.meta = record.meta;
         self.base = Some(base);
@@ -326,7 +322,7 @@ impl SessionState {
             .filter(|k| differs(k))
             .cloned()
             .collect();
-        self.size = size_of(&merged);
+        self.size = data_size(&merged);
         self.data = merged;
         self.dirty = dirty;
     }

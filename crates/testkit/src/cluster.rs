@@ -91,31 +91,8 @@ impl ClusterSetup {
     ///
     /// If they do not catch up in time.
     pub fn wait_for_replicas(&self) {
-        let field = |info: &str, name: &str| -> Option<u64> {
-            info.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().parse().ok())
-        };
         self.wait_until(Duration::from_secs(5), "replicas caught up", |s| {
-            s.nodes
-                .iter()
-                .filter(|n| n.is_running() && role(n) == "slave")
-                .all(|r| {
-                    let info: String = r.cmd(&["INFO", "replication"]);
-                    let primary = field(&info, "master_port:")
-                        .and_then(|p| s.nodes.iter().find(|n| u64::from(n.port()) == p));
-                    let Some(primary) = primary.filter(|p| p.is_running()) else {
-                        return false;
-                    };
-                    let theirs: String = primary.cmd(&["INFO", "replication"]);
-                    match (
-                        field(&info, "slave_repl_offset:"),
-                        field(&theirs, "master_repl_offset:"),
-                    ) {
-                        (Some(have), Some(want)) => have >= want,
-                        _ => false,
-                    }
-                })
+            crate::server::replicas_caught_up(&s.nodes)
         });
     }
 

@@ -121,21 +121,8 @@ impl SentinelSetup {
     ///
     /// If they do not catch up in time.
     pub fn wait_for_replicas(&self) {
-        let offset = |s: &RedisServer, field: &str| -> Option<u64> {
-            let info: String = s.cmd(&["INFO", "replication"]);
-            info.lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|v| v.trim().parse().ok())
-        };
-        let primary = self.primary().port();
         self.wait_until(Duration::from_secs(5), "replicas caught up", |s| {
-            let Some(target) = offset(s.primary(), "master_repl_offset:") else {
-                return false;
-            };
-            s.servers
-                .iter()
-                .filter(|r| r.port() != primary && r.is_running())
-                .all(|r| offset(r, "slave_repl_offset:").is_some_and(|o| o >= target))
+            crate::server::replicas_caught_up(&s.servers)
         });
     }
 

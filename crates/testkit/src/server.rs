@@ -253,6 +253,36 @@ impl Drop for RedisServer {
     }
 }
 
+/// A number in the server's `INFO replication` (`name` with its colon,
+/// e.g. `master_repl_offset:`).
+fn replication(server: &RedisServer, name: &str) -> Option<u64> {
+    let info: String = server.cmd(&["INFO", "replication"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether every running replica among `nodes` has everything its primary
+/// (one of `nodes`, running) has: replication offsets.
+pub(crate) fn replicas_caught_up(nodes: &[RedisServer]) -> bool {
+    nodes
+        .iter()
+        .filter(|n| n.is_running())
+        .filter_map(|r| replication(r, "master_port:").map(|port| (r, port)))
+        .all(|(replica, port)| {
+            let primary = nodes
+                .iter()
+                .find(|n| u64::from(n.port()) == port && n.is_running());
+            match (
+                replication(replica, "slave_repl_offset:"),
+                primary.and_then(|p| replication(p, "master_repl_offset:")),
+            ) {
+                (Some(have), Some(want)) => have >= want,
+                _ => false,
+            }
+        })
+}
+
 /// Waits until `done` holds, checking every 100 ms.
 ///
 /// # Panics

@@ -102,7 +102,7 @@ impl Record {
     /// The size the session limit counts: the bytes of every key and
     /// encoded value.
     pub fn size(&self) -> usize {
-        self.data.iter().map(|(k, v)| k.len() + v.len()).sum()
+        data_size(&self.data)
     }
 }
 
@@ -185,6 +185,11 @@ pub trait SessionStore: Send + Sync + 'static {
         id: &'a StorageId,
         moved_to: &'a StorageId,
     ) -> BoxFuture<'a, Result<Option<Record>, Error>>;
+}
+
+/// The size the session limit counts of `data` (see [`Record::size`]).
+pub(crate) fn data_size(data: &HashMap<String, Vec<u8>>) -> usize {
+    data.iter().map(|(k, v)| k.len() + v.len()).sum()
 }
 
 /// Current time in Unix milliseconds.

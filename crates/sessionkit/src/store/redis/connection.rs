@@ -490,6 +490,7 @@ impl Link {
     /// have every write this connection made so far (`WAIT`, on the node
     /// that holds `key`): a write is acknowledged only then. Fewer in time
     /// is a failure — the write stands, but may be lost in a failover.
+    #[cfg_attr(not(feature = "cluster"), allow(unused_variables))]
     pub(super) async fn replicated(&self, key: &str) -> Result<(), Error> {
         let Some((replicas, wait)) = self.replica_acks else {
             return Ok(());
@@ -510,7 +511,6 @@ impl Link {
                 redis::from_redis_value(value).map_err(Error::unavailable)?
             }
         };
-        let _ = key;
         if acked < i64::from(replicas) {
             return Err(Error::unavailable(format!(
                 "the write reached {acked} of {replicas} replicas in {wait:?}"
