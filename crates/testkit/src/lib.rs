@@ -21,69 +21,11 @@ pub mod tls;
 
 pub use server::{RedisServer, SERVER_BIN_ENV};
 
-use std::future::Future;
-use std::time::Duration;
-
 /// Serves the contract app on `store` with the default config (axum, in
 /// the background) and returns a browser for it.
 pub async fn browse(store: impl sessionkit::SessionStore) -> client::Browser {
     let app = contract::axum_router(store, sessionkit::SessionConfig::default());
     client::Browser::new(serve_axum(app).await, sessionkit::DEFAULT_COOKIE_NAME)
-}
-
-/// How long a client may take to send a request's headers before the
-/// test-beds close its connection (actix-web's default, which they share).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Serves `app` on `listener` as `axum::serve` does, but with a bound on
-/// reading each request's headers ([`HEADER_READ_TIMEOUT`]: `axum::serve`
-/// has none, so slow clients could hold connections and their memory
-/// forever), until `shutdown` resolves; connections in flight then get up
-/// to 5 s to finish.
-///
-/// # Errors
-///
-/// Never today; the `Result` matches `axum::serve`'s.
-pub async fn serve_bounded(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
-    use hyper_util::server::graceful::GracefulShutdown;
-    use hyper_util::service::TowerToHyperService;
-
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors, say: wait, as axum::serve does.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
-    Ok(())
 }
 
 /// Serves an axum app on a free loopback port in the background; returns

@@ -35,7 +35,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let app = testkit::contract::axum_router(store, SessionConfig::default());
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     tracing::info!(port, "bench-server listening");
-    testkit::serve_bounded(listener, app, shutdown()).await?;
+    // `axum::serve`, as the peers' test-beds: no header-read timeout (the
+    // demo has one), which would cost every request a timer and tilt a
+    // benchmark of session libraries (docs/bench/2026-12-03-hardening.md).
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await?;
     Ok(())
 }
 
