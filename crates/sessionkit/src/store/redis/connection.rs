@@ -104,6 +104,48 @@ pub(super) enum Source {
     Given,
 }
 
+impl Source {
+    /// The primary that the sentinels at `sentinels` monitor as `service`.
+    #[cfg(feature = "sentinel")]
+    pub(super) fn sentinel<T: redis::IntoConnectionInfo>(
+        sentinels: Vec<T>,
+        service: &str,
+    ) -> Result<Self, Error> {
+        use redis::sentinel::{SentinelClient, SentinelServerType};
+
+        if sentinels.is_empty() {
+            return Err(Error::unavailable("no sentinel address given"));
+        }
+        // redis-rs takes a `String` here without its TLS feature and any
+        // `AsRef<str>` with it: an owned name suits both.
+        #[allow(clippy::unnecessary_to_owned)]
+        let client = SentinelClient::build(
+            sentinels,
+            service.to_owned(),
+            None,
+            SentinelServerType::Master,
+        )
+        .map_err(Error::unavailable)?;
+        Ok(Source::Sentinel(tokio::sync::Mutex::new(client)))
+    }
+
+    /// The Redis Cluster that `nodes` (seed nodes) belong to.
+    #[cfg(feature = "cluster")]
+    pub(super) fn cluster<T: redis::IntoConnectionInfo>(
+        nodes: Vec<T>,
+        connect_timeout: Duration,
+    ) -> Result<Self, Error> {
+        if nodes.is_empty() {
+            return Err(Error::unavailable("no cluster node given"));
+        }
+        let client = redis::cluster::ClusterClient::builder(nodes)
+            .connection_timeout(connect_timeout)
+            .build()
+            .map_err(Error::unavailable)?;
+        Ok(Source::Cluster(client))
+    }
+}
+
 /// The store's way to Redis, opened on first use.
 pub(super) struct Connection {
     source: Source,

@@ -266,23 +266,7 @@ impl RedisStoreBuilder {
         sentinels: impl IntoIterator<Item = T>,
         service: &str,
     ) -> Result<RedisStore, Error> {
-        use redis::sentinel::{SentinelClient, SentinelServerType};
-
-        let sentinels: Vec<T> = sentinels.into_iter().collect();
-        if sentinels.is_empty() {
-            return Err(Error::unavailable("no sentinel address given"));
-        }
-        // redis-rs takes a `String` here without its TLS feature and any
-        // `AsRef<str>` with it: an owned name suits both.
-        #[allow(clippy::unnecessary_to_owned)]
-        let client = SentinelClient::build(
-            sentinels,
-            service.to_owned(),
-            None,
-            SentinelServerType::Master,
-        )
-        .map_err(Error::unavailable)?;
-        let source = connection::Source::Sentinel(tokio::sync::Mutex::new(client));
+        let source = connection::Source::sentinel(sentinels.into_iter().collect(), service)?;
         Ok(RedisStore::from(Connection::new(source, self.options)))
     }
 
@@ -303,15 +287,8 @@ impl RedisStoreBuilder {
         self,
         nodes: impl IntoIterator<Item = T>,
     ) -> Result<RedisStore, Error> {
-        let nodes: Vec<T> = nodes.into_iter().collect();
-        if nodes.is_empty() {
-            return Err(Error::unavailable("no cluster node given"));
-        }
-        let client = redis::cluster::ClusterClient::builder(nodes)
-            .connection_timeout(self.options.connect_timeout)
-            .build()
-            .map_err(Error::unavailable)?;
-        let source = connection::Source::Cluster(client);
+        let source =
+            connection::Source::cluster(nodes.into_iter().collect(), self.options.connect_timeout)?;
         Ok(RedisStore::from(Connection::new(source, self.options)))
     }
 
