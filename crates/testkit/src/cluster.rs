@@ -30,6 +30,10 @@ impl ClusterSetup {
                     "nodes.conf",
                     "--cluster-node-timeout",
                     "2000",
+                    // A node that rejoins is synced at once, not after
+                    // the default 5 s wait for other replicas.
+                    "--repl-diskless-sync-delay",
+                    "0",
                 ])
             })
             .collect();
@@ -50,13 +54,7 @@ impl ClusterSetup {
             "redis-cli --cluster create failed: {status}"
         );
         let setup = ClusterSetup { nodes };
-        setup.wait_until(Duration::from_secs(30), "a formed cluster", |s| {
-            s.nodes.iter().all(|n| {
-                let info: String = n.cmd(&["CLUSTER", "INFO"]);
-                info.contains("cluster_state:ok")
-            }) && s.primaries().len() == 3
-                && s.replicas_in_sync() == 3
-        });
+        setup.wait_until(Duration::from_secs(30), "a formed cluster", Self::formed);
         setup
     }
 
@@ -133,6 +131,71 @@ impl ClusterSetup {
                 })
         });
         started.elapsed()
+    }
+
+    /// Restarts every node that is down (after [`fail_over`](Self::fail_over)):
+    /// it rejoins as the replica of the node that took over, and this waits
+    /// until it is in sync (within 30 s). Returns how long that took.
+    ///
+    /// # Panics
+    ///
+    /// If the cluster is not whole again in time.
+    pub fn rejoin(&mut self) -> Duration {
+        let started = Instant::now();
+        for n in self.nodes.iter_mut().filter(|n| !n.is_running()) {
+            n.restart();
+        }
+        self.wait_until(Duration::from_secs(30), "every node back", |s| s.formed());
+        started.elapsed()
+    }
+
+    /// Moves `slots` hash slots, with their keys, from one primary to the
+    /// next (by port, turn `round` picking the pair), with `redis-cli
+    /// --cluster reshard` (which migrates key by key, `MIGRATE`, while the
+    /// cluster serves), and waits until every node agrees again. Returns how
+    /// long that took.
+    ///
+    /// # Panics
+    ///
+    /// If `redis-cli` fails or the cluster does not settle within 30 s.
+    pub fn reshard(&self, round: usize, slots: u32) -> Duration {
+        let mut primaries: Vec<(u16, String)> = self
+            .primaries()
+            .iter()
+            .map(|n| (n.port(), n.cmd(&["CLUSTER", "MYID"])))
+            .collect();
+        primaries.sort();
+        assert!(primaries.len() >= 2, "resharding needs two primaries");
+        let from = &primaries[round % primaries.len()];
+        let to = &primaries[(round + 1) % primaries.len()];
+        let started = Instant::now();
+        let output = Command::new("redis-cli")
+            .args(["--cluster", "reshard", &format!("127.0.0.1:{}", from.0)])
+            .args(["--cluster-from", &from.1, "--cluster-to", &to.1])
+            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run redis-cli (Debian: redis-tools): {e}"));
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster reshard failed: {}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout)
+        );
+        self.wait_until(Duration::from_secs(30), "a settled cluster", |s| s.formed());
+        started.elapsed()
+    }
+
+    /// Every node up and saying `cluster_state:ok`, three primaries, each
+    /// with its replica in sync.
+    fn formed(&self) -> bool {
+        self.nodes.iter().all(|n| {
+            n.is_running() && {
+                let info: String = n.cmd(&["CLUSTER", "INFO"]);
+                info.contains("cluster_state:ok")
+            }
+        }) && self.primaries().len() == 3
+            && self.replicas_in_sync() == 3
     }
 
     fn wait_until(&self, within: Duration, what: &str, done: impl Fn(&Self) -> bool) {

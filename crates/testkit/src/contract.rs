@@ -223,7 +223,9 @@ async fn whoami(session: Session) -> Result<Reply> {
 /// the sentinels, `REDIS_URL` is then unused), `REDIS_CLUSTER_URLS`
 /// (comma-separated seed nodes of a Redis Cluster), `SESSION_PREFIX` (the
 /// library's), `CLIENT_CACHE=off` to run without the client cache (for A/B
-/// runs).
+/// runs). Beyond the contract: `SESSIONKIT_REPLICA_ACKS=N` acknowledges a
+/// write only once `N` replicas have it (`with_replica_acks`, waiting at
+/// most `SESSIONKIT_REPLICA_ACK_WAIT_MS`, default 400).
 #[derive(Debug)]
 pub struct ServerEnv {
     /// The port to listen on (127.0.0.1 only).
@@ -238,7 +240,8 @@ impl ServerEnv {
     ///
     /// # Errors
     ///
-    /// If `REDIS_URL` is not a Redis URL, a certificate file named by
+    /// If `REDIS_URL` is not a Redis URL, `SESSIONKIT_REPLICA_ACKS` or
+    /// `SESSIONKIT_REPLICA_ACK_WAIT_MS` not a number, a certificate file named by
     /// `REDIS_CA_FILE`, `REDIS_CLIENT_CERT` or `REDIS_CLIENT_KEY` cannot be
     /// read (or only one of the last two is set).
     pub async fn from_env() -> std::result::Result<Self, Box<dyn std::error::Error>> {
@@ -254,6 +257,16 @@ impl ServerEnv {
         }
         if std::env::var("CLIENT_CACHE").is_ok_and(|v| v == "off") {
             store = store.without_client_cache();
+        }
+        let number = |var: &str| -> std::result::Result<Option<u32>, String> {
+            std::env::var(var)
+                .ok()
+                .map(|v| v.parse().map_err(|_| format!("{var}={v}: not a number")))
+                .transpose()
+        };
+        if let Some(replicas) = number("SESSIONKIT_REPLICA_ACKS")? {
+            let wait = number("SESSIONKIT_REPLICA_ACK_WAIT_MS")?.unwrap_or(400);
+            store = store.with_replica_acks(replicas, Duration::from_millis(wait.into()));
         }
         let read = |var: &str| -> std::result::Result<Option<Vec<u8>>, Box<dyn std::error::Error>> {
             match std::env::var(var) {

@@ -40,11 +40,15 @@ impl SentinelSetup {
     ///
     /// If any of them does not come up within 20 s.
     pub fn start() -> Self {
-        let primary = RedisServer::start();
+        // A replica that (re)joins is synced at once, not after the
+        // default 5 s wait for others to join with it.
+        let primary = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"]);
         let port = primary.port().to_string();
         let mut servers = vec![primary];
         for _ in 0..2 {
             servers.push(RedisServer::start_with(&[
+                "--repl-diskless-sync-delay",
+                "0",
                 "--replicaof",
                 "127.0.0.1",
                 &port,
@@ -127,8 +131,9 @@ impl SentinelSetup {
     }
 
     /// Kills the current primary and waits until the sentinels have
-    /// promoted a replica (within 20 s); the old primary stays down. Returns
-    /// how long the failover took.
+    /// promoted a replica and finished failing over to it (within 20 s
+    /// each); the old primary stays down. Returns how long it took until
+    /// the sentinels named the promoted replica.
     ///
     /// # Panics
     ///
@@ -149,7 +154,76 @@ impl SentinelSetup {
                     }
                 })
         });
+        let took = started.elapsed();
+        let new = self.primary_port();
+        self.wait_until(Duration::from_secs(20), "the failover finished", |s| {
+            s.failover_done(new)
+        });
+        took
+    }
+
+    /// Restarts every data server that is down (after [`fail_over`](Self::fail_over))
+    /// as a replica of the primary (what an operator does; the sentinels
+    /// would turn a returning old primary into one too, ~10 s later), and
+    /// waits until each server but the primary is its replica again, in
+    /// sync (within 30 s). Returns how long that took.
+    ///
+    /// # Panics
+    ///
+    /// If they are not all replicas in time.
+    pub fn rejoin(&mut self) -> Duration {
+        let started = Instant::now();
+        let primary = self.primary_port();
+        for s in self.servers.iter_mut().filter(|s| !s.is_running()) {
+            s.restart();
+            let _: String = s.cmd(&["REPLICAOF", "127.0.0.1", &primary.to_string()]);
+        }
+        let link = format!("master_port:{primary}");
+        self.wait_until(
+            Duration::from_secs(30),
+            "every server a replica again",
+            |s| {
+                s.servers.iter().filter(|r| r.port() != primary).all(|r| {
+                    let info: String = r.cmd(&["INFO", "replication"]);
+                    info.contains(&link) && info.contains("master_link_status:up")
+                })
+            },
+        );
         started.elapsed()
+    }
+
+    /// Whether every sentinel names `primary` and has finished failing
+    /// over to it: a server that returns while a sentinel is still in its
+    /// failover can be promoted a second time (two primaries).
+    /// The data servers that answer as primaries (more than one: a
+    /// sentinel promoted a replica in a failover attempt that another
+    /// superseded, until the sentinels turn it back).
+    pub fn primaries(&self) -> usize {
+        self.servers
+            .iter()
+            .filter(|s| s.is_running())
+            .filter(|s| {
+                s.cmd::<String>(&["INFO", "replication"])
+                    .contains("role:master")
+            })
+            .count()
+    }
+
+    fn failover_done(&self, primary: u16) -> bool {
+        self.sentinels.iter().all(|p| {
+            let Ok(fields) = sentinel_cmd::<Vec<String>>(p.port, &["SENTINEL", "MASTER", SERVICE])
+            else {
+                return false;
+            };
+            let field = |name: &str| {
+                fields
+                    .chunks(2)
+                    .find(|kv| kv[0] == name)
+                    .and_then(|kv| kv.get(1).cloned())
+                    .unwrap_or_default()
+            };
+            field("port") == primary.to_string() && field("flags") == "master"
+        })
     }
 
     fn wait_until(&self, within: Duration, what: &str, done: impl Fn(&Self) -> bool) {
@@ -173,7 +247,7 @@ fn sentinel(primary: u16) -> SentinelProcess {
             "port {port}\nbind 127.0.0.1\ndir {dir}\n\
              sentinel monitor {SERVICE} 127.0.0.1 {primary} 2\n\
              sentinel down-after-milliseconds {SERVICE} 1000\n\
-             sentinel failover-timeout {SERVICE} 3000\n\
+             sentinel failover-timeout {SERVICE} 10000\n\
              sentinel parallel-syncs {SERVICE} 1\n",
             dir = dir.path().display()
         );

@@ -1,0 +1,334 @@
+//! The Redis topologies the chaos run starts, and the faults it makes
+//! them suffer while the load runs.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use testkit::cluster::ClusterSetup;
+use testkit::sentinel::{SentinelSetup, SERVICE};
+use testkit::RedisServer;
+
+use crate::server::rss_kib;
+
+/// Which Redis the test-bed runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Standalone,
+    Sentinel,
+    Cluster,
+}
+
+impl Kind {
+    pub(crate) fn parse(s: &str) -> Result<Kind, String> {
+        match s {
+            "standalone" => Ok(Kind::Standalone),
+            "sentinel" => Ok(Kind::Sentinel),
+            "cluster" => Ok(Kind::Cluster),
+            other => Err(format!(
+                "unknown topology {other:?} (standalone, sentinel, cluster)"
+            )),
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Standalone => "standalone",
+            Kind::Sentinel => "sentinel",
+            Kind::Cluster => "cluster",
+        }
+    }
+}
+
+/// What goes wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scenario {
+    /// Standalone: Redis killed (SIGKILL) and restarted on its port, twice.
+    Outage,
+    /// Sentinel or Cluster: the primary killed until a replica takes over,
+    /// then brought back as a replica.
+    Failover,
+    /// Cluster: hash slots moved between primaries, keys and all.
+    Reshard,
+}
+
+impl Scenario {
+    pub(crate) fn parse(s: &str) -> Result<Scenario, String> {
+        match s {
+            "outage" => Ok(Scenario::Outage),
+            "failover" => Ok(Scenario::Failover),
+            "reshard" => Ok(Scenario::Reshard),
+            other => Err(format!(
+                "unknown fault {other:?} (outage, failover, reshard)"
+            )),
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Scenario::Outage => "outage",
+            Scenario::Failover => "failover",
+            Scenario::Reshard => "reshard",
+        }
+    }
+
+    /// The scenario a topology has by default.
+    pub(crate) fn default_for(kind: Kind) -> Scenario {
+        match kind {
+            Kind::Standalone => Scenario::Outage,
+            Kind::Sentinel | Kind::Cluster => Scenario::Failover,
+        }
+    }
+
+    pub(crate) fn fits(self, kind: Kind) -> bool {
+        matches!(
+            (kind, self),
+            (Kind::Standalone, Scenario::Outage)
+                | (Kind::Sentinel, Scenario::Failover)
+                | (Kind::Cluster, Scenario::Failover | Scenario::Reshard)
+        )
+    }
+}
+
+/// A running topology; torn down on drop.
+pub(crate) enum Topology {
+    Standalone(RedisServer),
+    Sentinel(SentinelSetup),
+    Cluster(ClusterSetup),
+}
+
+impl Topology {
+    /// Starts one (blocking: seconds for Sentinel and Cluster).
+    pub(crate) fn start(kind: Kind) -> Topology {
+        match kind {
+            Kind::Standalone => Topology::Standalone(RedisServer::start()),
+            Kind::Sentinel => Topology::Sentinel(SentinelSetup::start()),
+            Kind::Cluster => Topology::Cluster(ClusterSetup::start()),
+        }
+    }
+
+    /// The test-bed's environment for it (CONTRACT.md).
+    pub(crate) fn env(&self) -> Vec<(String, String)> {
+        let var = |k: &str, v: String| (k.to_owned(), v);
+        match self {
+            Topology::Standalone(redis) => vec![var("REDIS_URL", redis.url())],
+            Topology::Sentinel(setup) => vec![
+                var("REDIS_SENTINEL_URLS", setup.sentinel_urls().join(",")),
+                var("REDIS_SENTINEL_SERVICE", SERVICE.to_owned()),
+            ],
+            Topology::Cluster(setup) => vec![var("REDIS_CLUSTER_URLS", setup.urls().join(","))],
+        }
+    }
+}
+
+/// One fault, as offsets from the start of the load.
+pub(crate) struct Fault {
+    /// Just before the kill, or the reshard's start.
+    pub(crate) begun: Duration,
+    /// Redis serves again: the restart answers PING, the sentinels or the
+    /// cluster name the promoted replica, the reshard is done.
+    pub(crate) restored: Duration,
+    /// The topology is whole again: the killed node is back as a replica
+    /// in sync (for an outage or a reshard, as `restored`).
+    pub(crate) healed: Duration,
+    /// What happened, in words.
+    pub(crate) what: String,
+}
+
+/// What actually happened.
+pub(crate) struct Timeline {
+    pub(crate) faults: Vec<Fault>,
+    pub(crate) rss_before: Option<(Duration, u64)>,
+    pub(crate) rss_after: Option<(Duration, u64)>,
+    pub(crate) rss_peak: u64,
+}
+
+/// How many faults a run makes, and for an outage how long it lasts.
+#[derive(Clone, Copy)]
+pub(crate) struct Plan {
+    pub(crate) scenario: Scenario,
+    /// Outage: the whole run, the kills at fixed fractions of it.
+    pub(crate) duration: Duration,
+    /// Failovers or reshards.
+    pub(crate) rounds: usize,
+    /// Hash slots per reshard.
+    pub(crate) slots: u32,
+}
+
+/// Time with the load running before the first fault and after the last.
+const WARM_UP: Duration = Duration::from_secs(4);
+/// Time after a failover or reshard before the next one.
+const SETTLE: Duration = Duration::from_secs(3);
+
+/// Ends the load when the controller is done, or fails (a panic of the
+/// topology's setup): the load must not run on into its time limit.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Sleeps on the controller's thread, sampling the server's RSS.
+struct Watch {
+    pid: u32,
+    t0: Instant,
+    peak: u64,
+}
+
+impl Watch {
+    fn now(&self) -> Duration {
+        self.t0.elapsed()
+    }
+
+    fn sample(&mut self) -> Option<(Duration, u64)> {
+        let kib = rss_kib(self.pid)?;
+        self.peak = self.peak.max(kib);
+        Some((self.now(), kib))
+    }
+
+    fn sleep_until(&mut self, offset: Duration) {
+        while self.now() < offset {
+            self.sample();
+            let left = offset.saturating_sub(self.now());
+            std::thread::sleep(left.min(Duration::from_millis(250)));
+        }
+    }
+
+    fn sleep(&mut self, d: Duration) {
+        self.sleep_until(self.now() + d);
+    }
+}
+
+/// Runs on a blocking thread: makes `topology` suffer `plan` while
+/// sampling the server's RSS, sets `stop` when done, and gives the
+/// topology back, to be dropped after the load.
+pub(crate) fn run(
+    mut topology: Topology,
+    plan: Plan,
+    pid: u32,
+    t0: Instant,
+    stop: Arc<AtomicBool>,
+) -> (Timeline, Topology) {
+    let _stop = StopOnDrop(stop);
+    let mut w = Watch { pid, t0, peak: 0 };
+    let mut faults = Vec::new();
+    let (rss_before, rss_after);
+    if let Topology::Standalone(redis) = &mut topology {
+        // For 40 s: kill at 8 s, restart at 13 s, kill at 23 s, restart at 28 s.
+        let at = |f: f64| plan.duration.mul_f64(f);
+        w.sleep_until(at(0.2) - Duration::from_millis(500));
+        rss_before = w.sample();
+        for (kill_at, restart_at) in [(at(0.2), at(0.325)), (at(0.575), at(0.7))] {
+            w.sleep_until(kill_at);
+            let begun = w.now();
+            redis.kill();
+            w.sleep_until(restart_at);
+            let restarting = w.now();
+            redis.restart();
+            let restored = w.now();
+            faults.push(Fault {
+                begun,
+                restored,
+                healed: restored,
+                what: format!(
+                    "Redis killed, restarted {} later (the restart took {})",
+                    crate::ms(restarting - begun),
+                    crate::ms(restored - restarting)
+                ),
+            });
+        }
+        w.sleep_until(plan.duration - Duration::from_millis(500));
+        rss_after = w.sample();
+        w.sleep_until(plan.duration);
+    } else {
+        w.sleep(WARM_UP);
+        rss_before = w.sample();
+        for round in 0..plan.rounds {
+            faults.push(fault(&mut topology, plan, round, &w));
+            w.sleep(SETTLE);
+        }
+        w.sleep(WARM_UP - Duration::from_millis(500));
+        rss_after = w.sample();
+        w.sleep(Duration::from_millis(500));
+    }
+    w.sample();
+    let timeline = Timeline {
+        faults,
+        rss_before,
+        rss_after,
+        rss_peak: w.peak,
+    };
+    (timeline, topology)
+}
+
+/// One failover or reshard, `round` of the plan's.
+fn fault(topology: &mut Topology, plan: Plan, round: usize, w: &Watch) -> Fault {
+    let begun = w.now();
+    match (topology, plan.scenario) {
+        (Topology::Sentinel(setup), _) => {
+            let old = setup.primary().port();
+            let took = setup.fail_over();
+            let restored = begun + took;
+            let new = setup.primary().port();
+            let primaries = setup.primaries();
+            let rejoined = setup.rejoin();
+            Fault {
+                begun,
+                restored,
+                healed: w.now(),
+                what: format!(
+                    "primary :{old} killed, :{new} promoted by the sentinels in {}{}; \
+                     :{old} back as a replica {} later",
+                    crate::ms(took),
+                    if primaries > 1 {
+                        format!(" ({primaries} servers answered as primary then)")
+                    } else {
+                        String::new()
+                    },
+                    crate::ms(rejoined)
+                ),
+            }
+        }
+        (Topology::Cluster(setup), Scenario::Reshard) => {
+            let took = setup.reshard(round, plan.slots);
+            let done = w.now();
+            Fault {
+                begun,
+                restored: done,
+                healed: done,
+                what: format!("{} slots moved in {}", plan.slots, crate::ms(took)),
+            }
+        }
+        (Topology::Cluster(setup), _) => {
+            let took = setup.fail_over("session:*");
+            let restored = w.now();
+            let rejoined = setup.rejoin();
+            Fault {
+                begun,
+                restored,
+                healed: w.now(),
+                what: format!(
+                    "a primary killed, its replica took over in {}; \
+                     the killed node back as a replica {} later",
+                    crate::ms(took),
+                    crate::ms(rejoined)
+                ),
+            }
+        }
+        (Topology::Standalone(redis), _) => {
+            // Not reached: `run` handles standalone itself. Kept total so
+            // that a new pairing cannot fall through silently.
+            redis.kill();
+            redis.restart();
+            let done = w.now();
+            Fault {
+                begun,
+                restored: done,
+                healed: done,
+                what: "Redis killed and restarted at once".to_owned(),
+            }
+        }
+    }
+}
