@@ -222,7 +222,12 @@ impl SentinelSetup {
                     .and_then(|kv| kv.get(1).cloned())
                     .unwrap_or_default()
             };
-            field("port") == primary.to_string() && field("flags") == "master"
+            // `disconnected` only says that the sentinel's own link to the
+            // new primary is still being made.
+            let flags = field("flags");
+            field("port") == primary.to_string()
+                && !flags.contains("failover_in_progress")
+                && !flags.contains("_down")
         })
     }
 

@@ -135,6 +135,18 @@ pub(crate) struct Fault {
     pub(crate) what: String,
 }
 
+impl Fault {
+    /// A fault after which the topology is whole as soon as it serves.
+    fn whole_at_once(begun: Duration, restored: Duration, what: String) -> Fault {
+        Fault {
+            begun,
+            restored,
+            healed: restored,
+            what,
+        }
+    }
+}
+
 /// What actually happened.
 pub(crate) struct Timeline {
     pub(crate) faults: Vec<Fault>,
@@ -228,16 +240,12 @@ pub(crate) fn run(
             let restarting = w.now();
             redis.restart();
             let restored = w.now();
-            faults.push(Fault {
-                begun,
-                restored,
-                healed: restored,
-                what: format!(
-                    "Redis killed, restarted {} later (the restart took {})",
-                    crate::ms(restarting - begun),
-                    crate::ms(restored - restarting)
-                ),
-            });
+            let what = format!(
+                "Redis killed, restarted {} later (the restart took {})",
+                crate::ms(restarting - begun),
+                crate::ms(restored - restarting)
+            );
+            faults.push(Fault::whole_at_once(begun, restored, what));
         }
         w.sleep_until(plan.duration - Duration::from_millis(500));
         rss_after = w.sample();
@@ -293,13 +301,8 @@ fn fault(topology: &mut Topology, plan: Plan, round: usize, w: &Watch) -> Fault 
         }
         (Topology::Cluster(setup), Scenario::Reshard) => {
             let took = setup.reshard(round, plan.slots);
-            let done = w.now();
-            Fault {
-                begun,
-                restored: done,
-                healed: done,
-                what: format!("{} slots moved in {}", plan.slots, crate::ms(took)),
-            }
+            let what = format!("{} slots moved in {}", plan.slots, crate::ms(took));
+            Fault::whole_at_once(begun, w.now(), what)
         }
         (Topology::Cluster(setup), _) => {
             let took = setup.fail_over("session:*");
@@ -322,13 +325,11 @@ fn fault(topology: &mut Topology, plan: Plan, round: usize, w: &Watch) -> Fault 
             // that a new pairing cannot fall through silently.
             redis.kill();
             redis.restart();
-            let done = w.now();
-            Fault {
+            Fault::whole_at_once(
                 begun,
-                restored: done,
-                healed: done,
-                what: "Redis killed and restarted at once".to_owned(),
-            }
+                w.now(),
+                "Redis killed and restarted at once".to_owned(),
+            )
         }
     }
 }
