@@ -35,6 +35,9 @@ impl ClusterSetup {
                     "--repl-diskless-sync-delay",
                     "0",
                 ])
+                // The cluster's own commands between nodes are not a
+                // request's cost (`REPLCONF`, `PSYNC`, …).
+                .watched()
             })
             .collect();
         let addrs: Vec<String> = nodes
@@ -100,6 +103,23 @@ impl ClusterSetup {
             .iter()
             .flat_map(|n| n.cmd::<Vec<String>>(&["KEYS", pattern]))
             .collect()
+    }
+
+    /// The live primary that serves `key`'s hash slot.
+    ///
+    /// # Panics
+    ///
+    /// If no live primary claims the slot (the cluster is not whole).
+    pub fn node_for(&self, key: &str) -> &RedisServer {
+        let primaries = self.primaries();
+        let Some(any) = primaries.first() else {
+            panic!("cluster: no live primary");
+        };
+        let slot: u16 = any.cmd(&["CLUSTER", "KEYSLOT", key]);
+        primaries
+            .into_iter()
+            .find(|n| serves(n, slot))
+            .unwrap_or_else(|| panic!("cluster: no primary serves slot {slot}"))
     }
 
     /// Kills a primary that holds keys matching `pattern` (or the first
@@ -201,6 +221,23 @@ impl ClusterSetup {
     fn wait_until(&self, within: Duration, what: &str, done: impl Fn(&Self) -> bool) {
         crate::server::wait_until(within, &format!("cluster: {what}"), || done(self));
     }
+}
+
+/// Whether `node` (a primary) serves hash `slot`, by its own word
+/// (`CLUSTER NODES`, the `myself` line: `0-5460 5462 …`; a slot being
+/// migrated, `[…]`, is skipped).
+fn serves(node: &RedisServer, slot: u16) -> bool {
+    let nodes: String = node.cmd(&["CLUSTER", "NODES"]);
+    let Some(me) = nodes.lines().find(|l| l.contains("myself")) else {
+        return false;
+    };
+    me.split_whitespace().skip(8).any(|range| {
+        let (from, to) = range.split_once('-').unwrap_or((range, range));
+        match (from.parse::<u16>(), to.parse::<u16>()) {
+            (Ok(from), Ok(to)) => (from..=to).contains(&slot),
+            _ => false,
+        }
+    })
 }
 
 /// `master` or `slave`, as `ROLE` says.

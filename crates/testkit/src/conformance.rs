@@ -37,6 +37,9 @@ pub enum StoreKind {
     RedisSentinel,
     /// The same, with the client cache.
     RedisSentinelCached,
+    /// [`RedisStore`] on a Redis Cluster of 3 primaries with a replica each
+    /// (no client cache: it does not run on Cluster yet).
+    RedisCluster,
 }
 
 /// Which framework serves the test-bed app.
@@ -150,8 +153,76 @@ pub struct Subject {
     handed: Handed,
     /// Stops the app when the subject is dropped.
     _server: Server,
+    /// The Redis Cluster, for [`StoreKind::RedisCluster`].
+    pub cluster: Option<crate::cluster::ClusterSetup>,
     /// The rest of a Sentinel setup (replicas, sentinels), kept running.
     _topology: Option<crate::sentinel::SentinelRest>,
+}
+
+/// The Redis a subject's store talks to, for the test's own look at it:
+/// one server, or the primaries of a cluster (counts summed, a key's
+/// commands sent to the primary that serves it).
+pub enum Nodes<'a> {
+    /// One redis-server (standalone, TLS's plain port, Sentinel's primary).
+    One(&'a RedisServer),
+    /// A Redis Cluster.
+    Cluster(&'a crate::cluster::ClusterSetup),
+}
+
+impl Nodes<'_> {
+    /// [`RedisServer::command_counts`], summed over the primaries (without
+    /// `CLUSTER` itself: the client's slot map, not a request's cost).
+    pub fn command_counts(&self) -> std::collections::HashMap<String, u64> {
+        match self {
+            Nodes::One(r) => r.command_counts(),
+            Nodes::Cluster(c) => {
+                let mut sum = std::collections::HashMap::new();
+                for n in c.primaries() {
+                    for (name, calls) in n.command_counts() {
+                        if !name.starts_with("cluster") {
+                            *sum.entry(name).or_insert(0) += calls;
+                        }
+                    }
+                }
+                sum
+            }
+        }
+    }
+
+    /// Total of [`command_counts`](Self::command_counts).
+    pub fn total_commands(&self) -> u64 {
+        self.command_counts().values().sum()
+    }
+
+    /// Zeroes the command statistics (of every node).
+    pub fn reset_stats(&self) {
+        match self {
+            Nodes::One(r) => r.reset_stats(),
+            Nodes::Cluster(c) => c
+                .nodes
+                .iter()
+                .filter(|n| n.is_running())
+                .for_each(RedisServer::reset_stats),
+        }
+    }
+
+    /// A command about one key, `args[1]`, on the node that holds it.
+    pub fn cmd<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
+        match self {
+            Nodes::One(r) => r.cmd(args),
+            Nodes::Cluster(c) => c
+                .node_for(args.get(1).copied().unwrap_or_default())
+                .cmd(args),
+        }
+    }
+
+    /// The keys matching `pattern`, on every primary.
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        match self {
+            Nodes::One(r) => r.cmd(&["KEYS", pattern]),
+            Nodes::Cluster(c) => c.keys(pattern),
+        }
+    }
 }
 
 /// A subject's running server, stopped when the subject is dropped.
@@ -186,7 +257,25 @@ impl Subject {
     /// If the store or the server cannot be set up.
     pub async fn start_with(kind: StoreKind, fw: Framework, config: SessionConfig) -> Self {
         let mut topology = None;
+        let mut cluster = None;
         let (redis, memory, (calls, handed), (addr, server)) = match kind {
+            StoreKind::RedisCluster => {
+                let setup = crate::cluster::ClusterSetup::start();
+                let store = RedisStore::builder()
+                    .without_client_cache()
+                    .cluster(setup.urls())
+                    .await
+                    .unwrap_or_else(|e| panic!("connect to the test cluster: {e}"));
+                cluster = Some(setup);
+                let store = CountingStore::new(store);
+                let (calls, handed) = (store.counter(), store.handed());
+                (
+                    None,
+                    None,
+                    (calls, handed),
+                    serve(fw, store, config.clone()).await,
+                )
+            }
             StoreKind::Memory => {
                 let mem = MemoryStore::new();
                 let store = CountingStore::new(mem.clone());
@@ -259,6 +348,7 @@ impl Subject {
             calls,
             handed,
             _server: server,
+            cluster,
             _topology: topology,
         }
     }
@@ -273,43 +363,50 @@ impl Subject {
         self.calls.load(Ordering::SeqCst)
     }
 
+    /// The Redis the store talks to (Redis subjects only).
+    pub fn nodes(&self) -> Option<Nodes<'_>> {
+        match (&self.redis, &self.cluster) {
+            (Some(r), _) => Some(Nodes::One(r)),
+            (None, Some(c)) => Some(Nodes::Cluster(c)),
+            (None, None) => None,
+        }
+    }
+
     /// Zeroes the store call counter and, with Redis, the command statistics.
     pub fn reset_counts(&self) {
         self.calls.store(0, Ordering::SeqCst);
-        if let Some(r) = &self.redis {
-            r.reset_stats();
+        if let Some(nodes) = self.nodes() {
+            nodes.reset_stats();
         }
     }
 
     /// Number of stored sessions.
     pub fn stored_sessions(&self) -> usize {
-        match (&self.redis, &self.memory) {
-            (Some(r), _) => self.redis_keys(r).len(),
+        match (self.nodes(), &self.memory) {
+            (Some(nodes), _) => live_keys(&nodes).len(),
             (None, Some(m)) => m.len(),
             (None, None) => 0,
         }
     }
 
-    /// Live session keys (not the forwarding markers moved sessions leave,
-    /// nor a key that expired between `KEYS` and the look at it).
-    fn redis_keys(&self, r: &RedisServer) -> Vec<String> {
-        let keys: Vec<String> = r.cmd(&["KEYS", "*"]);
-        keys.into_iter()
-            .filter(|k| {
-                let (version, moved): (Option<String>, Option<String>) =
-                    r.cmd(&["HMGET", k, "m:v", "m:moved"]);
-                version.is_some() && moved.is_none()
-            })
-            .collect()
-    }
-
-    /// Every Redis key (Redis subjects only; empty otherwise).
+    /// Every live session key (Redis subjects only; empty otherwise).
     pub fn keys(&self) -> Vec<String> {
-        self.redis
-            .as_ref()
-            .map(|r| self.redis_keys(r))
-            .unwrap_or_default()
+        self.nodes().map(|n| live_keys(&n)).unwrap_or_default()
     }
+}
+
+/// Live session keys (not the forwarding markers moved sessions leave, nor
+/// a key that expired between `KEYS` and the look at it).
+fn live_keys(nodes: &Nodes<'_>) -> Vec<String> {
+    nodes
+        .keys("*")
+        .into_iter()
+        .filter(|k| {
+            let (version, moved): (Option<String>, Option<String>) =
+                nodes.cmd(&["HMGET", k, "m:v", "m:moved"]);
+            version.is_some() && moved.is_none()
+        })
+        .collect()
 }
 
 /// Serves the contract app with `store` and `config` through `fw` on a
@@ -405,7 +502,7 @@ pub async fn untouched_request_costs_nothing(s: &Subject) {
         "no Vary on an untouched request"
     );
     assert_eq!(s.store_calls(), 0);
-    if let Some(redis) = &s.redis {
+    if let Some(redis) = s.nodes() {
         assert_eq!(redis.total_commands(), 0, "{:?}", redis.command_counts());
     }
 }
@@ -432,7 +529,7 @@ pub async fn malformed_cookie_costs_nothing(s: &Subject) {
             "cookie {raw:.40}: {r:?}"
         );
         assert_eq!(s.store_calls(), 0, "cookie {raw:.40} reached the store");
-        if let Some(redis) = &s.redis {
+        if let Some(redis) = s.nodes() {
             assert_eq!(redis.total_commands(), 0, "{:?}", redis.command_counts());
         }
     }
@@ -460,7 +557,7 @@ pub async fn round_trip_budget(s: &Subject) {
     s.reset_counts();
     b.get("/new").await;
     assert_eq!(s.store_calls(), 1, "new");
-    if let Some(redis) = &s.redis {
+    if let Some(redis) = s.nodes() {
         let c = redis.command_counts();
         // One RESTORE: the record and its expiry in one command, no script.
         assert_eq!(c, counts(&[("restore", 1)]), "new");
@@ -469,7 +566,7 @@ pub async fn round_trip_budget(s: &Subject) {
     s.reset_counts();
     b.get("/read").await;
     assert_eq!(s.store_calls(), 1, "first read");
-    if let Some(redis) = &s.redis {
+    if let Some(redis) = s.nodes() {
         assert_eq!(
             redis.command_counts(),
             counts(&[("hgetall", 1)]),
@@ -480,7 +577,7 @@ pub async fn round_trip_budget(s: &Subject) {
     s.reset_counts();
     b.get("/read").await;
     assert_eq!(s.store_calls(), 1, "read");
-    if let Some(redis) = &s.redis {
+    if let Some(redis) = s.nodes() {
         let c = redis.command_counts();
         let expected = if cached {
             counts(&[])
@@ -492,7 +589,7 @@ pub async fn round_trip_budget(s: &Subject) {
     s.reset_counts();
     b.get("/write").await;
     assert_eq!(s.store_calls(), 2, "write");
-    if let Some(redis) = &s.redis {
+    if let Some(redis) = s.nodes() {
         let c = redis.command_counts();
         // One round trip: the save script (by hash; by source too when the
         // server did not know it yet), which reads the record's size and
@@ -528,7 +625,7 @@ pub async fn forged_id_is_not_adopted(s: &Subject) {
         !issued.is_empty() && issued != forged.expose(),
         "a fresh id was issued"
     );
-    if let Some(redis) = &s.redis {
+    if let Some(redis) = s.nodes() {
         let forged_key = format!("session:{}", forged.storage_id());
         let exists: i64 = redis.cmd(&["EXISTS", &forged_key]);
         assert_eq!(exists, 0, "nothing stored under the forged id");
@@ -564,8 +661,8 @@ pub async fn raw_id_absent_from_store(s: &Subject) {
         );
     }
     assert_eq!(s.stored_sessions(), 1);
-    let Some(redis) = &s.redis else { return };
-    let all: Vec<String> = redis.cmd(&["KEYS", "*"]);
+    let Some(redis) = s.nodes() else { return };
+    let all: Vec<String> = redis.keys("*");
     for key in &all {
         let dump: Vec<String> = redis.cmd(&["HGETALL", key]);
         for id in &ids {
@@ -626,7 +723,7 @@ pub async fn login_cycles_id(s: &Subject) {
     let mut b = s.browser();
     b.get("/set?key=cart&value=apple").await;
     let before = b.cookie.clone().unwrap_or_default();
-    if let Some(redis) = &s.redis {
+    if let Some(redis) = s.nodes() {
         let key = s.keys().pop().unwrap_or_default();
         let ttl: i64 = redis.cmd(&["PTTL", &key]);
         let day = 24 * 3600 * 1000;
@@ -647,7 +744,7 @@ pub async fn login_cycles_id(s: &Subject) {
     let mut old = s.browser().with_cookie(Some(&before));
     assert_eq!(old.get("/whoami").await.status, 401, "old id is dead");
     assert_eq!(s.stored_sessions(), 1);
-    if let Some(redis) = &s.redis {
+    if let Some(redis) = s.nodes() {
         let key = s.keys().pop().unwrap_or_default();
         let ttl: i64 = redis.cmd(&["PTTL", &key]);
         let month = 31 * 24 * 3600 * 1000_i64;
@@ -962,7 +1059,7 @@ pub async fn signed_cookie_rejects_forgeries(s: &Subject) {
             0,
             "forged cookie {forged} reached the store"
         );
-        if let Some(redis) = &s.redis {
+        if let Some(redis) = s.nodes() {
             assert_eq!(redis.total_commands(), 0, "{:?}", redis.command_counts());
         }
     }

@@ -130,3 +130,8 @@ mod redis_cached_actix {
     use super::*;
     suite!(StoreKind::RedisCached, Framework::Actix);
 }
+// Cluster through one framework (no client cache there yet).
+mod redis_cluster_axum {
+    use super::*;
+    suite!(StoreKind::RedisCluster, Framework::Axum);
+}
