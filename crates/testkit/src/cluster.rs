@@ -11,6 +11,9 @@ use crate::server::RedisServer;
 pub struct ClusterSetup {
     /// Every node, primaries and replicas (roles change on a failover).
     pub nodes: Vec<RedisServer>,
+    /// For a TLS cluster ([`start_tls`](Self::start_tls)): its
+    /// certificates, each node's TLS port, the files the nodes read.
+    tls: Option<(crate::tls::TestCerts, Vec<u16>, crate::tls::TlsFiles)>,
 }
 
 impl ClusterSetup {
@@ -21,9 +24,28 @@ impl ClusterSetup {
     ///
     /// If `redis-cli` is missing or the cluster does not form within 30 s.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// The same cluster, with TLS between its nodes (`tls-cluster`,
+    /// `tls-replication`) and on a TLS port of each node besides its plain
+    /// one (for the test's own commands and `redis-cli`), with certificates
+    /// made now ([`certs`](Self::certs), [`tls_urls`](Self::tls_urls)).
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_tls() -> Self {
+        let certs = crate::tls::TestCerts::generate();
+        let files = crate::tls::TlsFiles::write(&certs);
+        Self::start_with(Some((certs, files)))
+    }
+
+    fn start_with(tls: Option<(crate::tls::TestCerts, crate::tls::TlsFiles)>) -> Self {
+        let mut tls_ports = Vec::new();
         let nodes: Vec<RedisServer> = (0..6)
             .map(|_| {
-                RedisServer::start_with(&[
+                let mut args: Vec<String> = [
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",
@@ -34,10 +56,21 @@ impl ClusterSetup {
                     // the default 5 s wait for other replicas.
                     "--repl-diskless-sync-delay",
                     "0",
-                ])
+                ]
+                .map(str::to_owned)
+                .to_vec();
+                if let Some((_, files)) = &tls {
+                    let port = crate::server::free_port();
+                    tls_ports.push(port);
+                    args.extend(files.args(port, false));
+                    args.extend(
+                        ["--tls-cluster", "yes", "--tls-replication", "yes"].map(str::to_owned),
+                    );
+                }
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
                 // The cluster's own commands between nodes are not a
                 // request's cost (`REPLCONF`, `PSYNC`, …).
-                .watched()
+                RedisServer::start_with(&args).watched()
             })
             .collect();
         let addrs: Vec<String> = nodes
@@ -56,7 +89,10 @@ impl ClusterSetup {
             status.success(),
             "redis-cli --cluster create failed: {status}"
         );
-        let setup = ClusterSetup { nodes };
+        let setup = ClusterSetup {
+            nodes,
+            tls: tls.map(|(certs, files)| (certs, tls_ports, files)),
+        };
         setup.wait_until(Duration::from_secs(30), "a formed cluster", Self::formed);
         setup
     }
@@ -64,6 +100,22 @@ impl ClusterSetup {
     /// `redis://127.0.0.1:<port>/` of every node (seed nodes).
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// `rediss://127.0.0.1:<tls port>/` of every node of a TLS cluster
+    /// (none for a plain one).
+    pub fn tls_urls(&self) -> Vec<String> {
+        self.tls.as_ref().map_or_else(Vec::new, |(_, ports, _)| {
+            ports
+                .iter()
+                .map(|p| format!("rediss://127.0.0.1:{p}/"))
+                .collect()
+        })
+    }
+
+    /// The certificates of a TLS cluster.
+    pub fn certs(&self) -> Option<&crate::tls::TestCerts> {
+        self.tls.as_ref().map(|(certs, _, _)| certs)
     }
 
     /// The live nodes that are primaries now.

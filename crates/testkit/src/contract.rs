@@ -490,3 +490,36 @@ pub async fn check_serves_on_cluster(bin: &str) {
     );
     assert_eq!(b.get("/write").await.body, "2");
 }
+
+/// Checks that a test-bed server binary serves the contract on a TLS
+/// Redis Cluster, configured by `REDIS_CLUSTER_URLS` (`rediss://` seeds)
+/// and `REDIS_CA_FILE` alone.
+///
+/// # Panics
+///
+/// If it does not (the message says how), or cannot be started.
+pub async fn check_serves_on_tls_cluster(bin: &str) {
+    let cluster = crate::cluster::ClusterSetup::start_tls();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let ca = dir.path().join("ca.pem");
+    let pem = cluster.certs().map(|c| c.ca.clone()).unwrap_or_default();
+    std::fs::write(&ca, pem).unwrap_or_else(|e| panic!("write ca.pem: {e}"));
+    let env = [
+        ("REDIS_CLUSTER_URLS", cluster.tls_urls().join(",")),
+        ("REDIS_CA_FILE", ca.display().to_string()),
+    ];
+    let (_bed, mut b) = start_test_bed(bin, &env).await;
+    assert_eq!(
+        b.get("/new").await.status,
+        200,
+        "{bin}: /new on a TLS cluster"
+    );
+    assert_eq!(b.get("/login?user=ann").await.status, 200);
+    assert_eq!(b.get("/write").await.body, "1");
+    assert_eq!(b.get("/whoami").await.body, "ann");
+    assert_eq!(
+        cluster.keys("session:*").len(),
+        2,
+        "{bin}: the session and its forwarding marker"
+    );
+}

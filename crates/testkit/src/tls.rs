@@ -60,6 +60,50 @@ impl TestCerts {
     }
 }
 
+/// The PEM files a TLS redis-server reads, in a directory of their own
+/// (kept as long as a server may restart).
+pub(crate) struct TlsFiles {
+    pub(crate) dir: tempfile::TempDir,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl TlsFiles {
+    /// Writes the CA and the server's certificate and key of `certs`.
+    pub(crate) fn write(certs: &TestCerts) -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let write = |name: &str, pem: &str| -> PathBuf {
+            let path = dir.path().join(name);
+            std::fs::write(&path, pem).unwrap_or_else(|e| panic!("write {name}: {e}"));
+            path
+        };
+        TlsFiles {
+            ca: write("ca.pem", &certs.ca),
+            cert: write("server.pem", &certs.server_cert),
+            key: write("server.key", &certs.server_key),
+            dir,
+        }
+    }
+
+    /// redis-server arguments serving TLS on `port` with these files; with
+    /// `client_auth`, refusing clients without a certificate of the CA.
+    pub(crate) fn args(&self, port: u16, client_auth: bool) -> Vec<String> {
+        vec![
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            self.cert.display().to_string(),
+            "--tls-key-file".into(),
+            self.key.display().to_string(),
+            "--tls-ca-cert-file".into(),
+            self.ca.display().to_string(),
+            "--tls-auth-clients".into(),
+            if client_auth { "yes" } else { "no" }.into(),
+        ]
+    }
+}
+
 /// A redis-server with a plain port (for the test's own inspection, as
 /// [`RedisServer`]) and a TLS port (for the store under test).
 pub struct TlsRedis {
@@ -81,32 +125,11 @@ impl TlsRedis {
     /// start.
     pub fn start(client_auth: bool) -> Self {
         let certs = TestCerts::generate();
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-        let write = |name: &str, pem: &str| -> PathBuf {
-            let path = dir.path().join(name);
-            std::fs::write(&path, pem).unwrap_or_else(|e| panic!("write {name}: {e}"));
-            path
-        };
-        let (ca, cert, key) = (
-            write("ca.pem", &certs.ca),
-            write("server.pem", &certs.server_cert),
-            write("server.key", &certs.server_key),
-        );
+        let files = TlsFiles::write(&certs);
         let tls_port = free_port();
-        let args: Vec<String> = vec![
-            "--tls-port".into(),
-            tls_port.to_string(),
-            "--tls-cert-file".into(),
-            cert.display().to_string(),
-            "--tls-key-file".into(),
-            key.display().to_string(),
-            "--tls-ca-cert-file".into(),
-            ca.display().to_string(),
-            "--tls-auth-clients".into(),
-            if client_auth { "yes" } else { "no" }.into(),
-        ];
+        let args = files.args(tls_port, client_auth);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let server = RedisServer::start_with(&args).keeping(dir);
+        let server = RedisServer::start_with(&args).keeping(files.dir);
         TlsRedis {
             server,
             certs,

@@ -5,3 +5,9 @@
 async fn serves_on_cluster() {
     testkit::contract::check_serves_on_cluster(env!("CARGO_BIN_EXE_bench-server-actix")).await;
 }
+
+/// The same on a TLS cluster (`rediss://` seeds and `REDIS_CA_FILE`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_on_a_tls_cluster() {
+    testkit::contract::check_serves_on_tls_cluster(env!("CARGO_BIN_EXE_bench-server-actix")).await;
+}

@@ -108,3 +108,54 @@ async fn acknowledged_writes_survive_a_primary_failover() {
     assert_eq!(b.get("/read").await.body, "5", "the failover lost a write");
     assert_eq!(b.get("/whoami").await.body, "ann");
 }
+
+/// A TLS cluster (`tls-cluster yes`): the store reaches every node over
+/// TLS with the builder's CA, sessions spread over every primary; a CA
+/// that did not sign the nodes' certificates is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_cluster_serves_sessions_on_every_primary() {
+    let cluster = ClusterSetup::start_tls();
+    let ca = cluster.certs().expect("a TLS cluster").ca.clone();
+    let store = RedisStore::builder()
+        .with_tls_ca(ca)
+        .cluster(cluster.tls_urls())
+        .await
+        .expect("store");
+    store.check().await.expect("the cluster answers over TLS");
+    let app = testkit::contract::axum_router(store, SessionConfig::default());
+    let base = testkit::serve_axum(app).await;
+    for i in 0..20 {
+        let mut b = Browser::new(base.clone(), sessionkit::DEFAULT_COOKIE_NAME);
+        assert_eq!(b.get(&format!("/login?user=u{i}")).await.status, 200);
+        assert_eq!(b.get("/write").await.body, "1");
+        assert_eq!(b.get("/whoami").await.body, format!("u{i}"));
+    }
+    let with_keys = cluster
+        .primaries()
+        .iter()
+        .filter(|n| !n.cmd::<Vec<String>>(&["KEYS", "session:*"]).is_empty())
+        .count();
+    assert_eq!(with_keys, 3, "sessions on every primary");
+    let tls_clients: usize = cluster
+        .primaries()
+        .iter()
+        .map(|n| {
+            let list: String = n.cmd(&["CLIENT", "LIST"]);
+            // The store's connections are ordinary clients (not a
+            // replica's, `flags=S`) on the TLS port: their local address
+            // (`laddr`) is not the plain port.
+            let plain = format!("laddr=127.0.0.1:{} ", n.port());
+            list.lines()
+                .filter(|l| l.contains(" flags=N ") && !l.contains(&plain))
+                .count()
+        })
+        .sum();
+    assert!(tls_clients >= 3, "a TLS connection to every primary");
+
+    let stranger = RedisStore::builder()
+        .with_tls_ca(testkit::tls::TestCerts::generate().ca)
+        .cluster(cluster.tls_urls())
+        .await
+        .expect("store");
+    assert!(stranger.check().await.is_err_and(|e| e.is_unavailable()));
+}

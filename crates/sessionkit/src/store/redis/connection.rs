@@ -34,6 +34,18 @@ use super::cache::{Cache, ClientCache};
 use super::layout::{self, Lua};
 use crate::Error;
 
+/// Certificates for TLS connections (a CA to trust, a client pair).
+#[cfg(feature = "tls")]
+pub(super) type Certificates = redis::TlsCertificates;
+/// Without the `tls` feature there are none to give.
+#[cfg(not(feature = "tls"))]
+pub(super) type Certificates = NoCertificates;
+
+/// The certificates of a build without TLS: none.
+#[cfg(not(feature = "tls"))]
+#[derive(Clone, Copy, Debug)]
+pub(super) enum NoCertificates {}
+
 /// What the store's connection is made of.
 #[derive(Clone, Debug)]
 pub(super) struct Options {
@@ -134,14 +146,21 @@ impl Source {
     pub(super) fn cluster<T: redis::IntoConnectionInfo>(
         nodes: Vec<T>,
         connect_timeout: Duration,
+        certificates: Option<Certificates>,
     ) -> Result<Self, Error> {
         if nodes.is_empty() {
             return Err(Error::unavailable("no cluster node given"));
         }
-        let client = redis::cluster::ClusterClient::builder(nodes)
-            .connection_timeout(connect_timeout)
-            .build()
-            .map_err(Error::unavailable)?;
+        let builder =
+            redis::cluster::ClusterClient::builder(nodes).connection_timeout(connect_timeout);
+        #[cfg(feature = "tls")]
+        let builder = match certificates {
+            Some(certs) => builder.certs(certs),
+            None => builder,
+        };
+        #[cfg(not(feature = "tls"))]
+        let _ = certificates;
+        let client = builder.build().map_err(Error::unavailable)?;
         Ok(Source::Cluster(client))
     }
 }

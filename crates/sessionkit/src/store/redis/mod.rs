@@ -228,17 +228,29 @@ impl RedisStoreBuilder {
 
     #[cfg(feature = "tls")]
     fn open_client(&self, url: impl IntoConnectionInfo) -> Result<Client, Error> {
+        match self.certificates() {
+            Some(certs) => Client::build_with_tls(url, certs).map_err(Error::unavailable),
+            None => Client::open(url).map_err(Error::unavailable),
+        }
+    }
+
+    /// The certificates given to the builder, if any (and the TLS
+    /// library's crypto set up for them).
+    #[cfg(feature = "tls")]
+    fn certificates(&self) -> Option<redis::TlsCertificates> {
         // rustls needs a process-wide crypto provider; with more than one
         // compiled in (an application's own rustls may bring aws-lc-rs) it
         // cannot choose and panics. Install ring unless the application
         // installed one already (then this is refused, harmlessly).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let given = self.tls.root_cert.is_some() || self.tls.client_tls.is_some();
-        if given {
-            Client::build_with_tls(url, self.tls.clone()).map_err(Error::unavailable)
-        } else {
-            Client::open(url).map_err(Error::unavailable)
-        }
+        given.then(|| self.tls.clone())
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[allow(clippy::unused_self)]
+    fn certificates(&self) -> Option<connection::NoCertificates> {
+        None
     }
 
     #[cfg(not(feature = "tls"))]
@@ -271,7 +283,8 @@ impl RedisStoreBuilder {
     }
 
     /// A store for the Redis Cluster that `nodes` (seed nodes, e.g.
-    /// `redis://10.0.0.1:7000/`) belong to (feature `cluster`). Every
+    /// `redis://10.0.0.1:7000/`, or `rediss://` for TLS with the
+    /// builder's certificates) belong to (feature `cluster`). Every
     /// operation names one key, so one slot; redis-rs routes it, follows
     /// `MOVED` / `ASK` and refreshes the slot map after a failover or a
     /// resharding. The client cache does not run on Cluster yet: the store
@@ -287,8 +300,9 @@ impl RedisStoreBuilder {
         self,
         nodes: impl IntoIterator<Item = T>,
     ) -> Result<RedisStore, Error> {
+        let nodes = nodes.into_iter().collect();
         let source =
-            connection::Source::cluster(nodes.into_iter().collect(), self.options.connect_timeout)?;
+            connection::Source::cluster(nodes, self.options.connect_timeout, self.certificates())?;
         Ok(RedisStore::from(Connection::new(source, self.options)))
     }
 
