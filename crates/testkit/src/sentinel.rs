@@ -40,19 +40,35 @@ impl SentinelSetup {
     ///
     /// If any of them does not come up within 20 s.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// The same, with `extra` arguments for every data server (e.g. ACL
+    /// users; the sentinels and replicas log in as `default`).
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_with(extra: &[&str]) -> Self {
         // A replica that (re)joins is synced at once, not after the
         // default 5 s wait for others to join with it.
-        let primary = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"]);
+        let primary_args = [&["--repl-diskless-sync-delay", "0"][..], extra].concat();
+        let primary = RedisServer::start_with(&primary_args);
         let port = primary.port().to_string();
         let mut servers = vec![primary];
         for _ in 0..2 {
-            servers.push(RedisServer::start_with(&[
-                "--repl-diskless-sync-delay",
-                "0",
-                "--replicaof",
-                "127.0.0.1",
-                &port,
-            ]));
+            let args = [
+                &[
+                    "--repl-diskless-sync-delay",
+                    "0",
+                    "--replicaof",
+                    "127.0.0.1",
+                    &port,
+                ][..],
+                extra,
+            ]
+            .concat();
+            servers.push(RedisServer::start_with(&args));
         }
         let sentinels = (0..3).map(|_| sentinel(servers[0].port())).collect();
         let setup = SentinelSetup { servers, sentinels };

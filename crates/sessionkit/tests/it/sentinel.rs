@@ -95,3 +95,64 @@ async fn acknowledged_writes_survive_failovers() {
         assert_eq!(b.get("/whoami").await.body, "ann");
     }
 }
+
+/// Servers that let only an ACL user at the sessions (`default`, which the
+/// sentinels and replicas use, may touch no `session:` key): the store logs
+/// in as that user with `with_sentinel_auth`, with the client cache on and
+/// off; without the credentials every write is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_sentinel_names_get_the_acl_credentials() {
+    let setup = SentinelSetup::start_with(&[
+        "--user",
+        "default",
+        "on",
+        "nopass",
+        "~harness:*",
+        "&*",
+        "+@all",
+        "--user",
+        "sessions",
+        "on",
+        ">s3cret-pass",
+        "~*",
+        "&*",
+        "+@all",
+    ]);
+    for cache in [true, false] {
+        let builder = if cache {
+            RedisStore::builder()
+        } else {
+            RedisStore::builder().without_client_cache()
+        };
+        let store = builder
+            .with_sentinel_auth(Some("sessions"), "s3cret-pass")
+            .sentinel(setup.sentinel_urls(), SERVICE)
+            .await
+            .expect("store");
+        let mut b = testkit::browse(store).await;
+        assert_eq!(b.get("/login?user=ann").await.status, 200);
+        assert_eq!(b.get("/write").await.body, "1");
+        assert_eq!(b.get("/whoami").await.body, "ann");
+        let clients: String = setup.primary().cmd(&["CLIENT", "LIST"]);
+        assert!(
+            clients.lines().any(|l| l.contains(" user=sessions ")),
+            "the store is logged in as `sessions`: {clients}"
+        );
+    }
+    let anonymous = RedisStore::builder()
+        .without_client_cache()
+        .sentinel(setup.sentinel_urls(), SERVICE)
+        .await
+        .expect("store");
+    let mut b = testkit::browse(anonymous).await;
+    assert_eq!(
+        b.get("/login?user=ann").await.status,
+        503,
+        "`default` may not write a session"
+    );
+    let debug = format!(
+        "{:?}",
+        RedisStore::builder().with_sentinel_auth(Some("sessions"), "s3cret-pass")
+    );
+    assert!(!debug.contains("s3cret-pass"), "{debug}");
+}

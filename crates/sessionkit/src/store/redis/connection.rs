@@ -34,6 +34,22 @@ use super::cache::{Cache, ClientCache};
 use super::layout::{self, Lua};
 use crate::Error;
 
+/// An ACL user (none: `default`) and password, redacted in `Debug`.
+#[derive(Clone)]
+pub(super) struct Credentials {
+    pub(super) username: Option<String>,
+    pub(super) password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
 /// Certificates for TLS connections (a CA to trust, a client pair).
 #[cfg(feature = "tls")]
 pub(super) type Certificates = redis::TlsCertificates;
@@ -122,19 +138,29 @@ impl Source {
     pub(super) fn sentinel<T: redis::IntoConnectionInfo>(
         sentinels: Vec<T>,
         service: &str,
+        auth: Option<&Credentials>,
     ) -> Result<Self, Error> {
-        use redis::sentinel::{SentinelClient, SentinelServerType};
+        use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 
         if sentinels.is_empty() {
             return Err(Error::unavailable("no sentinel address given"));
         }
+        // How to log in to the servers the sentinels name (the sentinels'
+        // own URLs say how to reach the sentinels).
+        let servers = auth.map(|auth| {
+            let mut info = redis::RedisConnectionInfo::default().set_password(&auth.password);
+            if let Some(user) = &auth.username {
+                info = info.set_username(user);
+            }
+            SentinelNodeConnectionInfo::default().set_redis_connection_info(info)
+        });
         // redis-rs takes a `String` here without its TLS feature and any
         // `AsRef<str>` with it: an owned name suits both.
         #[allow(clippy::unnecessary_to_owned)]
         let client = SentinelClient::build(
             sentinels,
             service.to_owned(),
-            None,
+            servers,
             SentinelServerType::Master,
         )
         .map_err(Error::unavailable)?;

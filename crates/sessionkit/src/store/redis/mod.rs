@@ -98,6 +98,9 @@ pub struct RedisStoreBuilder {
     /// redis-rs redacts them in `Debug`.
     #[cfg(feature = "tls")]
     tls: redis::TlsCertificates,
+    /// How to log in to the servers Sentinel names.
+    #[cfg(feature = "sentinel")]
+    sentinel_auth: Option<connection::Credentials>,
 }
 
 impl Default for RedisStoreBuilder {
@@ -115,6 +118,8 @@ impl Default for RedisStoreBuilder {
                 client_tls: None,
                 root_cert: None,
             },
+            #[cfg(feature = "sentinel")]
+            sentinel_auth: None,
         }
     }
 }
@@ -259,6 +264,20 @@ impl RedisStoreBuilder {
         Client::open(url).map_err(Error::unavailable)
     }
 
+    /// Logs in to the servers the sentinels name as this ACL user (`None`:
+    /// `default`) with this password (feature `sentinel`; the sentinels'
+    /// own credentials go in their URLs, `redis://user:password@host`).
+    /// The password is redacted in `Debug`.
+    #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
+    pub fn with_sentinel_auth(mut self, username: Option<&str>, password: &str) -> Self {
+        self.sentinel_auth = Some(connection::Credentials {
+            username: username.map(str::to_owned),
+            password: password.to_owned(),
+        });
+        self
+    }
+
     /// A store for the primary that the sentinels at `sentinels` (e.g.
     /// `redis://10.0.0.1:26379/`) monitor as `service` (feature
     /// `sentinel`). The primary is asked for when the connection first
@@ -278,7 +297,9 @@ impl RedisStoreBuilder {
         sentinels: impl IntoIterator<Item = T>,
         service: &str,
     ) -> Result<RedisStore, Error> {
-        let source = connection::Source::sentinel(sentinels.into_iter().collect(), service)?;
+        let sentinels = sentinels.into_iter().collect();
+        let auth = self.sentinel_auth.as_ref();
+        let source = connection::Source::sentinel(sentinels, service, auth)?;
         Ok(RedisStore::from(Connection::new(source, self.options)))
     }
 
