@@ -54,11 +54,11 @@ impl std::fmt::Debug for Credentials {
 #[cfg(feature = "tls")]
 pub(super) type Certificates = redis::TlsCertificates;
 /// Without the `tls` feature there are none to give.
-#[cfg(not(feature = "tls"))]
+#[cfg(all(not(feature = "tls"), feature = "cluster"))]
 pub(super) type Certificates = NoCertificates;
 
 /// The certificates of a build without TLS: none.
-#[cfg(not(feature = "tls"))]
+#[cfg(all(not(feature = "tls"), feature = "cluster"))]
 #[derive(Clone, Copy, Debug)]
 pub(super) enum NoCertificates {}
 

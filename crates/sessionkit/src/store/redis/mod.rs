@@ -252,7 +252,7 @@ impl RedisStoreBuilder {
         given.then(|| self.tls.clone())
     }
 
-    #[cfg(not(feature = "tls"))]
+    #[cfg(all(not(feature = "tls"), feature = "cluster"))]
     #[allow(clippy::unused_self)]
     fn certificates(&self) -> Option<connection::NoCertificates> {
         None
