@@ -14,6 +14,8 @@ pub const SERVICE: &str = "mymaster";
 struct SentinelProcess {
     child: Child,
     port: u16,
+    /// Its TLS port, in a TLS setup.
+    tls_port: Option<u16>,
     _dir: tempfile::TempDir,
 }
 
@@ -29,6 +31,10 @@ pub struct SentinelSetup {
     /// The data servers: the first is the primary at the start.
     pub servers: Vec<RedisServer>,
     sentinels: Vec<SentinelProcess>,
+    /// In a TLS setup ([`start_tls`](Self::start_tls)): the certificates,
+    /// each server's TLS port (what the sentinels and replicas use), the
+    /// files the servers read.
+    tls: Option<(crate::tls::TestCerts, Vec<u16>, crate::tls::TlsFiles)>,
 }
 
 impl SentinelSetup {
@@ -50,28 +56,73 @@ impl SentinelSetup {
     ///
     /// As [`start`](Self::start).
     pub fn start_with(extra: &[&str]) -> Self {
-        // A replica that (re)joins is synced at once, not after the
-        // default 5 s wait for others to join with it.
-        let primary_args = [&["--repl-diskless-sync-delay", "0"][..], extra].concat();
-        let primary = RedisServer::start_with(&primary_args);
-        let port = primary.port().to_string();
+        Self::start_all(extra, None)
+    }
+
+    /// The same over TLS: every server and sentinel also listens with TLS
+    /// (certificates made now, [`certs`](Self::certs)), replicas and
+    /// sentinels talk TLS to the servers (`tls-replication yes`), and
+    /// [`tls_sentinel_urls`](Self::tls_sentinel_urls) name the sentinels'
+    /// TLS ports; the plain ports stay for the test's own commands.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_tls() -> Self {
+        let certs = crate::tls::TestCerts::generate();
+        let files = crate::tls::TlsFiles::write(&certs);
+        Self::start_all(&[], Some((certs, files)))
+    }
+
+    fn start_all(
+        extra: &[&str],
+        tls: Option<(crate::tls::TestCerts, crate::tls::TlsFiles)>,
+    ) -> Self {
+        let tls_ports: Vec<u16> = match tls {
+            Some(_) => (0..3).map(|_| free_port()).collect(),
+            None => Vec::new(),
+        };
+        let server = |i: usize, replica_of: Option<u16>| {
+            // A replica that (re)joins is synced at once, not after the
+            // default 5 s wait for others to join with it.
+            let mut args: Vec<String> = ["--repl-diskless-sync-delay", "0"]
+                .map(str::to_owned)
+                .to_vec();
+            if let Some(port) = replica_of {
+                args.extend([
+                    "--replicaof".to_owned(),
+                    "127.0.0.1".to_owned(),
+                    port.to_string(),
+                ]);
+            }
+            if let Some((_, files)) = &tls {
+                args.extend(files.args(tls_ports[i], false));
+                args.extend(["--tls-replication", "yes"].map(str::to_owned));
+            }
+            args.extend(extra.iter().map(|a| (*a).to_owned()));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            RedisServer::start_with(&args)
+        };
+        let primary = server(0, None);
         let mut servers = vec![primary];
-        for _ in 0..2 {
-            let args = [
-                &[
-                    "--repl-diskless-sync-delay",
-                    "0",
-                    "--replicaof",
-                    "127.0.0.1",
-                    &port,
-                ][..],
-                extra,
-            ]
-            .concat();
-            servers.push(RedisServer::start_with(&args));
+        // Replicas (and sentinels) reach the primary where it announces
+        // itself: its TLS port in a TLS setup.
+        let port = if tls.is_some() {
+            tls_ports[0]
+        } else {
+            servers[0].port()
+        };
+        for i in 1..3 {
+            servers.push(server(i, Some(port)));
         }
-        let sentinels = (0..3).map(|_| sentinel(servers[0].port())).collect();
-        let setup = SentinelSetup { servers, sentinels };
+        let sentinels = (0..3)
+            .map(|_| sentinel(port, tls.as_ref().map(|(_, files)| files)))
+            .collect();
+        let setup = SentinelSetup {
+            servers,
+            sentinels,
+            tls: tls.map(|(certs, files)| (certs, tls_ports, files)),
+        };
         setup.wait_until(
             Duration::from_secs(20),
             "replicas in sync and sentinels acquainted",
@@ -99,6 +150,33 @@ impl SentinelSetup {
         (primary, SentinelRest { _setup: self, urls })
     }
 
+    /// `rediss://127.0.0.1:<tls port>/` of each sentinel of a TLS setup
+    /// (none otherwise).
+    pub fn tls_sentinel_urls(&self) -> Vec<String> {
+        self.sentinels
+            .iter()
+            .filter_map(|s| s.tls_port)
+            .map(|p| format!("rediss://127.0.0.1:{p}/"))
+            .collect()
+    }
+
+    /// The certificates of a TLS setup.
+    pub fn certs(&self) -> Option<&crate::tls::TestCerts> {
+        self.tls.as_ref().map(|(certs, _, _)| certs)
+    }
+
+    /// Whether `server` is the one the sentinels call `port` (its plain
+    /// port, or its TLS port in a TLS setup).
+    fn is_at(&self, server: &RedisServer, port: u16) -> bool {
+        server.port() == port
+            || self.tls.as_ref().is_some_and(|(_, ports, _)| {
+                self.servers
+                    .iter()
+                    .position(|s| s.port() == server.port())
+                    .is_some_and(|i| ports.get(i) == Some(&port))
+            })
+    }
+
     /// `redis://127.0.0.1:<port>/` of each sentinel.
     pub fn sentinel_urls(&self) -> Vec<String> {
         self.sentinels
@@ -116,7 +194,7 @@ impl SentinelSetup {
         let port = self.primary_port();
         self.servers
             .iter()
-            .find(|s| s.port() == port)
+            .find(|s| self.is_at(s, port))
             .unwrap_or_else(|| panic!("the primary on {port} is none of ours"))
     }
 
@@ -157,14 +235,14 @@ impl SentinelSetup {
     pub fn fail_over(&mut self) -> Duration {
         let old = self.primary_port();
         let started = Instant::now();
-        if let Some(s) = self.servers.iter_mut().find(|s| s.port() == old) {
-            s.kill();
+        if let Some(i) = self.servers.iter().position(|s| self.is_at(s, old)) {
+            self.servers[i].kill();
         }
         self.wait_until(Duration::from_secs(20), "a replica promoted", |s| {
             let new = s.primary_port();
             new != old
                 && s.servers.iter().any(|r| {
-                    r.port() == new && {
+                    s.is_at(r, new) && {
                         let info: String = r.cmd(&["INFO", "replication"]);
                         info.contains("role:master")
                     }
@@ -259,12 +337,13 @@ pub struct SentinelRest {
     pub urls: Vec<String>,
 }
 
-fn sentinel(primary: u16) -> SentinelProcess {
+fn sentinel(primary: u16, tls: Option<&crate::tls::TlsFiles>) -> SentinelProcess {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
     for _attempt in 0..5 {
         let port = free_port();
+        let tls_port = tls.map(|_| free_port());
         let conf = dir.path().join("sentinel.conf");
-        let text = format!(
+        let mut text = format!(
             "port {port}\nbind 127.0.0.1\ndir {dir}\n\
              sentinel monitor {SERVICE} 127.0.0.1 {primary} 2\n\
              sentinel down-after-milliseconds {SERVICE} 1000\n\
@@ -272,6 +351,15 @@ fn sentinel(primary: u16) -> SentinelProcess {
              sentinel parallel-syncs {SERVICE} 1\n",
             dir = dir.path().display()
         );
+        if let (Some(files), Some(tls_port)) = (tls, tls_port) {
+            // The same directives as the servers' command-line arguments.
+            let args = files.args(tls_port, false);
+            for pair in args.chunks(2) {
+                let name = pair[0].trim_start_matches("--");
+                text.push_str(&format!("{name} {}\n", pair[1]));
+            }
+            text.push_str("tls-replication yes\n");
+        }
         std::fs::write(&conf, text).unwrap_or_else(|e| panic!("write sentinel.conf: {e}"));
         let child = Command::new(server_bin())
             .arg(&conf)
@@ -288,6 +376,7 @@ fn sentinel(primary: u16) -> SentinelProcess {
                     return SentinelProcess {
                         child,
                         port,
+                        tls_port,
                         _dir: dir,
                     };
                 }

@@ -70,7 +70,9 @@ async fn acknowledged_writes_survive_failovers() {
     for round in 1..=3 {
         let mut setup = SentinelSetup::start();
         let store = RedisStore::builder()
-            .with_replica_acks(1, Duration::from_millis(300))
+            // Bounds for a loaded machine: this test is about what is kept.
+            .with_response_timeout(Duration::from_secs(3))
+            .with_replica_acks(1, Duration::from_secs(2))
             .sentinel(setup.sentinel_urls(), SERVICE)
             .await
             .expect("store");
@@ -155,4 +157,50 @@ async fn the_servers_sentinel_names_get_the_acl_credentials() {
         RedisStore::builder().with_sentinel_auth(Some("sessions"), "s3cret-pass")
     );
     assert!(!debug.contains("s3cret-pass"), "{debug}");
+}
+
+/// Sentinels and servers over TLS (`rediss://` sentinel URLs with the
+/// builder's CA): the store asks the sentinels over TLS and talks TLS to
+/// the primary they name, with the client cache on and off, through a
+/// failover; a CA that did not sign their certificates is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_and_servers_over_tls() {
+    for cache in [true, false] {
+        let mut setup = SentinelSetup::start_tls();
+        let ca = setup.certs().expect("a TLS setup").ca.clone();
+        let builder = if cache {
+            RedisStore::builder()
+        } else {
+            RedisStore::builder().without_client_cache()
+        };
+        let store = builder
+            .with_tls_ca(ca)
+            .sentinel(setup.tls_sentinel_urls(), SERVICE)
+            .await
+            .expect("store");
+        let mut b = testkit::browse(store).await;
+        assert_eq!(b.get("/login?user=ann").await.status, 200);
+        assert_eq!(b.get("/write").await.body, "1");
+        let primary = setup.primary();
+        let clients: String = primary.cmd(&["CLIENT", "LIST"]);
+        let plain = format!("laddr=127.0.0.1:{} ", primary.port());
+        assert!(
+            clients.lines().any(|l| l.contains(" flags=N ")
+                && !l.contains(&plain)
+                && !l.contains("cmd=client")),
+            "the store's connection is on the TLS port: {clients}"
+        );
+        setup.fail_over();
+        b.poll("/whoami", Duration::from_secs(10), |r| r.status == 200)
+            .await;
+        assert_eq!(b.get("/whoami").await.body, "ann", "cache {cache}");
+        assert_eq!(b.get("/write").await.body, "2", "cache {cache}");
+
+        let stranger = RedisStore::builder()
+            .with_tls_ca(testkit::tls::TestCerts::generate().ca)
+            .sentinel(setup.tls_sentinel_urls(), SERVICE)
+            .await
+            .expect("store");
+        assert!(stranger.check().await.is_err_and(|e| e.is_unavailable()));
+    }
 }

@@ -54,11 +54,11 @@ impl std::fmt::Debug for Credentials {
 #[cfg(feature = "tls")]
 pub(super) type Certificates = redis::TlsCertificates;
 /// Without the `tls` feature there are none to give.
-#[cfg(all(not(feature = "tls"), feature = "cluster"))]
+#[cfg(all(not(feature = "tls"), any(feature = "cluster", feature = "sentinel")))]
 pub(super) type Certificates = NoCertificates;
 
 /// The certificates of a build without TLS: none.
-#[cfg(all(not(feature = "tls"), feature = "cluster"))]
+#[cfg(all(not(feature = "tls"), any(feature = "cluster", feature = "sentinel")))]
 #[derive(Clone, Copy, Debug)]
 pub(super) enum NoCertificates {}
 
@@ -134,36 +134,56 @@ pub(super) enum Source {
 
 impl Source {
     /// The primary that the sentinels at `sentinels` monitor as `service`.
+    /// Sentinels reached over TLS (`rediss://`) mean servers reached over
+    /// TLS too, both with `certificates` if given; the first sentinel URL's
+    /// user and password are every sentinel's, `auth` the servers'.
     #[cfg(feature = "sentinel")]
     pub(super) fn sentinel<T: redis::IntoConnectionInfo>(
         sentinels: Vec<T>,
         service: &str,
         auth: Option<&Credentials>,
+        certificates: Option<Certificates>,
     ) -> Result<Self, Error> {
-        use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+        use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
 
-        if sentinels.is_empty() {
+        let infos = sentinels
+            .into_iter()
+            .map(redis::IntoConnectionInfo::into_connection_info)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Error::unavailable)?;
+        let Some(first) = infos.first().map(|i| i.redis_settings().clone()) else {
             return Err(Error::unavailable("no sentinel address given"));
+        };
+        let tls = infos
+            .iter()
+            .any(|i| matches!(i.addr(), redis::ConnectionAddr::TcpTls { .. }));
+        let addrs = infos.into_iter().map(|i| i.addr().clone());
+        let mut builder = SentinelClientBuilder::new(addrs, service, SentinelServerType::Master)
+            .map_err(Error::unavailable)?;
+        if let Some(user) = first.username() {
+            builder = builder.set_client_to_sentinel_username(user);
         }
-        // How to log in to the servers the sentinels name (the sentinels'
-        // own URLs say how to reach the sentinels).
-        let servers = auth.map(|auth| {
-            let mut info = redis::RedisConnectionInfo::default().set_password(&auth.password);
+        if let Some(password) = first.password() {
+            builder = builder.set_client_to_sentinel_password(password);
+        }
+        if let Some(auth) = auth {
             if let Some(user) = &auth.username {
-                info = info.set_username(user);
+                builder = builder.set_client_to_redis_username(user);
             }
-            SentinelNodeConnectionInfo::default().set_redis_connection_info(info)
-        });
-        // redis-rs takes a `String` here without its TLS feature and any
-        // `AsRef<str>` with it: an owned name suits both.
-        #[allow(clippy::unnecessary_to_owned)]
-        let client = SentinelClient::build(
-            sentinels,
-            service.to_owned(),
-            servers,
-            SentinelServerType::Master,
-        )
-        .map_err(Error::unavailable)?;
+            builder = builder.set_client_to_redis_password(&auth.password);
+        }
+        if tls {
+            builder = builder.set_client_to_redis_tls_mode(redis::TlsMode::Secure);
+            #[cfg(feature = "tls")]
+            if let Some(certs) = certificates {
+                builder = builder
+                    .set_client_to_sentinel_certificates(certs.clone())
+                    .set_client_to_redis_certificates(certs);
+            }
+        }
+        #[cfg(not(feature = "tls"))]
+        let _ = certificates;
+        let client = builder.build().map_err(Error::unavailable)?;
         Ok(Source::Sentinel(tokio::sync::Mutex::new(client)))
     }
 

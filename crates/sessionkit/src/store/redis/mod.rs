@@ -252,7 +252,7 @@ impl RedisStoreBuilder {
         given.then(|| self.tls.clone())
     }
 
-    #[cfg(all(not(feature = "tls"), feature = "cluster"))]
+    #[cfg(all(not(feature = "tls"), any(feature = "cluster", feature = "sentinel")))]
     #[allow(clippy::unused_self)]
     fn certificates(&self) -> Option<connection::NoCertificates> {
         None
@@ -299,7 +299,7 @@ impl RedisStoreBuilder {
     ) -> Result<RedisStore, Error> {
         let sentinels = sentinels.into_iter().collect();
         let auth = self.sentinel_auth.as_ref();
-        let source = connection::Source::sentinel(sentinels, service, auth)?;
+        let source = connection::Source::sentinel(sentinels, service, auth, self.certificates())?;
         Ok(RedisStore::from(Connection::new(source, self.options)))
     }
 
