@@ -249,9 +249,8 @@ impl SentinelSetup {
                 })
         });
         let took = started.elapsed();
-        let new = self.primary_port();
         self.wait_until(Duration::from_secs(20), "the failover finished", |s| {
-            s.failover_done(new)
+            s.failover_done(old)
         });
         took
     }
@@ -286,9 +285,10 @@ impl SentinelSetup {
         started.elapsed()
     }
 
-    /// Whether every sentinel names `primary` and has finished failing
-    /// over to it: a server that returns while a sentinel is still in its
-    /// failover can be promoted a second time (two primaries).
+    /// Whether every sentinel names the same primary, not `old`, and has
+    /// finished failing over to it: a server that returns while a sentinel
+    /// is still in its failover can be promoted a second time (two
+    /// primaries).
     /// The data servers that answer as primaries (more than one: a
     /// sentinel promoted a replica in a failover attempt that another
     /// superseded, until the sentinels turn it back).
@@ -303,26 +303,31 @@ impl SentinelSetup {
             .count()
     }
 
-    fn failover_done(&self, primary: u16) -> bool {
-        self.sentinels.iter().all(|p| {
-            let Ok(fields) = sentinel_cmd::<Vec<String>>(p.port, &["SENTINEL", "MASTER", SERVICE])
-            else {
-                return false;
-            };
-            let field = |name: &str| {
-                fields
-                    .chunks(2)
-                    .find(|kv| kv[0] == name)
-                    .and_then(|kv| kv.get(1).cloned())
-                    .unwrap_or_default()
-            };
-            // `disconnected` only says that the sentinel's own link to the
-            // new primary is still being made.
-            let flags = field("flags");
-            field("port") == primary.to_string()
-                && !flags.contains("failover_in_progress")
-                && !flags.contains("_down")
-        })
+    fn failover_done(&self, old: u16) -> bool {
+        let views: Vec<Option<String>> = self
+            .sentinels
+            .iter()
+            .map(|p| {
+                let fields =
+                    sentinel_cmd::<Vec<String>>(p.port, &["SENTINEL", "MASTER", SERVICE]).ok()?;
+                let field = |name: &str| {
+                    fields
+                        .chunks(2)
+                        .find(|kv| kv[0] == name)
+                        .and_then(|kv| kv.get(1).cloned())
+                        .unwrap_or_default()
+                };
+                // `disconnected` only says that the sentinel's own link to
+                // the new primary is still being made.
+                let flags = field("flags");
+                let settled = !flags.contains("failover_in_progress") && !flags.contains("_down");
+                settled.then(|| field("port"))
+            })
+            .collect();
+        // All settled on one primary that is not the old one (which one
+        // is theirs to say: a superseded attempt may have named another).
+        views.iter().all(|v| v.is_some() && *v == views[0])
+            && views[0].as_deref() != Some(old.to_string().as_str())
     }
 
     fn wait_until(&self, within: Duration, what: &str, done: impl Fn(&Self) -> bool) {

@@ -7,6 +7,15 @@ use sessionkit::{RedisStore, SessionConfig};
 use testkit::client::Browser;
 use testkit::cluster::ClusterSetup;
 
+/// The contract app on a store `builder` makes for the cluster at `urls`
+/// (checked to answer): its base URL.
+async fn serve(builder: sessionkit::RedisStoreBuilder, urls: Vec<String>) -> String {
+    let store = builder.cluster(urls).await.expect("store");
+    store.check().await.expect("the cluster answers");
+    let app = testkit::contract::axum_router(store, SessionConfig::default());
+    testkit::serve_axum(app).await
+}
+
 /// Sessions spread over every primary work end to end — create, read,
 /// write, login (a cycle: two keys in two slots, two single-slot steps),
 /// logout — with no CROSSSLOT anywhere; a primary killed under way is
@@ -14,14 +23,7 @@ use testkit::cluster::ClusterSetup;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_live_on_every_primary_and_survive_a_failover() {
     let mut cluster = ClusterSetup::start();
-    let store = RedisStore::builder()
-        .without_client_cache()
-        .cluster(cluster.urls())
-        .await
-        .expect("store");
-    store.check().await.expect("the cluster answers");
-    let app = testkit::contract::axum_router(store, SessionConfig::default());
-    let base = testkit::serve_axum(app).await;
+    let base = serve(RedisStore::builder().without_client_cache(), cluster.urls()).await;
     let mut users = Vec::new();
     for i in 0..30 {
         let mut b = Browser::new(base.clone(), sessionkit::DEFAULT_COOKIE_NAME);
@@ -118,14 +120,7 @@ async fn acknowledged_writes_survive_a_primary_failover() {
 async fn a_tls_cluster_serves_sessions_on_every_primary() {
     let cluster = ClusterSetup::start_tls();
     let ca = cluster.certs().expect("a TLS cluster").ca.clone();
-    let store = RedisStore::builder()
-        .with_tls_ca(ca)
-        .cluster(cluster.tls_urls())
-        .await
-        .expect("store");
-    store.check().await.expect("the cluster answers over TLS");
-    let app = testkit::contract::axum_router(store, SessionConfig::default());
-    let base = testkit::serve_axum(app).await;
+    let base = serve(RedisStore::builder().with_tls_ca(ca), cluster.tls_urls()).await;
     for i in 0..20 {
         let mut b = Browser::new(base.clone(), sessionkit::DEFAULT_COOKIE_NAME);
         assert_eq!(b.get(&format!("/login?user=u{i}")).await.status, 200);

@@ -6,6 +6,15 @@ use std::time::{Duration, Instant};
 use sessionkit::RedisStore;
 use testkit::sentinel::{SentinelSetup, SERVICE};
 
+/// A store builder with the client cache on or off.
+fn builder(cache: bool) -> sessionkit::RedisStoreBuilder {
+    if cache {
+        RedisStore::builder()
+    } else {
+        RedisStore::builder().without_client_cache()
+    }
+}
+
 /// Sessions written before a failover (and replicated, `WAIT`) are there
 /// after it; requests meanwhile answer 503 and the store finds the new
 /// primary by itself, with the client cache on and off.
@@ -13,12 +22,7 @@ use testkit::sentinel::{SentinelSetup, SERVICE};
 async fn a_failover_moves_the_store_to_the_new_primary() {
     for cache in [true, false] {
         let mut setup = SentinelSetup::start();
-        let builder = if cache {
-            RedisStore::builder()
-        } else {
-            RedisStore::builder().without_client_cache()
-        };
-        let store = builder
+        let store = builder(cache)
             .sentinel(setup.sentinel_urls(), SERVICE)
             .await
             .expect("store");
@@ -121,12 +125,7 @@ async fn the_servers_sentinel_names_get_the_acl_credentials() {
         "+@all",
     ]);
     for cache in [true, false] {
-        let builder = if cache {
-            RedisStore::builder()
-        } else {
-            RedisStore::builder().without_client_cache()
-        };
-        let store = builder
+        let store = builder(cache)
             .with_sentinel_auth(Some("sessions"), "s3cret-pass")
             .sentinel(setup.sentinel_urls(), SERVICE)
             .await
@@ -168,12 +167,7 @@ async fn sentinels_and_servers_over_tls() {
     for cache in [true, false] {
         let mut setup = SentinelSetup::start_tls();
         let ca = setup.certs().expect("a TLS setup").ca.clone();
-        let builder = if cache {
-            RedisStore::builder()
-        } else {
-            RedisStore::builder().without_client_cache()
-        };
-        let store = builder
+        let store = builder(cache)
             .with_tls_ca(ca)
             .sentinel(setup.tls_sentinel_urls(), SERVICE)
             .await
