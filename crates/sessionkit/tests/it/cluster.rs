@@ -7,6 +7,15 @@ use sessionkit::{RedisStore, SessionConfig};
 use testkit::client::Browser;
 use testkit::cluster::ClusterSetup;
 
+/// How many primaries hold a session key.
+fn primaries_with_sessions(cluster: &ClusterSetup) -> usize {
+    cluster
+        .primaries()
+        .iter()
+        .filter(|n| !n.cmd::<Vec<String>>(&["KEYS", "session:*"]).is_empty())
+        .count()
+}
+
 /// The contract app on a store `builder` makes for the cluster at `urls`
 /// (checked to answer): its base URL.
 async fn serve(builder: sessionkit::RedisStoreBuilder, urls: Vec<String>) -> String {
@@ -39,12 +48,11 @@ async fn sessions_live_on_every_primary_and_survive_a_failover() {
         30 + 30,
         "30 sessions and 30 forwarding markers: {keys:?}"
     );
-    let with_keys = cluster
-        .primaries()
-        .iter()
-        .filter(|n| !n.cmd::<Vec<String>>(&["KEYS", "session:*"]).is_empty())
-        .count();
-    assert_eq!(with_keys, 3, "sessions on every primary");
+    assert_eq!(
+        primaries_with_sessions(&cluster),
+        3,
+        "sessions on every primary"
+    );
     // Logout of half of them.
     for b in users.iter_mut().step_by(2) {
         b.get("/logout").await;
@@ -127,12 +135,11 @@ async fn a_tls_cluster_serves_sessions_on_every_primary() {
         assert_eq!(b.get("/write").await.body, "1");
         assert_eq!(b.get("/whoami").await.body, format!("u{i}"));
     }
-    let with_keys = cluster
-        .primaries()
-        .iter()
-        .filter(|n| !n.cmd::<Vec<String>>(&["KEYS", "session:*"]).is_empty())
-        .count();
-    assert_eq!(with_keys, 3, "sessions on every primary");
+    assert_eq!(
+        primaries_with_sessions(&cluster),
+        3,
+        "sessions on every primary"
+    );
     let tls_clients: usize = cluster
         .primaries()
         .iter()

@@ -6,6 +6,16 @@ use std::time::{Duration, Instant};
 use sessionkit::RedisStore;
 use testkit::sentinel::{SentinelSetup, SERVICE};
 
+/// A browser on the contract app over `store`, signed in as `ann` with
+/// one write made.
+async fn signed_in(store: RedisStore) -> testkit::client::Browser {
+    let mut b = testkit::browse(store).await;
+    assert_eq!(b.get("/login?user=ann").await.status, 200);
+    assert_eq!(b.get("/write").await.body, "1");
+    assert_eq!(b.get("/whoami").await.body, "ann");
+    b
+}
+
 /// A store builder with the client cache on or off.
 fn builder(cache: bool) -> sessionkit::RedisStoreBuilder {
     if cache {
@@ -26,10 +36,7 @@ async fn a_failover_moves_the_store_to_the_new_primary() {
             .sentinel(setup.sentinel_urls(), SERVICE)
             .await
             .expect("store");
-        let mut b = testkit::browse(store).await;
-        assert_eq!(b.get("/login?user=ann").await.status, 200);
-        assert_eq!(b.get("/write").await.body, "1");
-        assert_eq!(b.get("/whoami").await.body, "ann");
+        let mut b = signed_in(store).await;
         let keys: Vec<String> = setup.primary().cmd(&["KEYS", "session:*"]);
         assert_eq!(keys.len(), 1, "the session is on the primary: {keys:?}");
         setup.wait_for_replicas();
@@ -130,10 +137,7 @@ async fn the_servers_sentinel_names_get_the_acl_credentials() {
             .sentinel(setup.sentinel_urls(), SERVICE)
             .await
             .expect("store");
-        let mut b = testkit::browse(store).await;
-        assert_eq!(b.get("/login?user=ann").await.status, 200);
-        assert_eq!(b.get("/write").await.body, "1");
-        assert_eq!(b.get("/whoami").await.body, "ann");
+        let b = signed_in(store).await;
         let clients: String = setup.primary().cmd(&["CLIENT", "LIST"]);
         assert!(
             clients.lines().any(|l| l.contains(" user=sessions ")),
@@ -172,9 +176,7 @@ async fn sentinels_and_servers_over_tls() {
             .sentinel(setup.tls_sentinel_urls(), SERVICE)
             .await
             .expect("store");
-        let mut b = testkit::browse(store).await;
-        assert_eq!(b.get("/login?user=ann").await.status, 200);
-        assert_eq!(b.get("/write").await.body, "1");
+        let mut b = signed_in(store).await;
         let primary = setup.primary();
         let clients: String = primary.cmd(&["CLIENT", "LIST"]);
         let plain = format!("laddr=127.0.0.1:{} ", primary.port());
