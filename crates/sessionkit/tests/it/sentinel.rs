@@ -137,7 +137,7 @@ async fn the_servers_sentinel_names_get_the_acl_credentials() {
             .sentinel(setup.sentinel_urls(), SERVICE)
             .await
             .expect("store");
-        let b = signed_in(store).await;
+        signed_in(store).await;
         let clients: String = setup.primary().cmd(&["CLIENT", "LIST"]);
         assert!(
             clients.lines().any(|l| l.contains(" user=sessions ")),
