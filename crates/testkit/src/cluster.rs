@@ -32,6 +32,9 @@ impl ClusterSetup {
     /// one (for the test's own commands and `redis-cli`), with certificates
     /// made now ([`certs`](Self::certs), [`tls_urls`](Self::tls_urls)).
     ///
+    /// [`wait_for_replicas`](Self::wait_for_replicas) is not tested on it
+    /// (it matches replicas to primaries by their plain ports).
+    ///
     /// # Panics
     ///
     /// As [`start`](Self::start).

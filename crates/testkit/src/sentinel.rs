@@ -65,6 +65,9 @@ impl SentinelSetup {
     /// [`tls_sentinel_urls`](Self::tls_sentinel_urls) name the sentinels'
     /// TLS ports; the plain ports stay for the test's own commands.
     ///
+    /// [`wait_for_replicas`](Self::wait_for_replicas) does not work on it
+    /// (replicas name their primary by its TLS port).
+    ///
     /// # Panics
     ///
     /// As [`start`](Self::start).

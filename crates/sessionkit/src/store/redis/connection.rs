@@ -1,6 +1,6 @@
 //! The connection seam: the one place that knows how the store reaches
-//! Redis (today one standalone server, through a redis-rs
-//! [`ConnectionManager`]). Above it, the operations (`commands`) and the
+//! Redis (one server through a redis-rs [`ConnectionManager`], the primary
+//! Sentinel names, or a Redis Cluster). Above it, the operations (`commands`) and the
 //! client cache see only this: run a command, a pipeline or a script
 //! for one key, within the store's response timeout; and, for the cache,
 //! which keys others changed and when the stream of those reports may have

@@ -225,42 +225,14 @@ pub(crate) fn run(
 ) -> (Timeline, Topology) {
     let _stop = StopOnDrop(stop);
     let mut w = Watch { pid, t0, peak: 0 };
-    let mut faults = Vec::new();
-    let (rss_before, rss_after);
-    if let Topology::Standalone(redis) = &mut topology {
-        // For 40 s: kill at 8 s, restart at 13 s, kill at 23 s, restart at 28 s.
-        let at = |f: f64| plan.duration.mul_f64(f);
-        w.sleep_until(at(0.2) - Duration::from_millis(500));
-        rss_before = w.sample();
-        for (kill_at, restart_at) in [(at(0.2), at(0.325)), (at(0.575), at(0.7))] {
-            w.sleep_until(kill_at);
-            let begun = w.now();
-            redis.kill();
-            w.sleep_until(restart_at);
-            let restarting = w.now();
-            redis.restart();
-            let restored = w.now();
-            let what = format!(
-                "Redis killed, restarted {} later (the restart took {})",
-                crate::ms(restarting - begun),
-                crate::ms(restored - restarting)
-            );
-            faults.push(Fault::whole_at_once(begun, restored, what));
-        }
-        w.sleep_until(plan.duration - Duration::from_millis(500));
-        rss_after = w.sample();
-        w.sleep_until(plan.duration);
-    } else {
-        w.sleep(WARM_UP);
-        rss_before = w.sample();
-        for round in 0..plan.rounds {
-            faults.push(fault(&mut topology, plan, round, &w));
-            w.sleep(SETTLE);
-        }
-        w.sleep(WARM_UP - Duration::from_millis(500));
-        rss_after = w.sample();
-        w.sleep(Duration::from_millis(500));
-    }
+    let (faults, rss_before, rss_after) = match &mut topology {
+        Topology::Standalone(redis) => outages(redis, plan, &mut w),
+        Topology::Sentinel(setup) => rounds(plan, &mut w, |w, _| sentinel_failover(setup, w)),
+        Topology::Cluster(setup) => rounds(plan, &mut w, |w, round| match plan.scenario {
+            Scenario::Reshard => reshard(setup, plan.slots, round, w),
+            _ => cluster_failover(setup, w),
+        }),
+    };
     w.sample();
     let timeline = Timeline {
         faults,
@@ -271,65 +243,105 @@ pub(crate) fn run(
     (timeline, topology)
 }
 
-/// One failover or reshard, `round` of the plan's.
-fn fault(topology: &mut Topology, plan: Plan, round: usize, w: &Watch) -> Fault {
-    let begun = w.now();
-    match (topology, plan.scenario) {
-        (Topology::Sentinel(setup), _) => {
-            let old = setup.primary().port();
-            let took = setup.fail_over();
-            let restored = begun + took;
-            let new = setup.primary().port();
-            let primaries = setup.primaries();
-            let rejoined = setup.rejoin();
-            Fault {
-                begun,
-                restored,
-                healed: w.now(),
-                what: format!(
-                    "primary :{old} killed, :{new} promoted by the sentinels in {}{}; \
-                     :{old} back as a replica {} later",
-                    crate::ms(took),
-                    if primaries > 1 {
-                        format!(" ({primaries} servers answered as primary then)")
-                    } else {
-                        String::new()
-                    },
-                    crate::ms(rejoined)
-                ),
-            }
-        }
-        (Topology::Cluster(setup), Scenario::Reshard) => {
-            let took = setup.reshard(round, plan.slots);
-            let what = format!("{} slots moved in {}", plan.slots, crate::ms(took));
-            Fault::whole_at_once(begun, w.now(), what)
-        }
-        (Topology::Cluster(setup), _) => {
-            let took = setup.fail_over("session:*");
-            let restored = w.now();
-            let rejoined = setup.rejoin();
-            Fault {
-                begun,
-                restored,
-                healed: w.now(),
-                what: format!(
-                    "a primary killed, its replica took over in {}; \
-                     the killed node back as a replica {} later",
-                    crate::ms(took),
-                    crate::ms(rejoined)
-                ),
-            }
-        }
-        (Topology::Standalone(redis), _) => {
-            // Not reached: `run` handles standalone itself. Kept total so
-            // that a new pairing cannot fall through silently.
-            redis.kill();
-            redis.restart();
-            Fault::whole_at_once(
-                begun,
-                w.now(),
-                "Redis killed and restarted at once".to_owned(),
-            )
-        }
+/// The faults, and the server's RSS before the first and after the last.
+type Faults = (Vec<Fault>, Option<(Duration, u64)>, Option<(Duration, u64)>);
+
+/// Standalone: Redis killed and restarted twice, at fixed fractions of
+/// the run (for 40 s: kill at 8 s, restart at 13 s, kill at 23 s, restart
+/// at 28 s).
+fn outages(redis: &mut RedisServer, plan: Plan, w: &mut Watch) -> Faults {
+    let at = |f: f64| plan.duration.mul_f64(f);
+    w.sleep_until(at(0.2) - Duration::from_millis(500));
+    let rss_before = w.sample();
+    let mut faults = Vec::new();
+    for (kill_at, restart_at) in [(at(0.2), at(0.325)), (at(0.575), at(0.7))] {
+        w.sleep_until(kill_at);
+        let begun = w.now();
+        redis.kill();
+        w.sleep_until(restart_at);
+        let restarting = w.now();
+        redis.restart();
+        let restored = w.now();
+        let what = format!(
+            "Redis killed, restarted {} later (the restart took {})",
+            crate::ms(restarting - begun),
+            crate::ms(restored - restarting)
+        );
+        faults.push(Fault::whole_at_once(begun, restored, what));
     }
+    w.sleep_until(plan.duration - Duration::from_millis(500));
+    let rss_after = w.sample();
+    w.sleep_until(plan.duration);
+    (faults, rss_before, rss_after)
+}
+
+/// `plan.rounds` faults made by `fault` (given the round), with load
+/// before, between and after.
+fn rounds(plan: Plan, w: &mut Watch, mut fault: impl FnMut(&Watch, usize) -> Fault) -> Faults {
+    w.sleep(WARM_UP);
+    let rss_before = w.sample();
+    let mut faults = Vec::new();
+    for round in 0..plan.rounds {
+        faults.push(fault(w, round));
+        w.sleep(SETTLE);
+    }
+    w.sleep(WARM_UP - Duration::from_millis(500));
+    let rss_after = w.sample();
+    w.sleep(Duration::from_millis(500));
+    (faults, rss_before, rss_after)
+}
+
+/// Sentinel: the primary killed until the sentinels promote a replica,
+/// then back as a replica.
+fn sentinel_failover(setup: &mut SentinelSetup, w: &Watch) -> Fault {
+    let begun = w.now();
+    let old = setup.primary().port();
+    let took = setup.fail_over();
+    let new = setup.primary().port();
+    let primaries = setup.primaries();
+    let rejoined = setup.rejoin();
+    Fault {
+        begun,
+        restored: begun + took,
+        healed: w.now(),
+        what: format!(
+            "primary :{old} killed, :{new} promoted by the sentinels in {}{}; \
+             :{old} back as a replica {} later",
+            crate::ms(took),
+            if primaries > 1 {
+                format!(" ({primaries} servers answered as primary then)")
+            } else {
+                String::new()
+            },
+            crate::ms(rejoined)
+        ),
+    }
+}
+
+/// Cluster: a primary killed until its replica takes over, then back as
+/// a replica.
+fn cluster_failover(setup: &mut ClusterSetup, w: &Watch) -> Fault {
+    let begun = w.now();
+    let took = setup.fail_over("session:*");
+    let restored = w.now();
+    let rejoined = setup.rejoin();
+    Fault {
+        begun,
+        restored,
+        healed: w.now(),
+        what: format!(
+            "a primary killed, its replica took over in {}; \
+             the killed node back as a replica {} later",
+            crate::ms(took),
+            crate::ms(rejoined)
+        ),
+    }
+}
+
+/// Cluster: `slots` hash slots moved from one primary to the next.
+fn reshard(setup: &ClusterSetup, slots: u32, round: usize, w: &Watch) -> Fault {
+    let begun = w.now();
+    let took = setup.reshard(round, slots);
+    let what = format!("{slots} slots moved in {}", crate::ms(took));
+    Fault::whole_at_once(begun, w.now(), what)
 }
