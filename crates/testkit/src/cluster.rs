@@ -208,6 +208,81 @@ impl ClusterSetup {
         started.elapsed()
     }
 
+    /// A planned failover, nothing killed: the replica of a primary that
+    /// holds keys matching `pattern` (or of the first one) takes over with
+    /// `CLUSTER FAILOVER` (the two in step, no write lost), and the old
+    /// primary serves on as its replica. Waits until every node agrees
+    /// (within 30 s) and returns how long that took.
+    ///
+    /// # Panics
+    ///
+    /// If the primary has no replica or the roles do not swap in time.
+    pub fn switch_over(&self, pattern: &str) -> Duration {
+        let primaries = self.primaries();
+        let old = primaries
+            .iter()
+            .find(|n| !n.cmd::<Vec<String>>(&["KEYS", pattern]).is_empty())
+            .or(primaries.first())
+            .map(|n| n.port())
+            .unwrap_or_else(|| panic!("no primary"));
+        let replica = self
+            .nodes
+            .iter()
+            .find(|n| {
+                n.is_running() && role(n) == "slave" && {
+                    let info: String = n.cmd(&["INFO", "replication"]);
+                    info.contains(&format!("master_port:{old}\r"))
+                }
+            })
+            .unwrap_or_else(|| panic!("cluster: the primary on {old} has no replica"));
+        // The primary acts on the replica's request only once it knows it
+        // as its replica (cluster gossip may not have got there yet).
+        let primary = self
+            .nodes
+            .iter()
+            .find(|n| n.port() == old)
+            .unwrap_or_else(|| panic!("cluster: no node on {old}"));
+        let id: String = primary.cmd(&["CLUSTER", "MYID"]);
+        let listed = format!("127.0.0.1:{}@", replica.port());
+        self.wait_until(
+            Duration::from_secs(10),
+            "the primary knows its replica",
+            |_| {
+                let replicas: Vec<String> = primary.cmd(&["CLUSTER", "REPLICAS", &id]);
+                replicas.iter().any(|r| r.contains(&listed))
+            },
+        );
+        let started = Instant::now();
+        let new = replica.port();
+        let swapped = |s: &Self| {
+            s.nodes.iter().all(|n| {
+                let want = if n.port() == new {
+                    "master"
+                } else if n.port() == old {
+                    "slave"
+                } else {
+                    return true;
+                };
+                role(n) == want
+            }) && s.formed()
+        };
+        // A request not acted on within Redis's manual-failover timeout
+        // (5 s) lapses: ask again.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !swapped(self) {
+            assert!(
+                Instant::now() < deadline,
+                "cluster: roles not swapped within 30 s"
+            );
+            let _: String = replica.cmd(&["CLUSTER", "FAILOVER"]);
+            let asked = Instant::now();
+            while !swapped(self) && asked.elapsed() < Duration::from_secs(6) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        started.elapsed()
+    }
+
     /// Restarts every node that is down (after [`fail_over`](Self::fail_over)):
     /// it rejoins as the replica of the node that took over, and this waits
     /// until it is in sync (within 30 s). Returns how long that took.

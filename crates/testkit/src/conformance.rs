@@ -37,9 +37,11 @@ pub enum StoreKind {
     RedisSentinel,
     /// The same, with the client cache.
     RedisSentinelCached,
-    /// [`RedisStore`] on a Redis Cluster of 3 primaries with a replica each
-    /// (no client cache: it does not run on Cluster yet).
+    /// [`RedisStore`] on a Redis Cluster of 3 primaries with a replica
+    /// each, without the client cache.
     RedisCluster,
+    /// The same, with the client cache.
+    RedisClusterCached,
 }
 
 /// Which framework serves the test-bed app.
@@ -259,10 +261,15 @@ impl Subject {
         let mut topology = None;
         let mut cluster = None;
         let (redis, memory, (calls, handed), (addr, server)) = match kind {
-            StoreKind::RedisCluster => {
+            StoreKind::RedisCluster | StoreKind::RedisClusterCached => {
                 let setup = crate::cluster::ClusterSetup::start();
-                let store = RedisStore::builder()
-                    .without_client_cache()
+                let builder = if kind == StoreKind::RedisClusterCached {
+                    RedisStore::builder()
+                        .with_client_cache(sessionkit::store::redis::ClientCache::default())
+                } else {
+                    RedisStore::builder().without_client_cache()
+                };
+                let store = builder
                     .cluster(setup.urls())
                     .await
                     .unwrap_or_else(|e| panic!("connect to the test cluster: {e}"));
@@ -545,7 +552,10 @@ pub async fn malformed_cookie_costs_nothing(s: &Subject) {
 pub async fn round_trip_budget(s: &Subject) {
     let cached = matches!(
         s.kind,
-        StoreKind::RedisCached | StoreKind::RedisTlsCached | StoreKind::RedisSentinelCached
+        StoreKind::RedisCached
+            | StoreKind::RedisTlsCached
+            | StoreKind::RedisSentinelCached
+            | StoreKind::RedisClusterCached
     );
     let counts = |pairs: &[(&str, u64)]| -> std::collections::HashMap<String, u64> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()

@@ -105,9 +105,10 @@ impl RedisServer {
             .is_ok()
     }
 
-    /// Leaves what replicas and sentinels send a primary by themselves
-    /// (`REPLCONF`, `PUBLISH`, `SUBSCRIBE`, `PSYNC`, `ROLE`, `CLIENT`; `PING`
-    /// and `INFO` are never counted) out of the command counts.
+    /// Leaves what replicas, sentinels and cluster clients send a node by
+    /// themselves (`REPLCONF`, `PUBLISH`, `SUBSCRIBE`, `PSYNC`, `ROLE`,
+    /// `CLIENT`, `CLUSTER`, `HELLO`; `PING` and `INFO` are never counted)
+    /// out of the command counts.
     #[must_use]
     pub fn watched(mut self) -> Self {
         self.background = &[
@@ -118,6 +119,8 @@ impl RedisServer {
             "sync",
             "role",
             "client",
+            "cluster",
+            "hello",
         ];
         self
     }

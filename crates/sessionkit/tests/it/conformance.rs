@@ -130,8 +130,13 @@ mod redis_cached_actix {
     use super::*;
     suite!(StoreKind::RedisCached, Framework::Actix);
 }
-// Cluster through one framework (no client cache there yet).
+// Cluster through one framework.
 mod redis_cluster_axum {
     use super::*;
     suite!(StoreKind::RedisCluster, Framework::Axum);
+}
+
+mod redis_cluster_cached_axum {
+    use super::*;
+    suite!(StoreKind::RedisClusterCached, Framework::Axum);
 }

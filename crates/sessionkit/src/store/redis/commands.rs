@@ -109,7 +109,7 @@ impl Commands {
         if let Some(record) = cache.get(key) {
             return Ok(Some(record));
         }
-        let op = cache.begin(key);
+        let mut op = cache.begin(key);
         let track = !cache.tracking(&op);
         let (reply, tracking) = link.fetch(key, track).await?;
         if tracking {

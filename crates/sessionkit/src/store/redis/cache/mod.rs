@@ -126,6 +126,8 @@ pub(crate) struct Cache {
     misses: AtomicU64,
     invalidations: AtomicU64,
     flushes: AtomicU64,
+    /// Wakes whatever keeps tracking on (Cluster) after a flush.
+    flushed: tokio::sync::Notify,
 }
 
 /// What an operation learned, for [`Op::finish`].
@@ -170,6 +172,7 @@ impl Cache {
             misses: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
+            flushed: tokio::sync::Notify::new(),
         }
     }
     /// The current epoch (see [`flush`](Self::flush)).
@@ -223,12 +226,14 @@ impl Cache {
     /// Registers an operation on `key`, before it is sent to Redis.
     pub(crate) fn begin<'a>(&'a self, key: &'a str) -> Op<'a> {
         let epoch = self.epoch.load(Ordering::Acquire);
+        let tracked = self.tracking_epoch.load(Ordering::Acquire) == epoch;
         let disturbed = self.shard(key).begin(key);
         Op {
             cache: self,
             key,
             disturbed,
             epoch,
+            tracked,
             done: false,
         }
     }
@@ -237,6 +242,17 @@ impl Cache {
     /// the read enables it, pipelined on the same connection).
     pub(crate) fn tracking(&self, op: &Op<'_>) -> bool {
         self.tracking_epoch.load(Ordering::Acquire) == op.epoch
+    }
+
+    /// Whether tracking is known to be on in the current epoch.
+    pub(crate) fn tracking_on(&self) -> bool {
+        self.tracking_epoch.load(Ordering::Acquire) == self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Waits for the next [`flush`](Self::flush) (or returns at once if one
+    /// happened since the last wait ended).
+    pub(crate) async fn flushed(&self) {
+        self.flushed.notified().await;
     }
 
     /// The connection answered: the invalidation stream is flowing.
@@ -271,6 +287,7 @@ impl Cache {
                 p.disturbed += 1;
             }
         }
+        self.flushed.notify_one();
     }
 
     /// Redis says `key` changed.
@@ -300,11 +317,14 @@ impl Cache {
         }
     }
 
-    /// Whether an operation of `epoch` may leave an entry: no flush since it
-    /// began, and tracking confirmed in this epoch.
-    fn may_fill(&self, epoch: u64) -> bool {
+    /// Whether `op` may leave an entry: its read was sent with tracking on
+    /// (confirmed when it began, or enabled by itself ahead of its read), no
+    /// flush since it began, and tracking still confirmed in this epoch. A
+    /// read sent before tracking was on could have missed a change made
+    /// before tracking began.
+    fn may_fill(&self, op: &Op<'_>) -> bool {
         let now = self.epoch.load(Ordering::Acquire);
-        epoch == now && self.tracking_epoch.load(Ordering::Acquire) == now
+        op.tracked && op.epoch == now && self.tracking_epoch.load(Ordering::Acquire) == now
     }
 
     fn end(&self, op: &Op<'_>, outcome: Outcome<'_>) {
@@ -313,7 +333,7 @@ impl Cache {
         let undisturbed = shard.end(op, &outcome);
         let epoch = self.epoch.load(Ordering::Acquire);
         match outcome {
-            Outcome::Loaded(Some(record)) if undisturbed && self.may_fill(op.epoch) => {
+            Outcome::Loaded(Some(record)) if undisturbed && self.may_fill(op) => {
                 let until_ms = record.meta.expires_ms.min(now.saturating_add(self.ttl_ms));
                 shard.fill(op.key, record, epoch, until_ms);
             }
@@ -405,13 +425,16 @@ pub(crate) struct Op<'a> {
     /// The key's `disturbed` count when it began.
     disturbed: u64,
     epoch: u64,
+    /// Tracking was on before its read was sent.
+    tracked: bool,
     done: bool,
 }
 
 impl Op<'_> {
     /// This operation enabled tracking (pipelined before its read): the
     /// connection tracks from now on, in this operation's epoch.
-    pub(crate) fn confirm_tracking(&self) {
+    pub(crate) fn confirm_tracking(&mut self) {
+        self.tracked = true;
         self.cache.tracking_confirmed(self.epoch);
     }
 
@@ -532,11 +555,30 @@ mod tests {
         assert!(!c.tracking(&op));
         op.finish(Outcome::Loaded(Some(&record("1"))));
         assert_eq!(n(&c, "k"), None, "no fill before tracking is re-enabled");
-        let op = c.begin("k");
+        let mut op = c.begin("k");
         op.confirm_tracking();
         op.finish(Outcome::Loaded(Some(&record("1"))));
         assert_eq!(n(&c, "k").as_deref(), Some("1"));
         assert_eq!(c.stats().bytes, cost("k", &record("1")) as u64);
+    }
+
+    #[test]
+    fn a_read_sent_before_tracking_was_on_fills_nothing() {
+        // Cluster: tracking is enabled by its own connections, not by the
+        // read. A read begun before that was confirmed may have missed a
+        // change made just before tracking began.
+        let c = cache();
+        c.flush();
+        let early = c.begin("k");
+        c.tracking_confirmed(c.epoch());
+        early.finish(Outcome::Loaded(Some(&record("old"))));
+        assert_eq!(n(&c, "k"), None);
+        fill(&c, "k", "1");
+        assert_eq!(
+            n(&c, "k").as_deref(),
+            Some("1"),
+            "a read begun after it fills"
+        );
     }
 
     #[test]

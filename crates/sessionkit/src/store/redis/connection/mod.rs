@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{
-    Client, Cmd, ErrorKind, FromRedisValue, Pipeline, ProtocolVersion, PushInfo, PushKind,
-    ServerErrorKind, Value,
+    Client, Cmd, ErrorKind, FromRedisValue, Pipeline, ProtocolVersion, PushInfo, ServerErrorKind,
+    Value,
 };
 use tokio::sync::OnceCell;
 
@@ -34,8 +34,13 @@ use super::cache::{Cache, ClientCache};
 use super::layout::{self, Lua};
 use crate::Error;
 
+mod tracking;
+
+use tracking::{heartbeat, on_push, refused, track_keys};
+
 /// An ACL user (none: `default`) and password, redacted in `Debug`.
 #[derive(Clone)]
+#[cfg_attr(not(feature = "sentinel"), allow(dead_code))]
 pub(super) struct Credentials {
     pub(super) username: Option<String>,
     pub(super) password: String,
@@ -127,7 +132,7 @@ pub(super) enum Source {
     Sentinel(tokio::sync::Mutex<redis::sentinel::SentinelClient>),
     /// A Redis Cluster, from its seed nodes.
     #[cfg(feature = "cluster")]
-    Cluster(redis::cluster::ClusterClient),
+    Cluster(Box<Cluster>),
     /// A connection given ready-made.
     Given,
 }
@@ -194,21 +199,37 @@ impl Source {
         connect_timeout: Duration,
         certificates: Option<Certificates>,
     ) -> Result<Self, Error> {
-        if nodes.is_empty() {
+        let seeds = nodes
+            .into_iter()
+            .map(redis::IntoConnectionInfo::into_connection_info)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Error::unavailable)?;
+        if seeds.is_empty() {
             return Err(Error::unavailable("no cluster node given"));
         }
-        let builder =
-            redis::cluster::ClusterClient::builder(nodes).connection_timeout(connect_timeout);
+        let builder = redis::cluster::ClusterClient::builder(seeds.clone())
+            .connection_timeout(connect_timeout);
         #[cfg(feature = "tls")]
-        let builder = match certificates {
-            Some(certs) => builder.certs(certs),
+        let builder = match &certificates {
+            Some(certs) => builder.certs(certs.clone()),
             None => builder,
         };
-        #[cfg(not(feature = "tls"))]
-        let _ = certificates;
         let client = builder.build().map_err(Error::unavailable)?;
-        Ok(Source::Cluster(client))
+        Ok(Source::Cluster(Box::new(Cluster {
+            client,
+            seeds,
+            certificates,
+        })))
     }
+}
+
+/// A Redis Cluster: redis-rs' client for it, and what the client cache's
+/// own connections to its primaries are made from.
+#[cfg(feature = "cluster")]
+pub(super) struct Cluster {
+    client: redis::cluster::ClusterClient,
+    seeds: Vec<redis::ConnectionInfo>,
+    certificates: Option<Certificates>,
 }
 
 /// The store's way to Redis, opened on first use.
@@ -241,15 +262,17 @@ pub(super) struct Link {
     stale: std::sync::atomic::AtomicBool,
 }
 
-/// A link's client cache and its heartbeat, which stops with the link.
+/// A link's client cache and the task that keeps its invalidation stream
+/// checked (one server's heartbeat; on Cluster, the tracking of every
+/// primary), which stops with the link.
 struct Cached {
     cache: Arc<Cache>,
-    heartbeat: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Cached {
     fn drop(&mut self) {
-        self.heartbeat.abort();
+        self.task.abort();
     }
 }
 
@@ -334,22 +357,49 @@ impl Connection {
         }
     }
 
-    /// Opens a link to the cluster (no client cache there yet).
+    /// Opens a link to the cluster; with `cached`, and the cache asked
+    /// for, with the cache's own tracking connection to every primary (if
+    /// the nodes allow it; else without, with a warning). A primary that
+    /// cannot be reached yet does not stop the link: the cache fills once
+    /// every primary is tracked.
     #[cfg(feature = "cluster")]
-    async fn open_cluster(&self, client: &redis::cluster::ClusterClient) -> Result<Link, Error> {
-        if self.options.cache.is_some() {
-            tracing::warn!(
-                "the client cache does not run on Redis Cluster yet; running without it"
-            );
-        }
+    async fn open_cluster(&self, cluster: &Cluster, cached: bool) -> Result<Link, Error> {
         let conn = tokio::time::timeout(
             self.options.connect_timeout * 4,
-            client.get_async_connection(),
+            cluster.client.get_async_connection(),
         )
         .await
         .map_err(Error::unavailable)?
         .map_err(Error::unavailable)?;
-        Ok(Link::new(Conn::Cluster(conn), None, &self.options, false))
+        let cache = match &self.options.cache {
+            Some(options) if cached => {
+                let cache = Arc::new(Cache::new(options, self.options.response_timeout));
+                let mut tracker = tracking::ClusterTracker::new(
+                    Arc::clone(&cache),
+                    cluster.seeds.clone(),
+                    cluster.certificates.clone(),
+                    self.options.prefix.clone(),
+                    self.options.response_timeout,
+                    self.options.connect_timeout,
+                );
+                match tracker.sync().await {
+                    Err(e) if refused(&e) => {
+                        tracing::warn!(
+                            error = %crate::error::Chain(&e),
+                            "the cluster refused RESP3 client tracking (or CLUSTER NODES); \
+                             running without the client cache"
+                        );
+                        None
+                    }
+                    _ => Some(Cached {
+                        cache,
+                        task: tokio::spawn(tracker.run()),
+                    }),
+                }
+            }
+            _ => None,
+        };
+        Ok(Link::new(Conn::Cluster(conn), cache, &self.options, false))
     }
 
     /// Checks now that Redis answers: on the open link if there is one,
@@ -362,7 +412,7 @@ impl Connection {
         #[cfg(feature = "cluster")]
         if let Source::Cluster(cluster) = &self.source {
             // A cluster connection of its own, closed again.
-            let link = self.open_cluster(cluster).await?;
+            let link = self.open_cluster(cluster, false).await?;
             return link.run::<Value>(&ping).await.map(|_| ());
         }
         let client = self.client().await?;
@@ -416,7 +466,7 @@ impl Connection {
     async fn open(&self) -> Result<Link, Error> {
         #[cfg(feature = "cluster")]
         if let Source::Cluster(cluster) = &self.source {
-            return self.open_cluster(cluster).await;
+            return self.open_cluster(cluster, true).await;
         }
         let client = &self.client().await?;
         let cached = match &self.options.cache {
@@ -485,68 +535,13 @@ impl Connection {
             Err(elapsed) => return Err(Error::unavailable(elapsed)),
         }
         cache.alive();
-        let heartbeat = tokio::spawn(heartbeat(
+        let task = tokio::spawn(heartbeat(
             Arc::clone(&cache),
             conn.clone(),
             self.options.response_timeout,
         ));
-        Ok((conn, Cached { cache, heartbeat }))
+        Ok((conn, Cached { cache, task }))
     }
-}
-
-/// Hands the cache what a RESP3 push says. Runs on the connection's push
-/// task: no blocking, only map operations.
-fn on_push(cache: &Cache, push: PushInfo) {
-    match push.kind {
-        PushKind::Invalidate => match push.data.first() {
-            Some(Value::Array(keys)) => {
-                for key in keys {
-                    // Our keys are UTF-8; anything else is not ours.
-                    if let Value::BulkString(bytes) = key {
-                        if let Ok(key) = std::str::from_utf8(bytes) {
-                            cache.invalidate(key);
-                        }
-                    }
-                }
-            }
-            // A null list: FLUSHALL / FLUSHDB. Anything unexpected is
-            // treated the same way: forget everything.
-            _ => cache.flush(),
-        },
-        PushKind::Disconnection => cache.flush(),
-        _ => {}
-    }
-}
-
-/// Appends to `pipe` the commands that (re-)enable tracking on the
-/// connection, in broadcast mode for the store's prefix: Redis reports every
-/// change by another client to any session key, keeps no per-key state, and
-/// the store's own plain writes (`RESTORE`, `DEL`) need no read-back to stay
-/// covered. (A script's writes are reported back even to the NOLOOP client
-/// that ran it; a write of ours drops the entry anyway.)
-/// Tracking is switched off first: Redis refuses a prefix the connection
-/// already tracks. Two replies; the second says whether tracking is on.
-fn track_keys(pipe: &mut Pipeline, prefix: &str) {
-    pipe.cmd("CLIENT").arg("TRACKING").arg("OFF");
-    let on = pipe.cmd("CLIENT").arg("TRACKING").arg("ON").arg("BCAST");
-    if !prefix.is_empty() {
-        on.arg("PREFIX").arg(prefix);
-    }
-    on.arg("NOLOOP");
-}
-
-/// Whether a connection error says the server does not do RESP3 client
-/// tracking (it answered, with an error), rather than that it is unreachable.
-fn refused(e: &Error) -> bool {
-    let Error::Unavailable(src) = e else {
-        return false;
-    };
-    src.downcast_ref::<redis::RedisError>().is_some_and(|re| {
-        !(re.is_io_error()
-            || re.is_timeout()
-            || re.is_connection_dropped()
-            || re.is_connection_refusal())
-    })
 }
 
 /// The version in an `INFO server` reply: one server's text, or — from a
@@ -557,23 +552,6 @@ fn version_of(reply: &Value) -> Option<(u32, u32)> {
         Value::SimpleString(s) | Value::VerbatimString { text: s, .. } => layout::server_version(s),
         Value::Map(nodes) => nodes.iter().map(|(_, v)| version_of(v)).min().flatten(),
         _ => None,
-    }
-}
-
-/// Checks the connection when nothing else has for a heartbeat; a failed
-/// check flushes the cache (invalidations may have been lost).
-async fn heartbeat(cache: Arc<Cache>, mut conn: ConnectionManager, timeout: Duration) {
-    let every = cache.heartbeat();
-    loop {
-        tokio::time::sleep(every).await;
-        if cache.silent_for() < every {
-            continue;
-        }
-        let ping = redis::cmd("PING");
-        match tokio::time::timeout(timeout, ping.query_async::<Value>(&mut conn)).await {
-            Ok(Ok(_)) => cache.alive(),
-            _ => cache.flush(),
-        }
     }
 }
 
@@ -749,7 +727,8 @@ impl Link {
         };
         if let Some(cache) = self.cache() {
             match result {
-                Ok(_) => cache.alive(),
+                Ok(_) if self.carries_pushes() => cache.alive(),
+                Ok(_) => {}
                 Err(_) => cache.flush(),
             }
         }
@@ -757,10 +736,18 @@ impl Link {
         result
     }
 
+    /// Whether the cache's invalidations arrive on this link's own
+    /// connection (one server), rather than on connections of their own
+    /// (Cluster), whose answers are what prove the stream alive.
+    fn carries_pushes(&self) -> bool {
+        matches!(self.conn, Conn::Manager(_))
+    }
+
     /// One `HGETALL` of `key`, as the server answers it. With `track`,
     /// tracking is (re-)enabled first, pipelined so that it is on the same
     /// connection; the flag says whether that worked (if the server refuses
-    /// it, the load still succeeds: the cache just does not fill).
+    /// it, the load still succeeds: the cache just does not fill). On
+    /// Cluster, tracking is the tracking connections' business: never here.
     pub(super) async fn fetch(
         &self,
         key: &str,
@@ -768,7 +755,7 @@ impl Link {
     ) -> Result<(redis::RedisResult<Value>, bool), Error> {
         let mut hgetall = redis::cmd("HGETALL");
         hgetall.arg(key);
-        if !track {
+        if !track || !self.carries_pushes() {
             return Ok((self.run_raw(&hgetall).await?, false));
         }
         let mut pipe = redis::pipe();
@@ -789,24 +776,6 @@ impl Link {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{now_ms, Meta, Record};
-
-    fn filled(cache: &Cache) {
-        cache.tracking_confirmed(cache.epoch());
-        let meta = Meta {
-            expires_ms: now_ms() + 60_000,
-            ..Meta::default()
-        };
-        let record = Record::new(Default::default(), meta);
-        cache
-            .begin("k")
-            .finish(super::super::cache::Outcome::Loaded(Some(&record)));
-        assert!(cache.get("k").is_some());
-    }
-
-    fn cache() -> Cache {
-        Cache::new(&ClientCache::default(), Duration::from_millis(500))
-    }
 
     #[test]
     fn a_cluster_s_version_is_its_oldest_node_s() {
@@ -828,40 +797,5 @@ mod tests {
             "a node that does not say: the plain layout"
         );
         assert_eq!(version_of(&Value::Nil), None);
-    }
-
-    #[test]
-    fn an_invalidation_push_reaches_the_cache() {
-        let c = cache();
-        filled(&c);
-        on_push(
-            &c,
-            PushInfo {
-                kind: PushKind::Invalidate,
-                data: vec![Value::Array(vec![Value::BulkString(b"k".to_vec())])],
-            },
-        );
-        assert!(c.get("k").is_none());
-        assert_eq!(c.stats().invalidations, 1);
-    }
-
-    #[test]
-    fn flushall_and_disconnection_pushes_flush() {
-        for push in [
-            PushInfo {
-                kind: PushKind::Invalidate,
-                data: vec![Value::Nil],
-            },
-            PushInfo {
-                kind: PushKind::Disconnection,
-                data: vec![],
-            },
-        ] {
-            let c = cache();
-            filled(&c);
-            on_push(&c, push);
-            assert!(c.get("k").is_none());
-            assert_eq!(c.stats().flushes, 1);
-        }
     }
 }
