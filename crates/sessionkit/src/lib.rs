@@ -48,7 +48,7 @@
 //! | `tower` | yes (via `axum`) | [`SessionLayer`], [`SessionService`] |
 //! | `axum` | yes | `tower` + [`Session`] as an axum extractor, [`Error`] as an axum response |
 //! | `actix` | no | `SessionMiddleware` for actix-web 4, [`Session`] as an actix-web extractor, [`Error`] as a `ResponseError` |
-//! | `cluster` | no | `RedisStoreBuilder::cluster`: a Redis Cluster, each call routed by its key's slot (no client cache there yet) |
+//! | `cluster` | no | `RedisStoreBuilder::cluster`: a Redis Cluster, each call routed by its key's slot (the client cache tracks every primary) |
 //! | `sentinel` | no | `RedisStoreBuilder::sentinel`: the primary found through Redis Sentinel, again after a failover |
 //! | `tls` | no | `rediss://` URLs for [`RedisStore`] (one server, Sentinel's sentinel URLs, Cluster's seed nodes), and a CA or client certificate given to [`RedisStoreBuilder`] (rustls) |
 //! | `fuzzing` | no | entry points for the fuzz targets in `fuzz/`; **not part of the API**, no stability promise |

@@ -308,8 +308,11 @@ impl RedisStoreBuilder {
     /// builder's certificates) belong to (feature `cluster`). Every
     /// operation names one key, so one slot; redis-rs routes it, follows
     /// `MOVED` / `ASK` and refreshes the slot map after a failover or a
-    /// resharding. The client cache does not run on Cluster yet: the store
-    /// runs without it (with a warning if it was asked for).
+    /// resharding. The client cache keeps a tracking connection of its
+    /// own to every primary (those redis-rs' cluster connection uses report
+    /// no pushes); it serves only while every primary of the moment is
+    /// tracked, and flushes when one of those connections drops or goes
+    /// silent or the set of primaries changes.
     ///
     /// # Errors
     ///
