@@ -240,17 +240,14 @@ impl ServerEnv {
     ///
     /// # Errors
     ///
-    /// If `REDIS_URL` is not a Redis URL, `SESSIONKIT_REPLICA_ACKS` or
-    /// `SESSIONKIT_REPLICA_ACK_WAIT_MS` not a number, a certificate file named by
-    /// `REDIS_CA_FILE`, `REDIS_CLIENT_CERT` or `REDIS_CLIENT_KEY` cannot be
-    /// read (or only one of the last two is set).
+    /// If `SESSIONKIT_REPLICA_ACKS` or `SESSIONKIT_REPLICA_ACK_WAIT_MS` is
+    /// not a number, or the topology's variables are wrong
+    /// ([`RedisStoreBuilder::from_env`](sessionkit::RedisStoreBuilder::from_env)).
     pub async fn from_env() -> std::result::Result<Self, Box<dyn std::error::Error>> {
         let port: u16 = std::env::var("PORT")
             .ok()
             .and_then(|p| p.parse().ok())
             .unwrap_or(3000);
-        let url =
-            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned());
         let mut store = sessionkit::RedisStore::builder();
         if let Ok(prefix) = std::env::var("SESSION_PREFIX") {
             store = store.with_prefix(prefix);
@@ -268,42 +265,22 @@ impl ServerEnv {
             let wait = number("SESSIONKIT_REPLICA_ACK_WAIT_MS")?.unwrap_or(400);
             store = store.with_replica_acks(replicas, Duration::from_millis(wait.into()));
         }
-        let read = |var: &str| -> std::result::Result<Option<Vec<u8>>, Box<dyn std::error::Error>> {
-            match std::env::var(var) {
-                Ok(path) => std::fs::read(&path)
-                    .map(Some)
-                    .map_err(|e| format!("{var}={path}: {e}").into()),
-                Err(_) => Ok(None),
-            }
-        };
-        if let Some(ca) = read("REDIS_CA_FILE")? {
-            store = store.with_tls_ca(ca);
-        }
-        match (read("REDIS_CLIENT_CERT")?, read("REDIS_CLIENT_KEY")?) {
-            (Some(cert), Some(key)) => store = store.with_tls_client_cert(cert, key),
-            (None, None) => {}
-            _ => return Err("REDIS_CLIENT_CERT and REDIS_CLIENT_KEY go together".into()),
-        }
-        let sentinels = std::env::var("REDIS_SENTINEL_URLS").ok();
-        let cluster = std::env::var("REDIS_CLUSTER_URLS").ok();
-        let store = match (sentinels, cluster) {
-            (Some(_), Some(_)) => {
-                return Err("REDIS_SENTINEL_URLS and REDIS_CLUSTER_URLS exclude each other".into())
-            }
-            (None, Some(urls)) => {
-                let urls: Vec<&str> = urls.split(',').map(str::trim).collect();
-                store.cluster(urls).await?
-            }
-            (Some(urls), None) => {
-                let service = std::env::var("REDIS_SENTINEL_SERVICE")
-                    .map_err(|_| "REDIS_SENTINEL_URLS needs REDIS_SENTINEL_SERVICE")?;
-                let urls: Vec<&str> = urls.split(',').map(str::trim).collect();
-                store.sentinel(urls, &service).await?
-            }
-            (None, None) => store.connect(url.as_str()).await?,
-        };
+        // The topology and its certificates: the library reads them.
+        let store = store.from_env().await.map_err(|e| chain(&e))?;
         Ok(ServerEnv { port, store })
     }
+}
+
+/// An error and its sources, `: `-separated (a start-up message says why).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Logs of a test-bed server: to stderr, filtered by `RUST_LOG` (default
@@ -388,6 +365,55 @@ pub async fn check_starts_before_redis(bin: &str) {
     b.poll("/new", Duration::from_secs(2), |r| r.status == 200)
         .await;
     assert_eq!(b.get("/whoami").await.body, "bench");
+}
+
+/// Checks that a test-bed server binary refuses wrong topology settings at
+/// start, with a message naming what is wrong, instead of serving with
+/// another store: both a cluster and sentinels, sentinels without a
+/// service name, a `REDIS_URL` that is not a URL, a client certificate
+/// without its key, and a CA file that does not exist.
+///
+/// # Panics
+///
+/// If it starts anyway, or its message does not say why (the message says
+/// which), or it cannot be started.
+pub fn check_refuses_wrong_topology_settings(bin: &str) {
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (
+            &[
+                ("REDIS_CLUSTER_URLS", "redis://127.0.0.1:1/"),
+                ("REDIS_SENTINEL_URLS", "redis://127.0.0.1:2/"),
+            ],
+            "REDIS_CLUSTER_URLS and REDIS_SENTINEL_URLS exclude each other",
+        ),
+        (
+            &[("REDIS_SENTINEL_URLS", "redis://127.0.0.1:2/")],
+            "REDIS_SENTINEL_URLS needs REDIS_SENTINEL_SERVICE",
+        ),
+        (&[("REDIS_URL", "127.0.0.1:6410")], "REDIS_URL"),
+        (
+            &[("REDIS_CLIENT_CERT", "/dev/null")],
+            "REDIS_CLIENT_CERT and REDIS_CLIENT_KEY go together",
+        ),
+        (
+            &[("REDIS_CA_FILE", "/nonexistent/ca.pem")],
+            "REDIS_CA_FILE=/nonexistent/ca.pem",
+        ),
+    ];
+    for (env, says) in cases {
+        let out = std::process::Command::new(bin)
+            .env("PORT", "0")
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bin} started with {env:?}");
+        assert!(
+            stderr.contains(says),
+            "{bin} with {env:?} should say {says:?}, said: {stderr}"
+        );
+    }
 }
 
 /// Checks that a test-bed server binary serves the contract over TLS,

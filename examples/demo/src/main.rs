@@ -42,7 +42,8 @@ const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
 )]
 struct Args {
     /// Session store: `redis`, `memory`, or `auto` (Redis if reachable, else memory).
-    /// The Redis URL comes from the REDIS_URL environment variable.
+    /// Redis is the one the environment names: REDIS_URL, or REDIS_CLUSTER_URLS, or
+    /// REDIS_SENTINEL_URLS with REDIS_SENTINEL_SERVICE; REDIS_CA_FILE for TLS.
     #[arg(long, value_enum, default_value_t = StoreKind::Auto)]
     store: StoreKind,
     /// Address to listen on.
@@ -80,8 +81,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned());
-    let shown_url = redact(&url);
+    let shown_url = redis_shown();
 
     if args.insecure_cookie {
         eprintln!(
@@ -99,7 +99,7 @@ async fn run(args: Args) -> Result<(), String> {
         StoreKind::Redis => {
             // The store connects on first use: the site starts even while
             // Redis is down, and its pages work as soon as Redis is up.
-            let store = redis_store(&url, &shown_url).await?;
+            let store = redis_store().await?;
             if let Err(e) = store.check().await {
                 eprintln!(
                     "warning: Redis not reachable at {shown_url} yet ({}); pages that use \
@@ -110,7 +110,7 @@ async fn run(args: Args) -> Result<(), String> {
             (SessionLayer::new(store, config), "redis")
         }
         StoreKind::Auto => {
-            let store = redis_store(&url, &shown_url).await?;
+            let store = redis_store().await?;
             match store.check().await {
                 Ok(()) => (SessionLayer::new(store, config), "redis"),
                 Err(e) => {
@@ -190,12 +190,33 @@ async fn serve(
 }
 
 /// Resolves on Ctrl-C or, on Unix, SIGTERM.
-/// The Redis store for `url`; an invalid URL is an error, whatever the
-/// `--store` mode (a typo must not silently fall back to memory).
-async fn redis_store(url: &str, shown_url: &str) -> Result<RedisStore, String> {
-    RedisStore::connect(url)
+/// The Redis store the environment names; a wrong setting is an error,
+/// whatever the `--store` mode (a typo must not silently fall back to
+/// memory).
+async fn redis_store() -> Result<RedisStore, String> {
+    RedisStore::builder()
+        .from_env()
         .await
-        .map_err(|e| format!("REDIS_URL {shown_url} is not a Redis URL ({})", chain(&e)))
+        .map_err(|e| format!("the Redis settings are wrong: {}", chain(&e)))
+}
+
+/// Which Redis the environment names, for messages (passwords redacted).
+fn redis_shown() -> String {
+    let list = |var: &str| {
+        std::env::var(var).ok().map(|v| {
+            v.split(',')
+                .map(|u| redact(u.trim()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+    };
+    if let Some(nodes) = list("REDIS_CLUSTER_URLS") {
+        return format!("the cluster {nodes}");
+    }
+    if let Some(sentinels) = list("REDIS_SENTINEL_URLS") {
+        return format!("the primary the sentinels {sentinels} name");
+    }
+    redact(&std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned()))
 }
 
 async fn shutdown_signal() {

@@ -25,6 +25,7 @@ use crate::{Error, StorageId};
 mod cache;
 mod commands;
 mod connection;
+mod env;
 mod layout;
 
 pub use cache::{
