@@ -337,13 +337,30 @@ impl ClusterSetup {
     }
 
     /// Every node up and saying `cluster_state:ok`, three primaries, each
-    /// with its replica in sync.
+    /// with its replica in sync, and every node's view (`CLUSTER NODES`)
+    /// agreeing: three primaries and three replicas (a node that has not
+    /// heard of the replica assignments yet lists six primaries).
     fn formed(&self) -> bool {
         self.nodes.iter().all(|n| {
-            n.is_running() && {
-                let info: String = n.cmd(&["CLUSTER", "INFO"]);
-                info.contains("cluster_state:ok")
-            }
+            n.is_running()
+                && {
+                    let info: String = n.cmd(&["CLUSTER", "INFO"]);
+                    info.contains("cluster_state:ok")
+                }
+                && {
+                    let view: String = n.cmd(&["CLUSTER", "NODES"]);
+                    let flagged = |role: &str| {
+                        view.lines()
+                            .filter(|l| {
+                                l.split_whitespace().nth(2).is_some_and(|f| {
+                                    let flags: Vec<&str> = f.split(',').collect();
+                                    flags.contains(&role) && !flags.contains(&"fail")
+                                })
+                            })
+                            .count()
+                    };
+                    flagged("master") == 3 && flagged("slave") == 3
+                }
         }) && self.primaries().len() == 3
             && self.replicas_in_sync() == 3
     }

@@ -247,6 +247,21 @@ async fn coherent(
     }
 }
 
+/// Two instances with the cache on `cluster`, and `n` users on both whose
+/// sessions were written once on A and are coherent on B.
+async fn two_instances(
+    cluster: &ClusterSetup,
+    n: usize,
+) -> (Cached, Cached, Vec<(Browser, Browser)>) {
+    let (a, b) = (
+        Cached::start(cluster.urls()).await,
+        Cached::start(cluster.urls()).await,
+    );
+    let mut users = users_on_both(&a, &b, n).await;
+    coherent(cluster, &b, &mut users, 2).await;
+    (a, b, users)
+}
+
 /// Waits (up to 5 s) until B serves `on_b` from its cache again: its
 /// tracker has every primary tracked.
 async fn caches_again(b: &Cached, on_b: &mut Browser) {
@@ -268,13 +283,8 @@ async fn caches_again(b: &Cached, on_b: &mut Browser) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_cache_stays_coherent_through_a_reshard_and_a_failover() {
     let mut cluster = ClusterSetup::start();
-    let (a, b) = (
-        Cached::start(cluster.urls()).await,
-        Cached::start(cluster.urls()).await,
-    );
-    let mut users = users_on_both(&a, &b, 30).await;
+    let (_a, b, mut users) = two_instances(&cluster, 30).await;
     assert_eq!(primaries_with_sessions(&cluster), 3);
-    coherent(&cluster, &b, &mut users, 2).await;
 
     let moved = cluster.reshard(0, 2000);
     eprintln!("resharded 2000 slots in {moved:?}");
@@ -301,12 +311,7 @@ async fn the_client_cache_stays_coherent_through_a_reshard_and_a_failover() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_tracking_connection_flushes_the_cache() {
     let cluster = ClusterSetup::start();
-    let (a, b) = (
-        Cached::start(cluster.urls()).await,
-        Cached::start(cluster.urls()).await,
-    );
-    let mut users = users_on_both(&a, &b, 12).await;
-    coherent(&cluster, &b, &mut users, 2).await;
+    let (_a, b, mut users) = two_instances(&cluster, 12).await;
     let flushes = b.store.client_cache_stats().expect("cached").flushes;
     for n in &cluster.primaries() {
         // Every RESP3 connection: both instances' tracking connections.
@@ -375,12 +380,7 @@ async fn tracked_as_primaries(cluster: &ClusterSetup) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_planned_failover_moves_tracking_to_the_new_primary() {
     let cluster = ClusterSetup::start();
-    let (a, b) = (
-        Cached::start(cluster.urls()).await,
-        Cached::start(cluster.urls()).await,
-    );
-    let mut users = users_on_both(&a, &b, 12).await;
-    coherent(&cluster, &b, &mut users, 2).await;
+    let (_a, b, mut users) = two_instances(&cluster, 12).await;
     tracked_as_primaries(&cluster).await;
     let flushes = b.store.client_cache_stats().expect("cached").flushes;
     let took = cluster.switch_over("session:*");

@@ -151,11 +151,7 @@ impl Source {
     ) -> Result<Self, Error> {
         use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
 
-        let infos = sentinels
-            .into_iter()
-            .map(redis::IntoConnectionInfo::into_connection_info)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(Error::unavailable)?;
+        let infos = connection_infos(sentinels)?;
         let Some(first) = infos.first().map(|i| i.redis_settings().clone()) else {
             return Err(Error::unavailable("no sentinel address given"));
         };
@@ -199,11 +195,7 @@ impl Source {
         connect_timeout: Duration,
         certificates: Option<Certificates>,
     ) -> Result<Self, Error> {
-        let seeds = nodes
-            .into_iter()
-            .map(redis::IntoConnectionInfo::into_connection_info)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(Error::unavailable)?;
+        let seeds = connection_infos(nodes)?;
         if seeds.is_empty() {
             return Err(Error::unavailable("no cluster node given"));
         }
@@ -230,6 +222,17 @@ pub(super) struct Cluster {
     client: redis::cluster::ClusterClient,
     seeds: Vec<redis::ConnectionInfo>,
     certificates: Option<Certificates>,
+}
+
+/// Each of `urls` parsed (an invalid one is an error).
+#[cfg(any(feature = "cluster", feature = "sentinel"))]
+fn connection_infos<T: redis::IntoConnectionInfo>(
+    urls: Vec<T>,
+) -> Result<Vec<redis::ConnectionInfo>, Error> {
+    urls.into_iter()
+        .map(redis::IntoConnectionInfo::into_connection_info)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Error::unavailable)
 }
 
 /// The store's way to Redis, opened on first use.
@@ -374,14 +377,15 @@ impl Connection {
         let cache = match &self.options.cache {
             Some(options) if cached => {
                 let cache = Arc::new(Cache::new(options, self.options.response_timeout));
-                let mut tracker = tracking::ClusterTracker::new(
-                    Arc::clone(&cache),
-                    cluster.seeds.clone(),
-                    cluster.certificates.clone(),
-                    self.options.prefix.clone(),
-                    self.options.response_timeout,
-                    self.options.connect_timeout,
-                );
+                let mut tracker = tracking::ClusterTracker {
+                    cache: Arc::clone(&cache),
+                    seeds: cluster.seeds.clone(),
+                    certificates: cluster.certificates.clone(),
+                    prefix: self.options.prefix.clone(),
+                    timeout: self.options.response_timeout,
+                    connect_timeout: self.options.connect_timeout,
+                    nodes: std::collections::BTreeMap::new(),
+                };
                 match tracker.sync().await {
                     Err(e) if refused(&e) => {
                         tracing::warn!(

@@ -109,7 +109,7 @@ mod cluster {
     use crate::Error;
 
     /// A node's address, as `CLUSTER NODES` gives it.
-    type Addr = (String, u16);
+    pub(in super::super) type Addr = (String, u16);
 
     /// The first wait before trying again to track every primary.
     const RETRY_FROM: Duration = Duration::from_millis(50);
@@ -124,17 +124,18 @@ mod cluster {
     /// the tracker tracks the primaries of the moment again before anything
     /// is cached anew.
     pub(in super::super) struct ClusterTracker {
-        cache: Arc<Cache>,
-        seeds: Vec<ConnectionInfo>,
-        certificates: Option<Certificates>,
-        prefix: String,
-        timeout: Duration,
-        connect_timeout: Duration,
-        nodes: BTreeMap<Addr, Tracked>,
+        pub(in super::super) cache: Arc<Cache>,
+        pub(in super::super) seeds: Vec<ConnectionInfo>,
+        pub(in super::super) certificates: Option<Certificates>,
+        pub(in super::super) prefix: String,
+        pub(in super::super) timeout: Duration,
+        pub(in super::super) connect_timeout: Duration,
+        /// The primaries tracked (empty at first).
+        pub(in super::super) nodes: BTreeMap<Addr, Tracked>,
     }
 
     /// A primary's tracking connection.
-    struct Tracked {
+    pub(in super::super) struct Tracked {
         conn: MultiplexedConnection,
         /// Set when the connection is let go: its closing is then no
         /// gap in the stream.
@@ -148,25 +149,6 @@ mod cluster {
     }
 
     impl ClusterTracker {
-        pub(in super::super) fn new(
-            cache: Arc<Cache>,
-            seeds: Vec<ConnectionInfo>,
-            certificates: Option<Certificates>,
-            prefix: String,
-            timeout: Duration,
-            connect_timeout: Duration,
-        ) -> Self {
-            ClusterTracker {
-                cache,
-                seeds,
-                certificates,
-                prefix,
-                timeout,
-                connect_timeout,
-                nodes: BTreeMap::new(),
-            }
-        }
-
         /// Runs for as long as the link: tracks every primary again after
         /// each flush (retrying, with a growing pause, while one cannot be
         /// reached), and checks on every heartbeat that every tracking
