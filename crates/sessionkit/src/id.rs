@@ -163,6 +163,63 @@ impl StorageId {
     }
 }
 
+impl StorageId {
+    /// The session's public handle (see [`SessionHandle`]).
+    pub fn handle(&self) -> SessionHandle {
+        let digest = Sha256::new()
+            .chain_update(b"sessionkit handle\0")
+            .chain_update(self.0.as_bytes())
+            .finalize();
+        let mut s = String::with_capacity(2 + HANDLE_LEN);
+        s.push_str("h.");
+        let mut tail = URL_SAFE_NO_PAD.encode(digest);
+        tail.truncate(HANDLE_LEN);
+        s.push_str(&tail);
+        SessionHandle(s)
+    }
+}
+
+/// Base64url characters of a handle after its `h.` (132 bits).
+const HANDLE_LEN: usize = 22;
+
+/// A session's public handle: what a device list shows its owner, and what
+/// they give back to end that session (`h.` and 22 base64url characters, a
+/// hash of the storage id). It is not the cookie id and not the storage
+/// id, neither can be derived from it, and it never parses as a session
+/// id: sent as a cookie, it is no session.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionHandle(String);
+
+impl SessionHandle {
+    /// Reads a handle back (from a request, a command line); `None` unless
+    /// it has a handle's exact shape.
+    pub fn parse(s: &str) -> Option<Self> {
+        let tail = s.strip_prefix("h.")?;
+        let well_formed = tail.len() == HANDLE_LEN
+            && tail
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        well_formed.then(|| SessionHandle(s.to_owned()))
+    }
+
+    /// The handle as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionHandle({})", self.0)
+    }
+}
+
+impl fmt::Display for SessionHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl fmt::Debug for StorageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "StorageId({}…)", self.short())
@@ -206,6 +263,20 @@ mod tests {
             "é".repeat(16).parse::<SessionId>(),
             Err(ParseIdError::Alphabet)
         );
+    }
+
+    #[test]
+    fn a_handle_is_neither_id_and_parses_back() {
+        let id = SessionId::generate();
+        let handle = id.storage_id().handle();
+        assert_eq!(handle, id.storage_id().handle(), "stable");
+        assert_ne!(handle, SessionId::generate().storage_id().handle());
+        assert!(handle.as_str().parse::<SessionId>().is_err());
+        assert!(StorageId::parse(handle.as_str().to_owned()).is_none());
+        assert!(!handle.as_str().contains(&id.expose()));
+        assert_eq!(SessionHandle::parse(handle.as_str()), Some(handle.clone()));
+        assert_eq!(SessionHandle::parse("h.short"), None);
+        assert_eq!(SessionHandle::parse(&id.expose()), None);
     }
 
     #[test]

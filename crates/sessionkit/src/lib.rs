@@ -68,6 +68,7 @@ mod config;
 mod cookie;
 #[macro_use]
 mod error;
+pub mod admin;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -84,7 +85,7 @@ pub use config::{
     PLAIN_COOKIE_NAME,
 };
 pub use error::{BoxError, Error};
-pub use id::{ParseIdError, SessionId, StorageId};
+pub use id::{ParseIdError, SessionHandle, SessionId, StorageId};
 #[cfg(feature = "actix")]
 #[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
 pub use integration::actix::{SessionMiddleware, SessionMiddlewareService};

@@ -588,6 +588,10 @@ async fn carry_out_update(
         expires_ms: update.expires_ms,
         delete_if_empty: update.delete_if_empty,
         max_size: Some(config.max_size),
+        user: state.user(),
+        attach: state.user_changed(),
+        stored_expires_ms: state.meta().expires_ms,
+        seen_ms: Some(now_ms()),
         ..Changes::default()
     };
     for (key, value) in state.changes() {
@@ -607,6 +611,8 @@ async fn carry_out_update(
                 changes.flags = None;
                 changes.expires_ms = None;
                 changes.delete_if_empty = false;
+                changes.attach = false;
+                changes.user = None;
                 if !changes.set.is_empty() || !changes.remove.is_empty() {
                     let outcome = shared.store.update(&to, &changes).await?;
                     tracing::debug!(?outcome, "changes forwarded to the moved session");
@@ -624,7 +630,8 @@ async fn carry_out_create(
     state: &SessionState,
     deadline: u64,
 ) -> Result<SessionId, Error> {
-    let record = state.to_record(deadline);
+    let mut record = state.to_record(deadline);
+    record.meta.seen_ms = now_ms();
     // 192 random bits make a collision practically impossible, but the store
     // refuses to overwrite, so a collision costs a retry, never someone's session.
     for _ in 0..3 {

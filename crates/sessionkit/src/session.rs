@@ -15,10 +15,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{Mutex, MutexGuard};
 
+use crate::admin::{SessionInfo, UserSessions};
 use crate::cookie::Offered;
 use crate::lifecycle::{self, Finish, OtherShape, Shared};
 use crate::state::SessionState;
-use crate::{codec, Error};
+use crate::{codec, Error, SessionHandle, StorageId};
 
 /// The session of one request.
 ///
@@ -275,6 +276,101 @@ impl Session {
         let end = lifetime.map(|d| created.saturating_add(crate::store::ms(d).max(1)));
         state.set_absolute(end);
         Ok(())
+    }
+}
+
+/// A user's sessions, seen from one of them.
+impl Session {
+    /// Attaches the session to `user` (at login, next to
+    /// [`cycle_id`](Self::cycle_id)), in the same save as its data: the
+    /// session is then listed among the user's sessions, and ends with
+    /// them ([`logout_everywhere`](Self::logout_everywhere),
+    /// [`UserSessions`](crate::admin::UserSessions)). An empty `user`
+    /// detaches it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] if the session could not be loaded.
+    pub async fn set_user(&self, user: &str) -> Result<(), Error> {
+        let user = (!user.is_empty()).then(|| user.to_owned());
+        self.loaded().await?.set_user(user);
+        Ok(())
+    }
+
+    /// The user the session is attached to.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] if the session could not be loaded.
+    pub async fn user(&self) -> Result<Option<String>, Error> {
+        Ok(self.loaded().await?.user().map(str::to_owned))
+    }
+
+    /// The sessions of this session's user (none if it has no user),
+    /// oldest first; this one is marked [`current`](crate::admin::SessionInfo::current)
+    /// once it is stored.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] if the store cannot be reached.
+    pub async fn devices(&self) -> Result<Vec<SessionInfo>, Error> {
+        let (user, current) = self.user_and_current().await?;
+        match user {
+            Some(user) => self.admin().list_marking(&user, current.as_ref()).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Ends the session of this session's user that `handle` names, on
+    /// every device and app instance: whether it was one of theirs. This
+    /// session's own handle destroys this session, as
+    /// [`flush`](Self::flush) does.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] if the store cannot be reached.
+    pub async fn revoke_device(&self, handle: &SessionHandle) -> Result<bool, Error> {
+        let (user, current) = self.user_and_current().await?;
+        let Some(user) = user else { return Ok(false) };
+        if current.is_some_and(|c| c.handle() == *handle) {
+            self.flush().await;
+            return Ok(true);
+        }
+        self.admin().revoke(&user, handle).await
+    }
+
+    /// Ends every session of this session's user, this one included ("log
+    /// out everywhere"): how many others ended.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] if the store cannot be reached.
+    pub async fn logout_everywhere(&self) -> Result<usize, Error> {
+        let ended = self.logout_others().await?;
+        self.flush().await;
+        Ok(ended)
+    }
+
+    /// Ends every other session of this session's user (keeps this one):
+    /// how many.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] if the store cannot be reached.
+    pub async fn logout_others(&self) -> Result<usize, Error> {
+        let (user, current) = self.user_and_current().await?;
+        let Some(user) = user else { return Ok(0) };
+        let keep = current.map(|c| c.handle());
+        self.admin().revoke_all_but(&user, keep.as_ref()).await
+    }
+
+    async fn user_and_current(&self) -> Result<(Option<String>, Option<StorageId>), Error> {
+        let state = self.loaded().await?;
+        Ok((state.user().map(str::to_owned), state.base().cloned()))
+    }
+
+    fn admin(&self) -> UserSessions {
+        UserSessions::of_store(std::sync::Arc::clone(&self.inner.shared.store))
     }
 }
 

@@ -51,6 +51,10 @@ pub(crate) struct SessionState {
     meta: Meta,
     /// `permanent`, `lifetime_ms` or `absolute_ms` changed.
     meta_changed: bool,
+    /// The user the session is attached to.
+    user: Option<String>,
+    /// The handler attached (or detached) a user since the load.
+    user_changed: bool,
     retire: Option<Retire>,
     /// The new id of a cycled session, once its record exists: the cookie
     /// to send, whatever else happens.
@@ -75,6 +79,8 @@ impl Default for SessionState {
             dirty: HashSet::new(),
             meta: Meta::default(),
             meta_changed: false,
+            user: None,
+            user_changed: false,
             retire: None,
             reissue: None,
             size: 0,
@@ -112,6 +118,8 @@ impl SessionState {
             ..Meta::default()
         };
         self.meta_changed = false;
+        self.user = None;
+        self.user_changed = false;
         self.size = 0;
     }
 
@@ -121,6 +129,8 @@ impl SessionState {
         self.size = data_size(&record.data);
         self.data = record.data;
         self.meta = record.meta;
+        self.user = record.user;
+        self.user_changed = false;
         self.base = Some(base);
         self.dirty.clear();
         self.meta_changed = false;
@@ -211,6 +221,14 @@ impl SessionState {
         }
     }
 
+    /// Attaches the session to `user` (`None`: to nobody).
+    pub(crate) fn set_user(&mut self, user: Option<String>) {
+        if self.user != user {
+            self.user = user;
+            self.user_changed = true;
+        }
+    }
+
     pub(crate) fn set_permanent(&mut self, permanent: bool) {
         if self.meta.permanent != permanent {
             self.meta.permanent = permanent;
@@ -238,6 +256,14 @@ impl SessionState {
         &self.meta
     }
 
+    pub(crate) fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    pub(crate) fn user_changed(&self) -> bool {
+        self.user_changed
+    }
+
     pub(crate) fn base(&self) -> Option<&StorageId> {
         self.base.as_ref()
     }
@@ -256,7 +282,7 @@ impl SessionState {
 
     /// Whether anything is to be written besides a touch.
     pub(crate) fn changed(&self) -> bool {
-        !self.dirty.is_empty() || self.meta_changed
+        !self.dirty.is_empty() || self.meta_changed || self.user_changed
     }
 
     pub(crate) fn meta_changed(&self) -> bool {
@@ -293,6 +319,7 @@ impl SessionState {
         self.reissue = Some(reissue);
         self.phase = Phase::Loaded;
         self.meta_changed = false;
+        self.user_changed = false;
         std::mem::take(&mut self.dirty)
     }
 
@@ -331,7 +358,9 @@ impl SessionState {
     pub(crate) fn to_record(&self, expires_ms: u64) -> Record {
         let mut meta = self.meta;
         meta.expires_ms = expires_ms;
-        Record::new(self.data.clone(), meta)
+        let mut record = Record::new(self.data.clone(), meta);
+        record.user.clone_from(&self.user);
+        record
     }
 }
 

@@ -134,6 +134,17 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
         self.count(&[id, moved_to], std::iter::empty());
         self.inner.take(id, moved_to)
     }
+    fn sessions_of<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(StorageId, Record)>, Error>> {
+        self.count(&[], std::iter::empty());
+        self.inner.sessions_of(user)
+    }
+    fn revoke<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<bool, Error>> {
+        self.count(&[id], std::iter::empty());
+        self.inner.revoke(id)
+    }
 }
 
 /// A running test-bed app on one store and framework.
@@ -409,9 +420,13 @@ fn live_keys(nodes: &Nodes<'_>) -> Vec<String> {
         .keys("*")
         .into_iter()
         .filter(|k| {
-            let (version, moved): (Option<String>, Option<String>) =
-                nodes.cmd(&["HMGET", k, "m:v", "m:moved"]);
-            version.is_some() && moved.is_none()
+            // Users' indexes are sorted sets.
+            let kind: String = nodes.cmd(&["TYPE", k]);
+            kind == "hash" && {
+                let (version, moved): (Option<String>, Option<String>) =
+                    nodes.cmd(&["HMGET", k, "m:v", "m:moved"]);
+                version.is_some() && moved.is_none()
+            }
         })
         .collect()
 }
@@ -674,7 +689,13 @@ pub async fn raw_id_absent_from_store(s: &Subject) {
     let Some(redis) = s.nodes() else { return };
     let all: Vec<String> = redis.keys("*");
     for key in &all {
-        let dump: Vec<String> = redis.cmd(&["HGETALL", key]);
+        // Sessions are hashes, users' indexes sorted sets.
+        let kind: String = redis.cmd(&["TYPE", key]);
+        let dump: Vec<String> = if kind == "zset" {
+            redis.cmd(&["ZRANGE", key, "0", "-1", "WITHSCORES"])
+        } else {
+            redis.cmd(&["HGETALL", key])
+        };
         for id in &ids {
             check!(s, !key.contains(id.as_str()), "key holds a raw id");
             check!(
@@ -941,6 +962,130 @@ pub async fn logout_during_slow_write_does_not_resurrect(s: &Subject) {
     let mut replay = s.browser().with_cookie(id.as_deref());
     assert_eq!(replay.get("/whoami").await.status, 401);
     assert_eq!(replay.get("/get?key=late").await.status, 404);
+}
+
+/// A device list entry, as `/sessions` shows it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Device {
+    /// The session's public handle.
+    pub handle: String,
+    /// Whether it is the asking session.
+    pub current: bool,
+    /// Unix seconds.
+    pub created: u64,
+    /// Unix seconds.
+    pub last_seen: u64,
+}
+
+/// The device list of `b`'s user.
+async fn devices(b: &mut Browser) -> Vec<Device> {
+    let r = b.get("/sessions").await;
+    assert_eq!(r.status, 200, "/sessions: {r:?}");
+    serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("/sessions: {e}: {}", r.body))
+}
+
+/// `n` devices (browsers) signed in as `user`.
+async fn signed_in(s: &Subject, user: &str, n: usize) -> Vec<Browser> {
+    let mut list = Vec::new();
+    for _ in 0..n {
+        let mut b = s.browser();
+        assert_eq!(b.get(&format!("/login?user={user}")).await.status, 200);
+        list.push(b);
+    }
+    list
+}
+
+/// A user signed in on three devices sees exactly those three (theirs,
+/// this one marked), never another user's; ending one signs that device
+/// out and leaves the others; a handle is no cookie, and another user's
+/// handle ends nothing.
+pub async fn devices_are_listed_and_ended_one_by_one(s: &Subject) {
+    let mut ann = signed_in(s, "ann", 3).await;
+    let mut bob = signed_in(s, "bob", 1).await;
+    let list = devices(&mut ann[0]).await;
+    assert_eq!(list.len(), 3, "{list:?}");
+    assert_eq!(list.iter().filter(|d| d.current).count(), 1, "{list:?}");
+    let bobs = devices(&mut bob[0]).await;
+    assert_eq!(bobs.len(), 1, "{bobs:?}");
+    assert!(
+        list.iter().all(|d| d.handle != bobs[0].handle),
+        "another user's session listed"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    assert!(list
+        .iter()
+        .all(|d| d.created <= now + 1 && d.created + 60 > now));
+    assert!(list.iter().all(|d| d.last_seen >= d.created));
+    // A handle sent as a cookie is no session.
+    for d in &list {
+        let mut forger = s.browser().with_cookie(Some(&d.handle));
+        assert_eq!(forger.get("/whoami").await.status, 401);
+    }
+    // Bob's handle means nothing to Ann.
+    let r = ann[0]
+        .get(&format!("/revoke?handle={}", bobs[0].handle))
+        .await;
+    assert_eq!(r.status, 404, "{r:?}");
+    assert_eq!(bob[0].get("/whoami").await.body, "bob");
+    // Ann ends her second device from her first.
+    let second = devices(&mut ann[1]).await;
+    let Some(that) = second.iter().find(|d| d.current) else {
+        panic!("no current session: {second:?}")
+    };
+    let r = ann[0].get(&format!("/revoke?handle={}", that.handle)).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(ann[1].get("/whoami").await.status, 401, "ended device");
+    assert_eq!(ann[0].get("/whoami").await.body, "ann");
+    assert_eq!(ann[2].get("/whoami").await.body, "ann");
+    assert_eq!(devices(&mut ann[0]).await.len(), 2);
+    let r = ann[0].get(&format!("/revoke?handle={}", that.handle)).await;
+    assert_eq!(r.status, 404, "an ended session is no longer hers: {r:?}");
+}
+
+/// "Log out everywhere" signs out every device of the user, the asking one
+/// included, and no one else.
+pub async fn logout_everywhere_ends_every_device(s: &Subject) {
+    let mut ann = signed_in(s, "ann", 3).await;
+    let mut bob = signed_in(s, "bob", 1).await;
+    assert_eq!(ann[2].get("/logout-everywhere").await.status, 200);
+    for (i, b) in ann.iter_mut().enumerate() {
+        assert_eq!(b.get("/whoami").await.status, 401, "device {i}");
+    }
+    assert_eq!(bob[0].get("/whoami").await.body, "bob");
+    let mut again = signed_in(s, "ann", 1).await;
+    assert_eq!(
+        devices(&mut again[0]).await.len(),
+        1,
+        "only the new sign-in"
+    );
+}
+
+/// A save in flight when its session is revoked does not bring it back.
+pub async fn a_save_in_flight_does_not_undo_a_revocation(s: &Subject) {
+    let mut ann = signed_in(s, "ann", 2).await;
+    let list = devices(&mut ann[1]).await;
+    let Some(first) = list.iter().find(|d| !d.current) else {
+        panic!("{list:?}")
+    };
+    let mut slow = ann[0].fork();
+    let writer = tokio::spawn(async move { slow.get("/set?key=late&value=x&delay_ms=300").await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = ann[1]
+        .get(&format!("/revoke?handle={}", first.handle))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = writer.await.unwrap_or_else(|e| panic!("writer: {e}"));
+    check!(s, r.status == 200, "{r:?}");
+    assert_eq!(
+        ann[0].get("/whoami").await.status,
+        401,
+        "revoked session back"
+    );
+    assert_eq!(ann[0].get("/get?key=late").await.status, 404);
+    assert_eq!(devices(&mut ann[1]).await.len(), 1);
+    assert_eq!(s.stored_sessions(), 1, "only the second device's session");
 }
 
 /// Cookie attributes, `Vary: Cookie` on reads, `Cache-Control: no-store` with Set-Cookie.

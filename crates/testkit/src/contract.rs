@@ -31,6 +31,9 @@ pub fn axum_router(store: impl SessionStore, config: SessionConfig) -> axum::Rou
         .route("/login", get(|s: Session, Query(q)| login(s, q)))
         .route("/logout", get(logout))
         .route("/whoami", get(whoami))
+        .route("/sessions", get(sessions))
+        .route("/revoke", get(|s: Session, Query(q)| revoke(s, q)))
+        .route("/logout-everywhere", get(logout_everywhere))
         .layer(SessionLayer::new(store, config))
 }
 
@@ -54,16 +57,22 @@ pub fn actix_routes(cfg: &mut actix_web::web::ServiceConfig) {
         .route("/clear", get().to(clear))
         .route("/login", get().to(|s: Session, Query(q)| login(s, q)))
         .route("/logout", get().to(logout))
-        .route("/whoami", get().to(whoami));
+        .route("/whoami", get().to(whoami))
+        .route("/sessions", get().to(sessions))
+        .route("/revoke", get().to(|s: Session, Query(q)| revoke(s, q)))
+        .route("/logout-everywhere", get().to(logout_everywhere));
 }
 
-/// A route's answer, framework-free: a status and a `text/plain` body.
+/// A route's answer, framework-free: a status and a `text/plain` (or JSON)
+/// body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     /// HTTP status.
     pub status: u16,
     /// The body.
     pub body: Cow<'static, str>,
+    /// The body is JSON.
+    pub json: bool,
 }
 
 impl Reply {
@@ -71,6 +80,7 @@ impl Reply {
         Reply {
             status: 200,
             body: body.into(),
+            json: false,
         }
     }
 
@@ -78,6 +88,7 @@ impl Reply {
         Reply {
             status,
             body: Cow::Borrowed(""),
+            json: false,
         }
     }
 }
@@ -86,7 +97,17 @@ impl axum::response::IntoResponse for Reply {
     fn into_response(self) -> axum::response::Response {
         let status = axum::http::StatusCode::from_u16(self.status)
             .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-        (status, self.body).into_response()
+        let kind = if self.json {
+            "application/json"
+        } else {
+            "text/plain; charset=utf-8"
+        };
+        (
+            status,
+            [(axum::http::header::CONTENT_TYPE, kind)],
+            self.body,
+        )
+            .into_response()
     }
 }
 
@@ -97,7 +118,11 @@ impl actix_web::Responder for Reply {
         let status = actix_web::http::StatusCode::from_u16(self.status)
             .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
         actix_web::HttpResponse::build(status)
-            .content_type("text/plain; charset=utf-8")
+            .content_type(if self.json {
+                "application/json"
+            } else {
+                "text/plain; charset=utf-8"
+            })
             .body(self.body)
     }
 }
@@ -148,6 +173,7 @@ async fn set(session: Session, q: SetQuery) -> Result<Reply> {
         return Ok(Reply {
             status: 400,
             body: Cow::Borrowed("value missing"),
+            json: false,
         });
     };
     session.insert(&q.key, &value).await?;
@@ -198,7 +224,63 @@ struct UserQuery {
 async fn login(session: Session, q: UserQuery) -> Result<Reply> {
     session.cycle_id().await?;
     session.insert("user", &q.user).await?;
+    session.set_user(&q.user).await?;
     session.set_permanent(true).await?;
+    Ok(Reply::ok("ok"))
+}
+
+/// Unix seconds of `t`.
+fn unix(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn sessions(session: Session) -> Result<Reply> {
+    if session.user().await?.is_none() {
+        return Ok(Reply::status(401));
+    }
+    let list: Vec<serde_json::Value> = session
+        .devices()
+        .await?
+        .into_iter()
+        .map(|d| {
+            serde_json::json!({
+                "handle": d.handle.as_str(),
+                "current": d.current,
+                "created": unix(d.created),
+                "last_seen": d.last_seen.map_or(unix(d.created), unix),
+            })
+        })
+        .collect();
+    Ok(Reply {
+        status: 200,
+        body: Cow::Owned(serde_json::Value::Array(list).to_string()),
+        json: true,
+    })
+}
+
+#[derive(Deserialize)]
+struct HandleQuery {
+    handle: String,
+}
+
+async fn revoke(session: Session, q: HandleQuery) -> Result<Reply> {
+    if session.user().await?.is_none() {
+        return Ok(Reply::status(401));
+    }
+    let found = match sessionkit::SessionHandle::parse(&q.handle) {
+        Some(h) => session.revoke_device(&h).await?,
+        None => false,
+    };
+    Ok(if found {
+        Reply::ok("ok")
+    } else {
+        Reply::status(404)
+    })
+}
+
+async fn logout_everywhere(session: Session) -> Result<Reply> {
+    session.logout_everywhere().await?;
     Ok(Reply::ok("ok"))
 }
 

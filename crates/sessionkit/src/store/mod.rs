@@ -9,6 +9,15 @@
 //! - [`take`](SessionStore::take) reads and deletes in one step, leaving a
 //!   short-lived forwarding marker so that requests which loaded the session
 //!   before it moved still land their writes in the new record.
+//!
+//! A session attached to a user ([`Record::user`]) is also listed in that
+//! user's index, which the store keeps in step with its records: an entry
+//! is added (or its deadline raised) before a record with that user is
+//! created or has its expiry moved, so the index never misses a live
+//! session; entries of sessions that ended are removed as they end, or
+//! lazily ([`sessions_of`](SessionStore::sessions_of)). The index holds at
+//! most [`MAX_SESSIONS_PER_USER`] sessions per user (or the store's own
+//! setting): attaching one more ends the one closest to expiring.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -33,6 +42,10 @@ pub const LAYOUT_VERSION: u32 = 1;
 /// session at all.
 pub const MOVED_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Sessions of one user a store keeps by default; attaching one more ends
+/// the one of them closest to expiring (the least recently active).
+pub const MAX_SESSIONS_PER_USER: usize = 32;
+
 /// One session as a store holds it.
 ///
 /// New fields may be added in minor versions: build one with
@@ -44,6 +57,8 @@ pub struct Record {
     pub data: HashMap<String, Vec<u8>>,
     /// Timestamps and flags.
     pub meta: Meta,
+    /// The user the session is attached to (listed in their index).
+    pub user: Option<String>,
 }
 
 /// A session's metadata. Times are Unix milliseconds.
@@ -64,6 +79,8 @@ pub struct Meta {
     /// A hard end for this session only (Unix ms), on top of the configured
     /// absolute lifetime.
     pub absolute_ms: Option<u64>,
+    /// When a request last saved or touched the session (0: not known).
+    pub seen_ms: u64,
 }
 
 /// A change to an existing record, as [`SessionStore::update`] receives it.
@@ -91,12 +108,27 @@ pub struct Changes<'a> {
     /// step as the write, so that requests running in parallel cannot add
     /// up to more than the limit.
     pub max_size: Option<usize>,
+    /// The user the session belongs to after this change, if any: its
+    /// index entry follows a moved expiry.
+    pub user: Option<&'a str>,
+    /// This change attaches the session to [`user`](Self::user) (writes
+    /// it; lists the session in that user's index).
+    pub attach: bool,
+    /// The record's expiry as the caller loaded it: what the index entry
+    /// of a session attached without a new expiry keeps.
+    pub stored_expires_ms: u64,
+    /// When this request saw the session (Unix ms), to keep.
+    pub seen_ms: Option<u64>,
 }
 
 impl Record {
     /// A record of `data` (encoded values by key) and `meta`.
     pub fn new(data: HashMap<String, Vec<u8>>, meta: Meta) -> Self {
-        Record { data, meta }
+        Record {
+            data,
+            meta,
+            user: None,
+        }
     }
 
     /// The size the session limit counts: the bytes of every key and
@@ -171,8 +203,24 @@ pub trait SessionStore: Send + Sync + 'static {
         changes: &'a Changes<'a>,
     ) -> BoxFuture<'a, Result<UpdateOutcome, Error>>;
 
-    /// Deletes a record (no error if there is none).
+    /// Deletes a record and its index entry (no error if there is none).
     fn delete<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// The live sessions attached to `user`, with their records, in no
+    /// particular order. Index entries of sessions that ended (expired,
+    /// deleted, moved, attached to someone else since) are removed on the
+    /// way: the index cannot grow without bound.
+    fn sessions_of<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(StorageId, Record)>, Error>>;
+
+    /// Ends a session for good: deletes its record and its index entry,
+    /// and, if it had moved (a cycled id), the session it moved to, the
+    /// same way. Whether there was anything to end. A request that loaded
+    /// it before cannot bring it back ([`update`](Self::update) does not
+    /// recreate a record that is gone).
+    fn revoke<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<bool, Error>>;
 
     /// Reads and deletes a record in one atomic step, leaving in its place
     /// for [`MOVED_GRACE`] a marker that makes [`load`](Self::load) see

@@ -39,6 +39,15 @@ impl SessionStore for Down {
     ) -> BoxFuture<'a, Result<Option<Record>, Error>> {
         down()
     }
+    fn sessions_of<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(StorageId, Record)>, Error>> {
+        down()
+    }
+    fn revoke<'a>(&'a self, _: &'a StorageId) -> BoxFuture<'a, Result<bool, Error>> {
+        down()
+    }
 }
 
 // The handlers, written once; both frameworks take them as they are.

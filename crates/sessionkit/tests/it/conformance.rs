@@ -75,6 +75,9 @@ macro_rules! suite {
             a_non_utf8_cookie_pair_is_skipped,
             parallel_writes_store_at_most_the_limit,
             a_count_of_another_type_starts_over,
+            devices_are_listed_and_ended_one_by_one,
+            logout_everywhere_ends_every_device,
+            a_save_in_flight_does_not_undo_a_revocation,
         );
     };
 }

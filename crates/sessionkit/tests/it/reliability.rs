@@ -439,6 +439,23 @@ impl sessionkit::SessionStore for Stalling {
         self.inner.delete(id)
     }
 
+    fn sessions_of<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> sessionkit::store::BoxFuture<
+        'a,
+        Result<Vec<(sessionkit::StorageId, sessionkit::store::Record)>, sessionkit::Error>,
+    > {
+        self.inner.sessions_of(user)
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        id: &'a sessionkit::StorageId,
+    ) -> sessionkit::store::BoxFuture<'a, Result<bool, sessionkit::Error>> {
+        self.inner.revoke(id)
+    }
+
     fn take<'a>(
         &'a self,
         id: &'a sessionkit::StorageId,

@@ -24,6 +24,16 @@
 //!   once that many replicas have it.
 //! - **take** (cycle): the take script reads the hash and replaces it by a
 //!   forwarding marker.
+//! - The **index** of a session's user (another key, so another slot: its
+//!   own step, never in one command with the record) is written first when
+//!   a record with a user is created or has its expiry moved (the index
+//!   script raises the entry's score to the new deadline and the index's
+//!   TTL with it), and cleared after: `ZREM` once a record is deleted,
+//!   taken or emptied. A crash between the two steps leaves at worst an
+//!   entry whose record is gone, which listing removes; never a live
+//!   session the index misses. Sessions ended past the cap are revoked.
+//! - **revoke**: `HMGET` (user, forwarding) and `DEL` in one pipeline, then
+//!   the index entry; a forwarding marker's target is revoked too.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -31,9 +41,18 @@ use redis::{RedisError, Value};
 
 use super::cache::Outcome;
 use super::connection::Link;
-use super::layout::{self, Save, Scripts};
-use crate::store::{ms, Changes, Record, UpdateOutcome, MOVED_GRACE};
+use super::layout::{self, Extra, Save, Scripts};
+use crate::store::{ms, now_ms, Changes, Record, UpdateOutcome, MOVED_GRACE};
 use crate::{Error, StorageId};
+
+/// How many forwarding markers a revocation follows (a session cycled
+/// that many times within `MOVED_GRACE`).
+const MAX_HOPS: usize = 8;
+
+/// The storage id in a session key.
+fn sid_of<'k>(link: &Link, key: &'k str) -> &'k str {
+    key.strip_prefix(link.prefix()).unwrap_or(key)
+}
 
 /// The operations, with what the server has shown it allows.
 pub(super) struct Commands {
@@ -130,6 +149,19 @@ impl Commands {
         // has seen, and a new session is cached by its first load
         // (broadcast tracking needs no read to cover the key). Caching
         // every new session made `new` slower (ARCHITECTURE.md).
+        let evicted = match &record.user {
+            Some(user) => {
+                self.index(link, user, sid_of(link, key), record.meta.expires_ms)
+                    .await?
+            }
+            None => Vec::new(),
+        };
+        let created = self.create_record(link, key, record).await?;
+        self.end_evicted(link, evicted).await;
+        Ok(created)
+    }
+
+    async fn create_record(&self, link: &Link, key: &str, record: &Record) -> Result<bool, Error> {
         if self.restore.load(Ordering::Relaxed) {
             let listpack = layout::reads_listpack(link.server_version().await?);
             let mut cmd = redis::cmd("RESTORE");
@@ -161,6 +193,10 @@ impl Commands {
             limit: None,
             set: record.data.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
             remove: &[],
+            extra: Extra {
+                user: record.user.as_deref(),
+                seen_ms: (record.meta.seen_ms > 0).then_some(record.meta.seen_ms),
+            },
         };
         let reply = self.save(link, key, save).await?;
         let created = matches!(reply, SaveReply::Saved);
@@ -198,8 +234,15 @@ impl Commands {
         key: &str,
         changes: &Changes<'_>,
     ) -> Result<UpdateOutcome, Error> {
+        let evicted = match changes.user {
+            Some(user) if changes.attach || changes.expires_ms.is_some() => {
+                let deadline = changes.expires_ms.unwrap_or(changes.stored_expires_ms);
+                self.index(link, user, sid_of(link, key), deadline).await?
+            }
+            _ => Vec::new(),
+        };
         // Ends with the call, whatever it answered: the entry goes.
-        let _op = link.cache().map(|c| c.begin(key));
+        let op = link.cache().map(|c| c.begin(key));
         let save = Save {
             create: false,
             expires: changes.expires_ms,
@@ -208,11 +251,20 @@ impl Commands {
             limit: changes.max_size,
             set: changes.set.iter().copied(),
             remove: &changes.remove,
+            extra: Extra {
+                user: changes.attach.then(|| changes.user.unwrap_or("")),
+                seen_ms: changes.seen_ms,
+            },
         };
         let reply = self.save(link, key, save).await?;
+        drop(op);
         if matches!(reply, SaveReply::Saved | SaveReply::Deleted) {
             link.replicated(key).await?;
         }
+        if let (SaveReply::Deleted, Some(user)) = (&reply, changes.user) {
+            self.unindex(link, user, sid_of(link, key)).await?;
+        }
+        self.end_evicted(link, evicted).await;
         Ok(match reply {
             SaveReply::Saved => UpdateOutcome::Saved,
             SaveReply::Deleted => UpdateOutcome::Deleted,
@@ -228,12 +280,111 @@ impl Commands {
     }
 
     pub(super) async fn delete(&self, link: &Link, key: &str) -> Result<(), Error> {
+        self.end(link, key).await.map(|_| ())
+    }
+
+    /// Deletes the record at `key` and its index entry; whether there was
+    /// one, and where it had moved (a forwarding marker).
+    async fn end(&self, link: &Link, key: &str) -> Result<(bool, Option<String>), Error> {
         let op = link.cache().map(|c| c.begin(key));
-        let mut del = redis::cmd("DEL");
-        del.arg(key);
-        link.run::<i64>(&del).await?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("HMGET")
+            .arg(key)
+            .arg(layout::USER)
+            .arg(layout::MOVED);
+        pipe.cmd("DEL").arg(key);
+        let answer = link
+            .pipe_raw::<((Option<String>, Option<String>), i64)>(&pipe)
+            .await?;
+        let ((user, moved), deleted) = classify(link, answer)?;
         drop(op); // the entry goes
-        link.replicated(key).await
+        link.replicated(key).await?;
+        if let Some(user) = user.filter(|u| !u.is_empty()) {
+            self.unindex(link, &user, sid_of(link, key)).await?;
+        }
+        Ok((deleted > 0, moved))
+    }
+
+    /// Ends the session `sid` and, if it had moved, the session it moved
+    /// to: whether there was anything to end.
+    pub(super) async fn revoke(&self, link: &Link, sid: &str) -> Result<bool, Error> {
+        let mut next = Some(sid.to_owned());
+        let mut ended = false;
+        for _ in 0..MAX_HOPS {
+            let Some(sid) = next.take() else { break };
+            let (deleted, moved) = self.end(link, &format!("{}{sid}", link.prefix())).await?;
+            ended |= deleted;
+            next = moved;
+        }
+        Ok(ended)
+    }
+
+    /// Lists `sid` in `user`'s index until `deadline` (before its record
+    /// is written); the storage ids the cap pushed out.
+    async fn index(
+        &self,
+        link: &Link,
+        user: &str,
+        sid: &str,
+        deadline: u64,
+    ) -> Result<Vec<String>, Error> {
+        let key = layout::index_key(link.prefix(), user);
+        let answer = link
+            .eval(&self.scripts.index, &key, |cmd| {
+                cmd.arg(sid)
+                    .arg(deadline)
+                    .arg(now_ms())
+                    .arg(link.max_per_user());
+            })
+            .await?;
+        let evicted: Vec<String> = redis::from_redis_value(link.failed_on_error(answer)?)
+            .map_err(|e| Error::Corrupt(format!("unexpected index reply: {e}")))?;
+        link.replicated(&key).await?;
+        Ok(evicted)
+    }
+
+    /// Takes `sid` out of `user`'s index.
+    async fn unindex(&self, link: &Link, user: &str, sid: &str) -> Result<(), Error> {
+        let key = layout::index_key(link.prefix(), user);
+        let mut zrem = redis::cmd("ZREM");
+        zrem.arg(&key).arg(sid);
+        link.run::<i64>(&zrem).await?;
+        Ok(())
+    }
+
+    /// Ends the sessions the cap pushed out of an index. A failure is
+    /// logged: the session that pushed them out is saved all the same.
+    async fn end_evicted(&self, link: &Link, evicted: Vec<String>) {
+        for sid in evicted {
+            if let Err(e) = self.revoke(link, &sid).await {
+                tracing::warn!(
+                    error = %crate::error::Chain(&e),
+                    "could not end a session past its user's cap"
+                );
+            }
+        }
+    }
+
+    /// The live sessions attached to `user`; entries of others are removed
+    /// from the index.
+    pub(super) async fn sessions_of(
+        &self,
+        link: &Link,
+        user: &str,
+    ) -> Result<Vec<(StorageId, Record)>, Error> {
+        let key = layout::index_key(link.prefix(), user);
+        let mut range = redis::cmd("ZRANGEBYSCORE");
+        range.arg(&key).arg(now_ms()).arg("+inf");
+        let sids: Vec<String> = link.run(&range).await?;
+        let mut live = Vec::with_capacity(sids.len());
+        for sid in sids {
+            let record = self.load(link, &format!("{}{sid}", link.prefix())).await?;
+            match (StorageId::parse(sid.clone()), record) {
+                (Some(id), Some(r)) if r.user.as_deref() == Some(user) => live.push((id, r)),
+                _ => self.unindex(link, user, &sid).await?,
+            }
+        }
+        Ok(live)
     }
 
     pub(super) async fn take(
@@ -251,6 +402,10 @@ impl Commands {
         let reply = classify(link, answer)?;
         drop(op); // the entry goes: the key now holds a forwarding marker
         link.replicated(key).await?;
-        layout::decode_record(layout::hash_reply(reply)?)
+        let record = layout::decode_record(layout::hash_reply(reply)?)?;
+        if let Some(user) = record.as_ref().and_then(|r| r.user.as_deref()) {
+            self.unindex(link, user, sid_of(link, key)).await?;
+        }
+        Ok(record)
     }
 }

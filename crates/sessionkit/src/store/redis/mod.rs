@@ -113,6 +113,7 @@ impl Default for RedisStoreBuilder {
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
                 cache: Some(ClientCache::default()),
                 replica_acks: None,
+                max_per_user: crate::store::MAX_SESSIONS_PER_USER,
             },
             #[cfg(feature = "tls")]
             tls: redis::TlsCertificates {
@@ -126,6 +127,15 @@ impl Default for RedisStoreBuilder {
 }
 
 impl RedisStoreBuilder {
+    /// Keeps at most `n` sessions per user (at least 1; default
+    /// [`MAX_SESSIONS_PER_USER`](crate::store::MAX_SESSIONS_PER_USER)):
+    /// attaching one more ends the one of them closest to expiring (the
+    /// least recently active).
+    pub fn with_max_sessions_per_user(mut self, n: usize) -> Self {
+        self.options.max_per_user = n.max(1);
+        self
+    }
+
     /// Key prefix (default `session:`).
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.options.prefix = prefix.into();
@@ -489,6 +499,23 @@ impl SessionStore for RedisStore {
         Box::pin(async move {
             let link = self.inner.connection.link().await?;
             self.inner.commands.delete(&link, &self.key(id)).await
+        })
+    }
+
+    fn sessions_of<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(StorageId, Record)>, Error>> {
+        Box::pin(async move {
+            let link = self.inner.connection.link().await?;
+            self.inner.commands.sessions_of(&link, user).await
+        })
+    }
+
+    fn revoke<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(async move {
+            let link = self.inner.connection.link().await?;
+            self.inner.commands.revoke(&link, id.as_str()).await
         })
     }
 

@@ -78,6 +78,8 @@ pub(super) struct Options {
     /// Acknowledge a write only once this many replicas have it, waiting
     /// at most this long (`WAIT`).
     pub(super) replica_acks: Option<(u32, Duration)>,
+    /// Sessions one user may have (the index's cap).
+    pub(super) max_per_user: usize,
 }
 
 /// The connection a link runs its calls on.
@@ -251,6 +253,8 @@ pub(super) struct Link {
     conn: Conn,
     cache: Option<Cached>,
     prefix: String,
+    /// [`Options::max_per_user`].
+    max_per_user: usize,
     timeout: Duration,
     /// The server's `major.minor`, asked once (`None`: it would not say).
     version: OnceCell<Option<(u32, u32)>>,
@@ -565,6 +569,7 @@ impl Link {
             conn,
             cache,
             prefix: options.prefix.clone(),
+            max_per_user: options.max_per_user,
             timeout: options.response_timeout,
             version: OnceCell::new(),
             replaceable,
@@ -631,6 +636,16 @@ impl Link {
 
     pub(super) fn cache(&self) -> Option<&Cache> {
         self.cache.as_ref().map(|c| &*c.cache)
+    }
+
+    /// The store's key prefix.
+    pub(super) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Sessions one user may have.
+    pub(super) fn max_per_user(&self) -> usize {
+        self.max_per_user
     }
 
     /// The server's version (`major.minor`), asked with `INFO server` the

@@ -10,6 +10,11 @@
 //!   `0` = none), `m:size` (the bytes of the data keys and values: what the
 //!   size limit counts, kept exact by every save so that the save script
 //!   checks the limit without reading the data).
+//! - `m:user`: the user the session is attached to (empty: none), listed
+//!   in the index `<prefix>user:<base64url(SHA-256(user))>`, a sorted set
+//!   of storage ids scored by deadline (Unix ms) that expires with its
+//!   latest deadline (`index.lua`); `m:seen`: when a request last saved
+//!   or touched it (Unix ms).
 //! - A forwarding marker (left by a cycled session): `m:v` and `m:moved`
 //!   (the new storage id), expiring after `MOVED_GRACE`.
 //! - Records of earlier versions may hold `m:rev` (a revision): ignored.
@@ -37,6 +42,27 @@ pub(super) const ABSOLUTE: &str = "m:absolute";
 pub(super) const SIZE: &str = "m:size";
 /// Only in a forwarding marker: the storage id the session moved to.
 pub(super) const MOVED: &str = "m:moved";
+pub(super) const USER: &str = "m:user";
+pub(super) const SEEN: &str = "m:seen";
+
+/// The key of `user`'s index under `prefix` (a hash of the user id: any
+/// id makes a well-formed key, and none shows in a key listing).
+pub(crate) fn index_key(prefix: &str, user: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(user.as_bytes());
+    let mut key = format!("{prefix}user:");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(digest, &mut key);
+    key
+}
+
+/// Metadata a save writes besides the flags: the user attached by it
+/// (`Some("")`: detached) and when the session was seen.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Extra<'a> {
+    pub(super) user: Option<&'a str>,
+    pub(super) seen_ms: Option<u64>,
+}
 
 /// `d:<key>`, as one argument of `cmd`.
 pub(super) fn data_arg(cmd: &mut Cmd, key: &str) {
@@ -53,11 +79,18 @@ pub(super) fn meta_fields(
     meta: Option<&Meta>,
     on_create: bool,
     expires: Option<u64>,
+    extra: Extra<'_>,
     mut field: impl FnMut(&'static str, &[u8]),
 ) {
     let mut num = itoa::Buffer::new();
     if let Some(ms) = expires {
         field(EXPIRES, num.format(ms).as_bytes());
+    }
+    if let Some(user) = extra.user {
+        field(USER, user.as_bytes());
+    }
+    if let Some(ms) = extra.seen_ms {
+        field(SEEN, num.format(ms).as_bytes());
     }
     let Some(meta) = meta else { return };
     if on_create {
@@ -76,10 +109,23 @@ pub(super) fn meta_fields(
 }
 
 /// How many fields [`meta_fields`] writes.
-pub(super) fn meta_count(meta: Option<&Meta>, on_create: bool, expires: Option<u64>) -> usize {
+pub(super) fn meta_count(
+    meta: Option<&Meta>,
+    on_create: bool,
+    expires: Option<u64>,
+    extra: Extra<'_>,
+) -> usize {
     let mut n = 0;
-    meta_fields(meta, on_create, expires, |_, _| n += 1);
+    meta_fields(meta, on_create, expires, extra, |_, _| n += 1);
     n
+}
+
+/// What a new record writes besides its flags.
+fn extra_of(record: &Record) -> Extra<'_> {
+    Extra {
+        user: record.user.as_deref(),
+        seen_ms: (record.meta.seen_ms > 0).then_some(record.meta.seen_ms),
+    }
 }
 
 /// A new record as a `RESTORE` payload (as the save script's create writes
@@ -88,9 +134,15 @@ pub(super) fn meta_count(meta: Option<&Meta>, on_create: bool, expires: Option<u
 /// Redis's default listpack limits, else the plain hash layout.
 pub(crate) fn dump_record(record: &Record, listpack: bool) -> Vec<u8> {
     let expires = Some(record.meta.expires_ms);
-    let fields = 1 + record.data.len() + meta_count(Some(&record.meta), true, expires);
-    // The metadata fields are short names with numbers (at most 20 digits).
+    let extra = extra_of(record);
+    let fields = 1 + record.data.len() + meta_count(Some(&record.meta), true, expires, extra);
+    // The metadata fields are short names with numbers (at most 20 digits),
+    // and the user id.
     let fits = fields <= dump::LISTPACK_MAX_FIELDS
+        && record
+            .user
+            .as_ref()
+            .is_none_or(|u| u.len() <= dump::LISTPACK_MAX_LEN)
         && record.data.iter().all(|(k, v)| {
             DATA.len() + k.len() <= dump::LISTPACK_MAX_LEN && v.len() <= dump::LISTPACK_MAX_LEN
         });
@@ -108,7 +160,7 @@ pub(crate) fn dump_record(record: &Record, listpack: bool) -> Vec<u8> {
     for (k, v) in &record.data {
         dump.field(&[DATA.as_bytes(), k.as_bytes()], v);
     }
-    meta_fields(Some(&record.meta), true, expires, |f, v| {
+    meta_fields(Some(&record.meta), true, expires, extra, |f, v| {
         dump.field(&[f.as_bytes()], v);
     });
     dump.finish()
@@ -195,6 +247,12 @@ pub(crate) fn decode_record(fields: Fields) -> Result<Option<Record>, Error> {
             PERMANENT => record.meta.permanent = value == b"1",
             LIFETIME => record.meta.lifetime_ms = none_if_zero(num(&value, "bad m:lifetime")?),
             ABSOLUTE => record.meta.absolute_ms = none_if_zero(num(&value, "bad m:absolute")?),
+            SEEN => record.meta.seen_ms = num(&value, "bad m:seen")?,
+            USER if value.is_empty() => record.user = None,
+            USER => {
+                record.user =
+                    Some(String::from_utf8(value).map_err(|_| corrupt("non-UTF-8 m:user"))?);
+            }
             // Metadata added by later minor versions is ignored, not fatal.
             f if f.starts_with("m:") => {}
             _ => return Err(corrupt("unknown field namespace")),
@@ -245,6 +303,8 @@ pub(super) struct Scripts {
     pub(super) save: Lua,
     /// `take.lua`: read a session and leave a forwarding marker (cycle).
     pub(super) take: Lua,
+    /// `index.lua`: list a session in its user's index.
+    pub(super) index: Lua,
 }
 
 impl Scripts {
@@ -252,6 +312,7 @@ impl Scripts {
         Scripts {
             save: Lua::new(include_str!("save.lua")),
             take: Lua::new(include_str!("take.lua")),
+            index: Lua::new(include_str!("index.lua")),
         }
     }
 }
@@ -269,6 +330,7 @@ pub(super) struct Save<'a, I> {
     pub(super) limit: Option<usize>,
     pub(super) set: I,
     pub(super) remove: &'a [&'a str],
+    pub(super) extra: Extra<'a>,
 }
 
 impl<'a, I: ExactSizeIterator<Item = (&'a str, &'a [u8])>> Save<'a, I> {
@@ -284,12 +346,12 @@ impl<'a, I: ExactSizeIterator<Item = (&'a str, &'a [u8])>> Save<'a, I> {
             Some(bytes) => cmd.arg(bytes),
             None => cmd.arg(""),
         };
-        cmd.arg(self.set.len() + meta_count(self.meta, self.create, self.expires));
+        cmd.arg(self.set.len() + meta_count(self.meta, self.create, self.expires, self.extra));
         for (k, v) in self.set {
             data_arg(cmd, k);
             cmd.arg(v);
         }
-        meta_fields(self.meta, self.create, self.expires, |f, v| {
+        meta_fields(self.meta, self.create, self.expires, self.extra, |f, v| {
             cmd.arg(f).arg(v);
         });
         for k in self.remove {
