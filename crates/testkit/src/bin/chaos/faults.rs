@@ -322,7 +322,7 @@ fn sentinel_failover(setup: &mut SentinelSetup, w: &Watch) -> Fault {
 /// a replica.
 fn cluster_failover(setup: &mut ClusterSetup, w: &Watch) -> Fault {
     let begun = w.now();
-    let took = setup.fail_over("session:*");
+    let took = setup.fail_over("session:1.*");
     let restored = w.now();
     let rejoined = setup.rejoin();
     Fault {
