@@ -235,6 +235,47 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<Record>, Error>>;
 }
 
+/// A store shared behind an `Arc` is a store (the application's and an
+/// admin tool's, say).
+impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
+    fn load<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<Option<Record>, Error>> {
+        (**self).load(id)
+    }
+    fn create<'a>(
+        &'a self,
+        id: &'a StorageId,
+        record: &'a Record,
+    ) -> BoxFuture<'a, Result<bool, Error>> {
+        (**self).create(id, record)
+    }
+    fn update<'a>(
+        &'a self,
+        id: &'a StorageId,
+        changes: &'a Changes<'a>,
+    ) -> BoxFuture<'a, Result<UpdateOutcome, Error>> {
+        (**self).update(id, changes)
+    }
+    fn delete<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<(), Error>> {
+        (**self).delete(id)
+    }
+    fn sessions_of<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(StorageId, Record)>, Error>> {
+        (**self).sessions_of(user)
+    }
+    fn revoke<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<bool, Error>> {
+        (**self).revoke(id)
+    }
+    fn take<'a>(
+        &'a self,
+        id: &'a StorageId,
+        moved_to: &'a StorageId,
+    ) -> BoxFuture<'a, Result<Option<Record>, Error>> {
+        (**self).take(id, moved_to)
+    }
+}
+
 /// The size the session limit counts of `data` (see [`Record::size`]).
 pub(crate) fn data_size(data: &HashMap<String, Vec<u8>>) -> usize {
     data.iter().map(|(k, v)| k.len() + v.len()).sum()

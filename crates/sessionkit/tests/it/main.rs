@@ -17,3 +17,4 @@ mod security;
 mod sentinel;
 mod store;
 mod tls;
+mod users;

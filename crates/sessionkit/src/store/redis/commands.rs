@@ -373,9 +373,17 @@ impl Commands {
         user: &str,
     ) -> Result<Vec<(StorageId, Record)>, Error> {
         let key = layout::index_key(link.prefix(), user);
-        let mut range = redis::cmd("ZRANGEBYSCORE");
-        range.arg(&key).arg(now_ms()).arg("+inf");
-        let sids: Vec<String> = link.run(&range).await?;
+        let now = now_ms();
+        // Entries scored below now are of expired sessions (an entry's
+        // score is never below its session's deadline): dropped here.
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(format!("({now}"))
+            .ignore();
+        pipe.cmd("ZRANGEBYSCORE").arg(&key).arg(now).arg("+inf");
+        let (sids,): (Vec<String>,) = link.pipe(&pipe).await?;
         let mut live = Vec::with_capacity(sids.len());
         for sid in sids {
             let record = self.load(link, &format!("{}{sid}", link.prefix())).await?;

@@ -1,0 +1,174 @@
+//! A user's sessions across app instances, on every topology: "log out
+//! everywhere" through the admin API ends every device's session on both
+//! instances (each with the client cache) within the cache's coherence
+//! bound; the cap per user; expiry empties the index.
+
+use std::time::Duration;
+
+use sessionkit::admin::UserSessions;
+use sessionkit::{MemoryStore, RedisStore, SessionConfig, SessionStore};
+use testkit::client::Browser;
+
+/// How soon another instance must see a revocation (the client cache's
+/// tested coherence bound, as in `cache.rs`).
+const BOUND: Duration = Duration::from_millis(100);
+
+/// The contract app on `store`: its base URL.
+async fn serve(store: impl SessionStore, config: SessionConfig) -> String {
+    testkit::serve_axum(testkit::contract::axum_router(store, config)).await
+}
+
+/// Three devices of ann and one of bob, signed in on instance A, each
+/// also used (so cached) on instance B; then every session of ann is
+/// revoked through `admin`: each of her devices is signed out at once on
+/// A and within the bound on B, on both instances; bob's is not.
+async fn revoke_user_on_two_instances(a: RedisStore, b: RedisStore) {
+    let admin = UserSessions::new(a.clone());
+    let config = SessionConfig::default;
+    let (on_a, on_b) = (
+        serve(a.clone(), config()).await,
+        serve(b.clone(), config()).await,
+    );
+    let mut devices: Vec<(Browser, Browser)> = Vec::new();
+    for user in ["ann", "ann", "ann", "bob"] {
+        let mut here = Browser::new(on_a.clone(), sessionkit::DEFAULT_COOKIE_NAME);
+        assert_eq!(here.get(&format!("/login?user={user}")).await.status, 200);
+        let mut there = Browser::new(on_b.clone(), sessionkit::DEFAULT_COOKIE_NAME)
+            .with_cookie(here.cookie.as_deref());
+        for browser in [&mut here, &mut there] {
+            for _ in 0..2 {
+                assert_eq!(browser.get("/whoami").await.body, user);
+            }
+        }
+        devices.push((here, there));
+    }
+    let listed = admin.list("ann").await.expect("list");
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert!(listed.iter().all(|s| s.user == "ann" && !s.current));
+    let hits = b.client_cache_stats().map_or(0, |s| s.hits);
+    assert!(
+        hits >= 4,
+        "B served each device's second read from its cache: {hits}"
+    );
+
+    assert_eq!(admin.revoke_all("ann").await.expect("revoke"), 3);
+    for (i, (here, there)) in devices.iter_mut().take(3).enumerate() {
+        assert_eq!(here.get("/whoami").await.status, 401, "device {i} on A");
+        let took = there.poll("/whoami", BOUND, |r| r.status == 401).await;
+        assert!(took < BOUND, "device {i} on B after {took:?}");
+        assert_eq!(
+            here.get("/whoami").await.status,
+            401,
+            "device {i} on A, again"
+        );
+    }
+    let (bob_a, bob_b) = &mut devices[3];
+    assert_eq!(bob_a.get("/whoami").await.body, "bob");
+    assert_eq!(bob_b.get("/whoami").await.body, "bob");
+    assert!(admin.list("ann").await.expect("list").is_empty());
+    assert_eq!(admin.list("bob").await.expect("list").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_user_signs_out_every_device_on_both_instances() {
+    let redis = testkit::RedisServer::start();
+    let store = || RedisStore::connect(redis.url());
+    revoke_user_on_two_instances(store().await.expect("a"), store().await.expect("b")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_user_on_cluster() {
+    let cluster = testkit::cluster::ClusterSetup::start();
+    let store = || RedisStore::builder().cluster(cluster.urls());
+    revoke_user_on_two_instances(store().await.expect("a"), store().await.expect("b")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_user_on_sentinel() {
+    let setup = testkit::sentinel::SentinelSetup::start();
+    let store =
+        || RedisStore::builder().sentinel(setup.sentinel_urls(), testkit::sentinel::SERVICE);
+    revoke_user_on_two_instances(store().await.expect("a"), store().await.expect("b")).await;
+}
+
+/// Signs `n` devices in as `user` on `base`.
+async fn sign_in(base: &str, user: &str, n: usize) -> Vec<Browser> {
+    let mut list = Vec::new();
+    for _ in 0..n {
+        let mut b = Browser::new(base.to_owned(), sessionkit::DEFAULT_COOKIE_NAME);
+        assert_eq!(b.get(&format!("/login?user={user}")).await.status, 200);
+        list.push(b);
+    }
+    list
+}
+
+/// Past the cap, the session closest to expiring (the earliest sign-in
+/// here) ends; the index never holds more than the cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cap_ends_the_session_closest_to_expiring() {
+    let redis = testkit::RedisServer::start();
+    let redis_store = RedisStore::builder()
+        .with_max_sessions_per_user(2)
+        .connect(redis.url())
+        .await
+        .expect("store");
+    let memory = MemoryStore::new().with_max_sessions_per_user(2);
+    for (name, store) in [
+        ("redis", Box::new(redis_store) as Box<dyn SessionStore>),
+        ("memory", Box::new(memory)),
+    ] {
+        let store: std::sync::Arc<dyn SessionStore> = store.into();
+        let base = serve(store.clone(), SessionConfig::default()).await;
+        let mut devices = sign_in(&base, "ann", 2).await;
+        for n in 0..3 {
+            // Each sign-in ends the oldest one still signed in.
+            devices.extend(sign_in(&base, "ann", 1).await);
+            assert_eq!(
+                devices[n].get("/whoami").await.status,
+                401,
+                "{name}: device {n}"
+            );
+            assert_eq!(devices[n + 1].get("/whoami").await.body, "ann", "{name}");
+            assert_eq!(devices[n + 2].get("/whoami").await.body, "ann", "{name}");
+            let listed = store.sessions_of("ann").await.expect("list");
+            assert_eq!(listed.len(), 2, "{name}: {listed:?}");
+        }
+    }
+    let index: Vec<String> = redis.cmd(&["KEYS", "session:user:*"]);
+    assert_eq!(index.len(), 1);
+    let held: i64 = redis.cmd(&["ZCARD", &index[0]]);
+    assert_eq!(held, 2, "the index holds no more than the cap");
+}
+
+/// A session that expires leaves its user's list; the index key expires
+/// with the last of its sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_leaves_the_list() {
+    let redis = testkit::RedisServer::start();
+    let store = RedisStore::connect(redis.url()).await.expect("store");
+    let short = SessionConfig::builder()
+        .with_permanent_lifetime(Duration::from_millis(700))
+        .build()
+        .expect("config");
+    let long = serve(store.clone(), SessionConfig::default()).await;
+    let brief = serve(store.clone(), short).await;
+    let mut stays = sign_in(&long, "ann", 1).await;
+    sign_in(&brief, "ann", 1).await;
+    let admin = UserSessions::new(store.clone());
+    assert_eq!(admin.list("ann").await.expect("list").len(), 2);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let listed = admin.list("ann").await.expect("list");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(stays[0].get("/whoami").await.body, "ann");
+    let index: Vec<String> = redis.cmd(&["KEYS", "session:user:*"]);
+    let held: i64 = redis.cmd(&["ZCARD", &index[0]]);
+    assert_eq!(held, 1, "the expired entry was removed");
+
+    // Alone, a brief session's index goes with it.
+    sign_in(&brief, "bob", 1).await;
+    let bobs = admin.list("bob").await.expect("list");
+    assert_eq!(bobs.len(), 1);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let index: Vec<String> = redis.cmd(&["KEYS", "session:user:*"]);
+    assert_eq!(index.len(), 1, "bob's index expired: {index:?}");
+}
