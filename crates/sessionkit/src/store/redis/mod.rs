@@ -26,12 +26,14 @@ mod cache;
 mod commands;
 mod connection;
 mod env;
+mod inventory;
 mod layout;
 
 pub use cache::{
     CacheStats, ClientCache, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_ENTRY_BYTES,
     DEFAULT_CACHE_HEARTBEAT, DEFAULT_CACHE_TTL,
 };
+pub use inventory::{KeyScan, StoredKey, StoredSession};
 #[cfg(feature = "fuzzing")]
 pub(crate) use layout::{decode_record, dump_record};
 

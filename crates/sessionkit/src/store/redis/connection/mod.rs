@@ -664,6 +664,55 @@ impl Link {
         self.version.get_or_try_init(ask).await.copied()
     }
 
+    /// The primaries that hold the data, for commands that concern one
+    /// node rather than one key (`SCAN`, `DBSIZE`): one server (`None`),
+    /// or every primary of the cluster by address.
+    pub(super) async fn data_nodes(&self) -> Result<Vec<Option<(String, u16)>>, Error> {
+        match &self.conn {
+            Conn::Manager(_) => Ok(vec![None]),
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(cluster) => {
+                use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+                let mut nodes = redis::cmd("CLUSTER");
+                nodes.arg("NODES");
+                let mut conn = cluster.clone();
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
+                let answer = self.bounded(conn.route_command(nodes, route)).await?;
+                let value = self.failed_on_error(answer)?;
+                let text: String = redis::from_redis_value(value).map_err(Error::unavailable)?;
+                Ok(tracking::primaries_in(&text, "")?
+                    .into_iter()
+                    .map(Some)
+                    .collect())
+            }
+        }
+    }
+
+    /// Runs `cmd` on `node` (from [`data_nodes`](Self::data_nodes)); an
+    /// error reply is a failure.
+    #[cfg_attr(not(feature = "cluster"), allow(unused_variables))]
+    pub(super) async fn run_on<T: FromRedisValue>(
+        &self,
+        node: Option<&(String, u16)>,
+        cmd: &Cmd,
+    ) -> Result<T, Error> {
+        match (&self.conn, node) {
+            #[cfg(feature = "cluster")]
+            (Conn::Cluster(cluster), Some((host, port))) => {
+                use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                });
+                let mut conn = cluster.clone();
+                let answer = self.bounded(conn.route_command(cmd.clone(), route)).await?;
+                let value = self.failed_on_error(answer)?;
+                redis::from_redis_value(value).map_err(Error::unavailable)
+            }
+            _ => self.run(cmd).await,
+        }
+    }
+
     /// Runs `cmd`; an error reply is a failure.
     pub(super) async fn run<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
         let answer = self.run_raw(cmd).await?;

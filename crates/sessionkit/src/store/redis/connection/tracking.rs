@@ -88,7 +88,7 @@ pub(super) async fn heartbeat(cache: Arc<Cache>, mut conn: ConnectionManager, ti
 }
 
 #[cfg(feature = "cluster")]
-pub(super) use cluster::ClusterTracker;
+pub(super) use cluster::{primaries_in, ClusterTracker};
 
 #[cfg(feature = "cluster")]
 mod cluster {
@@ -348,7 +348,7 @@ mod cluster {
     /// `asked` (a node that knows no address of its own reports none).
     /// Lines: `<id> <ip:port@cport[,hostname]> <flags> <primary> <ping>
     /// <pong> <epoch> <link> [<slot> …]`.
-    pub(super) fn primaries_in(text: &str, asked: &str) -> Result<BTreeSet<Addr>, Error> {
+    pub(in super::super) fn primaries_in(text: &str, asked: &str) -> Result<BTreeSet<Addr>, Error> {
         let mut primaries = BTreeSet::new();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let fields: Vec<&str> = line.split_whitespace().collect();

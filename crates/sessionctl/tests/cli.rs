@@ -1,0 +1,128 @@
+//! `sessionctl` against a real redis-server, with sessions made by the
+//! contract app: every command's output, and that no output ever holds a
+//! cookie id.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use assert_cmd::Command;
+use serde_json::Value;
+use sessionkit::{RedisStore, SessionConfig};
+use testkit::client::Browser;
+use testkit::RedisServer;
+
+/// `sessionctl --url <redis> --json ARGS…`: its JSON output, checked to
+/// hold none of `cookies`.
+fn ctl(redis: &RedisServer, cookies: &[String], args: &[&str]) -> Value {
+    let out = Command::cargo_bin("sessionctl")
+        .expect("binary")
+        .args(["--url", &redis.url(), "--json"])
+        .args(args)
+        .env_remove("REDIS_CLUSTER_URLS")
+        .env_remove("REDIS_SENTINEL_URLS")
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{args:?}: {stderr}");
+    for c in cookies {
+        assert!(
+            !stdout.contains(c.as_str()) && !stderr.contains(c.as_str()),
+            "{args:?} printed a cookie id"
+        );
+    }
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_on_a_real_redis() {
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(redis.url()).await.expect("store");
+    let app = testkit::contract::axum_router(store, SessionConfig::default());
+    let base = testkit::serve_axum(app).await;
+    let browser = || Browser::new(base.clone(), sessionkit::DEFAULT_COOKIE_NAME);
+    let mut ann = Vec::new();
+    for _ in 0..3 {
+        let mut b = browser();
+        assert_eq!(b.get("/login?user=ann").await.status, 200);
+        ann.push(b);
+    }
+    let mut bob = browser();
+    bob.get("/login?user=bob").await;
+    for _ in 0..5 {
+        browser().get("/new").await;
+    }
+    let cookies: Vec<String> = ann
+        .iter()
+        .chain([&bob])
+        .filter_map(|b| b.cookie.clone())
+        .collect();
+    assert_eq!(cookies.len(), 4);
+
+    let count = ctl(&redis, &cookies, &["count"]);
+    assert_eq!(count["sessions"], 9, "{count}");
+    assert_eq!(count["attached"], 4, "{count}");
+    assert_eq!(count["users"], 2, "{count}");
+
+    let listed = ctl(&redis, &cookies, &["list", "--user", "ann"]);
+    let handles: Vec<String> = listed
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|s| s["handle"].as_str().expect("handle").to_owned())
+        .collect();
+    assert_eq!(handles.len(), 3, "{listed}");
+    let everyone = ctl(&redis, &cookies, &["list"]);
+    assert_eq!(everyone.as_array().map(Vec::len), Some(9));
+
+    let shown = ctl(&redis, &cookies, &["show", &handles[0]]);
+    assert_eq!(shown["user"], "ann", "{shown}");
+    assert_eq!(shown["handle"], handles[0].as_str());
+
+    let stats = ctl(&redis, &cookies, &["stats"]);
+    assert_eq!(stats["sessions"], 9, "{stats}");
+    assert_eq!(stats["users"], 2, "{stats}");
+    assert_eq!(stats["anonymous"], 5, "{stats}");
+    assert_eq!(stats["sessions_per_user"]["max"], 3, "{stats}");
+    assert_eq!(stats["top_users"][0]["user"], "ann", "{stats}");
+
+    // Ending one of ann's devices leaves the others.
+    let revoked = ctl(&redis, &cookies, &["revoke", &handles[0]]);
+    assert_eq!(revoked["revoked"], true);
+    let mut signed_in = 0;
+    for b in &mut ann {
+        if b.get("/whoami").await.status == 200 {
+            signed_in += 1;
+        }
+    }
+    assert_eq!(signed_in, 2, "exactly the revoked device signed out");
+
+    // revoke-user ends exactly ann's sessions.
+    let ended = ctl(&redis, &cookies, &["revoke-user", "ann"]);
+    assert_eq!(ended["revoked"], 2, "{ended}");
+    for b in &mut ann {
+        assert_eq!(b.get("/whoami").await.status, 401);
+    }
+    assert_eq!(bob.get("/whoami").await.body, "bob");
+    assert_eq!(ctl(&redis, &cookies, &["count"])["sessions"], 6);
+
+    // A stale index entry (a session that ended without its index hearing
+    // of it) goes at the purge; bob's live one stays.
+    let index: Vec<String> = redis.cmd(&["KEYS", "session:user:*"]);
+    assert_eq!(index.len(), 1, "only bob's index is left: {index:?}");
+    let stale = format!("1.{}", "A".repeat(43));
+    let _: i64 = redis.cmd(&["ZADD", &index[0], "99999999999999", &stale]);
+    let purged = ctl(&redis, &cookies, &["purge"]);
+    assert_eq!(purged["fixed"], 1, "{purged}");
+    let held: i64 = redis.cmd(&["ZCARD", &index[0]]);
+    assert_eq!(held, 1);
+    assert_eq!(bob.get("/whoami").await.body, "bob");
+
+    // An unknown handle is an error, with a message.
+    let out = Command::cargo_bin("sessionctl")
+        .expect("binary")
+        .args(["--url", &redis.url(), "show", "h.AAAAAAAAAAAAAAAAAAAAAA"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no session has the handle"));
+}
