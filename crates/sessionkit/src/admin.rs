@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::events::{Listener, SessionEvent, SessionListener};
 use crate::store::{Record, SessionStore};
 use crate::{Error, SessionHandle, StorageId};
 
@@ -70,6 +71,7 @@ impl SessionInfo {
 #[derive(Clone)]
 pub struct UserSessions {
     store: Arc<dyn SessionStore>,
+    listener: Listener,
 }
 
 impl std::fmt::Debug for UserSessions {
@@ -84,11 +86,31 @@ impl UserSessions {
     pub fn new(store: impl SessionStore) -> Self {
         UserSessions {
             store: Arc::new(store),
+            listener: Listener::default(),
         }
     }
 
-    pub(crate) fn of_store(store: Arc<dyn SessionStore>) -> Self {
-        UserSessions { store }
+    /// Tells `listener` of every session this ends ([`SessionEvent::Revoked`]).
+    #[must_use]
+    pub fn with_listener(mut self, listener: impl SessionListener) -> Self {
+        self.listener = Listener::new(listener);
+        self
+    }
+
+    pub(crate) fn of_store(store: Arc<dyn SessionStore>, listener: Listener) -> Self {
+        UserSessions { store, listener }
+    }
+
+    /// Ends `id`, a session of `user`, and says so.
+    async fn end(&self, user: &str, id: &StorageId) -> Result<bool, Error> {
+        let ended = self.store.revoke(id).await?;
+        if ended {
+            self.listener.emit(|| SessionEvent::Revoked {
+                handle: id.handle(),
+                user: user.to_owned(),
+            });
+        }
+        Ok(ended)
     }
 
     /// The live sessions of `user`, oldest first.
@@ -125,7 +147,7 @@ impl UserSessions {
     pub async fn revoke(&self, user: &str, handle: &SessionHandle) -> Result<bool, Error> {
         for (id, _) in self.store.sessions_of(user).await? {
             if id.handle() == *handle {
-                self.store.revoke(&id).await?;
+                self.end(user, &id).await?;
                 return Ok(true);
             }
         }
@@ -155,7 +177,7 @@ impl UserSessions {
     ) -> Result<usize, Error> {
         let mut ended = 0;
         for (id, _) in self.store.sessions_of(user).await? {
-            if keep != Some(&id.handle()) && self.store.revoke(&id).await? {
+            if keep != Some(&id.handle()) && self.end(user, &id).await? {
                 ended += 1;
             }
         }

@@ -65,6 +65,8 @@ pub struct SessionConfig {
     pub(crate) max_size: usize,
     pub(crate) failure_policy: FailurePolicy,
     pub(crate) signing: SigningKeys,
+    /// Hears what happens to sessions.
+    pub(crate) listener: crate::events::Listener,
     /// What follows `name=value` in a `Set-Cookie` of a browser-session
     /// cookie (`; HttpOnly; ...`), as the `cookie` crate writes it: derived
     /// from the fields above when the config is made, so that a request
@@ -119,6 +121,7 @@ impl Default for SessionConfig {
             max_size: DEFAULT_MAX_SIZE,
             failure_policy: FailurePolicy::Closed,
             signing: SigningKeys::default(),
+            listener: crate::events::Listener::default(),
             cookie_attrs: Box::default(),
         }
         .with_cookie_attrs()
@@ -293,6 +296,14 @@ impl SessionConfigBuilder {
         K: AsRef<[u8]>,
     {
         self.config.signing = SigningKeys(keys.into_iter().map(|k| k.as_ref().to_vec()).collect());
+        self
+    }
+
+    /// Tells `listener` what happens to sessions: created, attached to a
+    /// user, id cycled, destroyed, revoked ([`SessionEvent`](crate::events::SessionEvent)).
+    #[must_use]
+    pub fn with_listener(mut self, listener: impl crate::events::SessionListener) -> Self {
+        self.config.listener = crate::events::Listener::new(listener);
         self
     }
 

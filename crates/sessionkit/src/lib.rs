@@ -69,6 +69,7 @@ mod cookie;
 #[macro_use]
 mod error;
 pub mod admin;
+pub mod events;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -41,6 +41,7 @@ use serde::de::DeserializeOwned;
 
 use crate::codec::{self, Decoded};
 use crate::cookie::{self as cookies, Offered};
+use crate::events::SessionEvent;
 use crate::state::{Phase, Retire, SessionState};
 use crate::store::{ms, now_ms, Changes, SessionStore, UpdateOutcome};
 use crate::{error::Chain, Error, FailurePolicy, SessionConfig, SessionId, StorageId};
@@ -502,7 +503,20 @@ pub(crate) async fn finish(
             }
         }
         Decision::Create { deadline } => match carry_out_create(shared, state, deadline).await {
-            Ok(id) => Some(live_cookie(config, &id, state, deadline)),
+            Ok(id) => {
+                let handle = id.storage_id().handle();
+                let user = state.user().map(str::to_owned);
+                config.listener.emit(|| SessionEvent::Created {
+                    handle: handle.clone(),
+                    user: user.clone(),
+                });
+                if let Some(user) = user {
+                    config
+                        .listener
+                        .emit(|| SessionEvent::UserAttached { handle, user });
+                }
+                Some(live_cookie(config, &id, state, deadline))
+            }
             Err(e) => return failed(config, state, &e),
         },
     };
@@ -534,6 +548,10 @@ async fn carry_out_retire(
         Retire::Delete(sids) => {
             for sid in &sids {
                 shared.store.delete(sid).await?;
+                shared.config.listener.emit(|| SessionEvent::Destroyed {
+                    handle: sid.handle(),
+                    user: state.retired_user().map(str::to_owned),
+                });
             }
             state.retired();
         }
@@ -556,10 +574,28 @@ async fn carry_out_cycle(
     let deadline = deadline(&shared.config, state, now_ms());
     let id = carry_out_create(shared, state, deadline).await?;
     let new = id.storage_id();
+    let attached = state
+        .user_changed()
+        .then(|| state.user().map(str::to_owned))
+        .flatten();
     let changed = state.reissued(id, deadline);
     match shared.store.take(old, &new).await {
         // Others' writes since the load: the next step writes them.
-        Ok(Some(current)) => state.moved(current, &changed),
+        Ok(Some(current)) => {
+            let listener = &shared.config.listener;
+            listener.emit(|| SessionEvent::IdCycled {
+                from: old.handle(),
+                to: new.handle(),
+                user: state.user().map(str::to_owned),
+            });
+            if let Some(user) = attached {
+                listener.emit(|| SessionEvent::UserAttached {
+                    handle: new.handle(),
+                    user,
+                });
+            }
+            state.moved(current, &changed);
+        }
         // The session was deleted meanwhile (a logout in another tab): it
         // stays deleted.
         Ok(None) | Err(Error::Corrupt(_)) => {
@@ -601,6 +637,20 @@ async fn carry_out_update(
         }
     }
     let outcome = shared.store.update(sid, &changes).await?;
+    let listener = &config.listener;
+    match (&outcome, changes.attach, changes.user) {
+        (UpdateOutcome::Deleted, _, user) => listener.emit(|| SessionEvent::Destroyed {
+            handle: sid.handle(),
+            user: user.map(str::to_owned),
+        }),
+        (UpdateOutcome::Saved, true, Some(user)) => {
+            listener.emit(|| SessionEvent::UserAttached {
+                handle: sid.handle(),
+                user: user.to_owned(),
+            });
+        }
+        _ => {}
+    }
     Ok(
         match after_update(update, outcome, state.meta().expires_ms) {
             AfterUpdate::Cookie(deadline) => id.map(|id| live_cookie(config, id, state, deadline)),

@@ -370,7 +370,11 @@ impl Session {
     }
 
     fn admin(&self) -> UserSessions {
-        UserSessions::of_store(std::sync::Arc::clone(&self.inner.shared.store))
+        let shared = &self.inner.shared;
+        UserSessions::of_store(
+            std::sync::Arc::clone(&shared.store),
+            shared.config.listener.clone(),
+        )
     }
 }
 

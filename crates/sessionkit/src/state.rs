@@ -55,6 +55,8 @@ pub(crate) struct SessionState {
     user: Option<String>,
     /// The handler attached (or detached) a user since the load.
     user_changed: bool,
+    /// The user of the session a flush destroyed.
+    retired_user: Option<String>,
     retire: Option<Retire>,
     /// The new id of a cycled session, once its record exists: the cookie
     /// to send, whatever else happens.
@@ -81,6 +83,7 @@ impl Default for SessionState {
             meta_changed: false,
             user: None,
             user_changed: false,
+            retired_user: None,
             retire: None,
             reissue: None,
             size: 0,
@@ -208,6 +211,9 @@ impl SessionState {
         };
         self.retire = (!old.is_empty()).then_some(Retire::Delete(old));
         self.reissue = None;
+        if self.user.is_some() {
+            self.retired_user = self.user.take();
+        }
         self.start_fresh(now_ms);
     }
 
@@ -262,6 +268,11 @@ impl SessionState {
 
     pub(crate) fn user_changed(&self) -> bool {
         self.user_changed
+    }
+
+    /// The user of the session a flush destroyed.
+    pub(crate) fn retired_user(&self) -> Option<&str> {
+        self.retired_user.as_deref()
     }
 
     pub(crate) fn base(&self) -> Option<&StorageId> {

@@ -172,3 +172,105 @@ async fn an_expired_session_leaves_the_list() {
     let index: Vec<String> = redis.cmd(&["KEYS", "session:user:*"]);
     assert_eq!(index.len(), 1, "bob's index expired: {index:?}");
 }
+
+/// The listener hears a session's story — created, cycled and attached at
+/// login, revoked from another device, destroyed at logout — by handles
+/// only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_hears_each_event_by_handle() {
+    use sessionkit::events::SessionEvent;
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&heard);
+    let config = SessionConfig::builder()
+        .with_listener(move |e: &SessionEvent| log.lock().unwrap().push(e.clone()))
+        .build()
+        .expect("config");
+    let redis = testkit::RedisServer::start();
+    let store = RedisStore::connect(redis.url()).await.expect("store");
+    let base = serve(store, config).await;
+    let take = || std::mem::take(&mut *heard.lock().unwrap());
+    let handle_of = |b: &Browser| {
+        let id: sessionkit::SessionId = b.cookie.as_deref().expect("cookie").parse().expect("id");
+        id.storage_id().handle()
+    };
+
+    let mut first = Browser::new(base.clone(), sessionkit::DEFAULT_COOKIE_NAME);
+    first.get("/new").await;
+    let h1 = handle_of(&first);
+    assert_eq!(
+        take(),
+        [SessionEvent::Created {
+            handle: h1.clone(),
+            user: None
+        }]
+    );
+    first.get("/login?user=ann").await;
+    let h2 = handle_of(&first);
+    let ann = Some("ann".to_owned());
+    assert_eq!(
+        take(),
+        [
+            SessionEvent::IdCycled {
+                from: h1,
+                to: h2.clone(),
+                user: ann.clone()
+            },
+            SessionEvent::UserAttached {
+                handle: h2.clone(),
+                user: "ann".to_owned()
+            },
+        ]
+    );
+    let mut second = sign_in(&base, "ann", 1).await.remove(0);
+    let h3 = handle_of(&second);
+    assert_eq!(
+        take(),
+        [
+            SessionEvent::Created {
+                handle: h3.clone(),
+                user: ann.clone()
+            },
+            SessionEvent::UserAttached {
+                handle: h3.clone(),
+                user: "ann".to_owned()
+            },
+        ]
+    );
+    assert_eq!(
+        second.get(&format!("/revoke?handle={h2}")).await.status,
+        200
+    );
+    assert_eq!(
+        take(),
+        [SessionEvent::Revoked {
+            handle: h2,
+            user: "ann".to_owned()
+        }]
+    );
+    second.get("/logout").await;
+    // The contract's logout does not read the session: its user is not
+    // known to the request.
+    let events = take();
+    assert_eq!(
+        events,
+        [SessionEvent::Destroyed {
+            handle: h3,
+            user: None
+        }]
+    );
+    let mut third = sign_in(&base, "ann", 1).await.remove(0);
+    let h4 = handle_of(&third);
+    take();
+    third.get("/clear").await;
+    assert_eq!(
+        take(),
+        [SessionEvent::Destroyed {
+            handle: h4,
+            user: ann
+        }]
+    );
+    let shown = format!("{events:?}");
+    for c in [&first.cookie, &second.cookie].into_iter().flatten() {
+        assert!(!shown.contains(c.as_str()), "an event shows a cookie id");
+    }
+}
