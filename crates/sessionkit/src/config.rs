@@ -301,7 +301,6 @@ impl SessionConfigBuilder {
 
     /// Tells `listener` what happens to sessions: created, attached to a
     /// user, id cycled, destroyed, revoked ([`SessionEvent`](crate::events::SessionEvent)).
-    #[must_use]
     pub fn with_listener(mut self, listener: impl crate::events::SessionListener) -> Self {
         self.config.listener = crate::events::Listener::new(listener);
         self
