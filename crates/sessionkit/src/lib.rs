@@ -93,7 +93,7 @@ pub use integration::actix::{SessionMiddleware, SessionMiddlewareService};
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use integration::tower::{SessionLayer, SessionService};
-pub use session::Session;
+pub use session::{Session, FLASHES_KEY};
 pub use store::memory::MemoryStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

@@ -279,6 +279,51 @@ impl Session {
     }
 }
 
+/// The session key flash messages are kept under (as Flask keeps them).
+pub const FLASHES_KEY: &str = "_flashes";
+
+/// Flash messages: set now, shown once on a later page.
+impl Session {
+    /// Adds a message for the next page that reads them
+    /// ([`take_flashes`](Self::take_flashes)); any serde value.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] if the session could not be loaded,
+    /// [`Error::Encode`] if `message` does not serialize.
+    pub async fn flash<T: Serialize + ?Sized>(&self, message: &T) -> Result<(), Error> {
+        let mut list: Vec<serde_json::Value> =
+            self.get_or_remove(FLASHES_KEY).await?.unwrap_or_default();
+        let value = serde_json::to_value(message).map_err(|e| Error::Encode {
+            key: FLASHES_KEY.to_owned(),
+            source: Box::new(e),
+        })?;
+        list.push(value);
+        self.insert(FLASHES_KEY, &list).await
+    }
+
+    /// The messages flashed so far, oldest first, taken out of the
+    /// session (each is shown once). A message that is not a `T` is
+    /// dropped with the others.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] if the session could not be loaded.
+    pub async fn take_flashes<T: DeserializeOwned>(&self) -> Result<Vec<T>, Error> {
+        let Some(list) = self
+            .get_or_remove::<Vec<serde_json::Value>>(FLASHES_KEY)
+            .await?
+        else {
+            return Ok(Vec::new());
+        };
+        self.remove(FLASHES_KEY).await?;
+        Ok(list
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect())
+    }
+}
+
 /// A user's sessions, seen from one of them.
 impl Session {
     /// Attaches the session to `user` (at login, next to

@@ -12,6 +12,7 @@ mod cache;
 mod cluster;
 mod conformance;
 mod connections;
+mod flash;
 mod reliability;
 mod security;
 mod sentinel;
