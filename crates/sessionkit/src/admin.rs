@@ -85,7 +85,7 @@ impl UserSessions {
     /// clones share their sessions).
     pub fn new(store: impl SessionStore) -> Self {
         UserSessions {
-            store: Arc::new(store),
+            store: Arc::new(crate::telemetry::Measured(store)),
             listener: Listener::default(),
         }
     }

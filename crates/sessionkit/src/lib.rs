@@ -79,6 +79,7 @@ mod lifecycle;
 mod session;
 mod state;
 pub mod store;
+pub mod telemetry;
 
 pub use config::{
     ConfigError, FailurePolicy, SameSite, SessionConfig, SessionConfigBuilder, DEFAULT_COOKIE_NAME,

@@ -44,6 +44,7 @@ use crate::cookie::{self as cookies, Offered};
 use crate::events::SessionEvent;
 use crate::state::{Phase, Retire, SessionState};
 use crate::store::{ms, now_ms, Changes, SessionStore, UpdateOutcome};
+use crate::telemetry::{self, names};
 use crate::{error::Chain, Error, FailurePolicy, SessionConfig, SessionId, StorageId};
 
 /// What every request shares: the configuration and the store.
@@ -65,7 +66,7 @@ impl Shared {
     pub(crate) fn new(store: impl SessionStore, config: SessionConfig) -> Arc<Self> {
         Arc::new(Shared {
             config,
-            store: Arc::new(store),
+            store: Arc::new(crate::telemetry::Measured(store)),
         })
     }
 }
@@ -133,6 +134,7 @@ async fn load_one(
     let record = match store.load(sid).await {
         Ok(r) => r,
         Err(Error::Corrupt(why)) => {
+            telemetry::count(names::CORRUPT);
             limited!(CORRUPT, warn, storage = %sid.short(), why, "corrupt session record deleted; starting a fresh session");
             if let Err(e) = store.delete(sid).await {
                 tracing::warn!(storage = %sid.short(), error = %Chain(&e), "could not delete corrupt session record");
@@ -400,6 +402,9 @@ impl Finish {
 
     /// An empty response with `status`; a 503 says when to retry.
     fn bare(status: u16) -> Self {
+        if status == 503 {
+            telemetry::count(names::UNAVAILABLE);
+        }
         Finish {
             replace: Some(status),
             retry_after: status == 503,
@@ -548,6 +553,7 @@ async fn carry_out_retire(
         Retire::Delete(sids) => {
             for sid in &sids {
                 shared.store.delete(sid).await?;
+                telemetry::count(names::DELETES);
                 shared.config.listener.emit(|| SessionEvent::Destroyed {
                     handle: sid.handle(),
                     user: state.retired_user().map(str::to_owned),
@@ -636,7 +642,20 @@ async fn carry_out_update(
             None => changes.remove.push(key),
         }
     }
+    let data_changed = !changes.set.is_empty()
+        || !changes.remove.is_empty()
+        || changes.flags.is_some()
+        || changes.attach;
     let outcome = shared.store.update(sid, &changes).await?;
+    if data_changed {
+        telemetry::count(names::UPDATES);
+        telemetry::session_size(state.size());
+    } else {
+        telemetry::count(names::TOUCHES);
+    }
+    if outcome == UpdateOutcome::Deleted {
+        telemetry::count(names::DELETES);
+    }
     let listener = &config.listener;
     match (&outcome, changes.attach, changes.user) {
         (UpdateOutcome::Deleted, _, user) => listener.emit(|| SessionEvent::Destroyed {
@@ -664,6 +683,7 @@ async fn carry_out_update(
                 changes.attach = false;
                 changes.user = None;
                 if !changes.set.is_empty() || !changes.remove.is_empty() {
+                    telemetry::count(names::FORWARDED);
                     let outcome = shared.store.update(&to, &changes).await?;
                     tracing::debug!(?outcome, "changes forwarded to the moved session");
                 }
@@ -687,6 +707,8 @@ async fn carry_out_create(
     for _ in 0..3 {
         let id = SessionId::generate();
         if shared.store.create(&id.storage_id(), &record).await? {
+            telemetry::count(names::CREATES);
+            telemetry::session_size(state.size());
             return Ok(id);
         }
     }

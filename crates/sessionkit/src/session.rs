@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{Mutex, MutexGuard};
+use tracing::Instrument as _;
 
 use crate::admin::{SessionInfo, UserSessions};
 use crate::cookie::Offered;
@@ -51,6 +52,9 @@ struct Inner {
     /// Set by any call; lets the end of the request skip everything otherwise.
     accessed: AtomicBool,
     state: Mutex<SessionState>,
+    /// The request's `session` span (its `session` field: the short tag
+    /// of the stored session, once loaded); store calls run inside it.
+    span: tracing::Span,
 }
 
 impl Session {
@@ -65,6 +69,7 @@ impl Session {
                 shared: Arc::clone(shared),
                 accessed: AtomicBool::new(false),
                 state: Mutex::new(SessionState::default()),
+                span: tracing::debug_span!("session", session = tracing::field::Empty),
             }),
         }
     }
@@ -79,7 +84,9 @@ impl Session {
             return Finish::default();
         }
         let mut state = inner.state.lock().await;
-        lifecycle::finish(&inner.shared, &inner.offered, &mut state, status).await
+        lifecycle::finish(&inner.shared, &inner.offered, &mut state, status)
+            .instrument(inner.span.clone())
+            .await
     }
 
     /// Locks the state, loading the session first if needed.
@@ -87,7 +94,13 @@ impl Session {
         self.inner.accessed.store(true, Ordering::Relaxed);
         let mut state = self.inner.state.lock().await;
         if !state.is_loaded() {
-            lifecycle::load(&self.inner.shared, &self.inner.offered, &mut state).await?;
+            let span = &self.inner.span;
+            lifecycle::load(&self.inner.shared, &self.inner.offered, &mut state)
+                .instrument(span.clone())
+                .await?;
+            if let Some(base) = state.base() {
+                span.record("session", base.short());
+            }
         }
         Ok(state)
     }

@@ -214,12 +214,13 @@ impl Cache {
             shard.remove(key);
         }
         drop(shard);
-        let counter = if fresh.is_some() {
-            &self.hits
+        let (counter, name) = if fresh.is_some() {
+            (&self.hits, crate::telemetry::names::CACHE_HITS)
         } else {
-            &self.misses
+            (&self.misses, crate::telemetry::names::CACHE_MISSES)
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::count(name);
         fresh
     }
 
