@@ -35,6 +35,9 @@ pub struct SessionInfo {
     pub expires: SystemTime,
     /// Whether it is the session of the request that asked.
     pub current: bool,
+    /// What the application noted about its device
+    /// ([`Session::set_info`](crate::Session::set_info)).
+    pub info: std::collections::BTreeMap<String, String>,
 }
 
 fn time(ms: u64) -> SystemTime {
@@ -51,6 +54,7 @@ impl SessionInfo {
             last_seen: (record.meta.seen_ms > 0).then(|| time(record.meta.seen_ms)),
             expires: time(record.meta.expires_ms),
             current: current == Some(id),
+            info: record.info.clone(),
         }
     }
 }

@@ -634,6 +634,7 @@ async fn carry_out_update(
         attach: state.user_changed(),
         stored_expires_ms: state.meta().expires_ms,
         seen_ms: Some(now_ms()),
+        info: state.info_changes().collect(),
         ..Changes::default()
     };
     for (key, value) in state.changes() {
@@ -645,7 +646,8 @@ async fn carry_out_update(
     let data_changed = !changes.set.is_empty()
         || !changes.remove.is_empty()
         || changes.flags.is_some()
-        || changes.attach;
+        || changes.attach
+        || !changes.info.is_empty();
     let outcome = shared.store.update(sid, &changes).await?;
     if data_changed {
         telemetry::count(names::UPDATES);
@@ -682,6 +684,7 @@ async fn carry_out_update(
                 changes.delete_if_empty = false;
                 changes.attach = false;
                 changes.user = None;
+                changes.info.clear();
                 if !changes.set.is_empty() || !changes.remove.is_empty() {
                     telemetry::count(names::FORWARDED);
                     let outcome = shared.store.update(&to, &changes).await?;

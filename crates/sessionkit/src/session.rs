@@ -355,6 +355,66 @@ impl Session {
         Ok(())
     }
 
+    /// Notes `value` under `key` about this session's device, for its
+    /// user's device list ([`SessionInfo::info`](crate::admin::SessionInfo::info)):
+    /// a user agent, a sign-in method; the client's IP address only if you
+    /// choose to keep it. An empty `value` removes the note. Saved with
+    /// the session's data; not counted in its size limit, so bounded here.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] if the session could not be loaded;
+    /// [`Error::TooLarge`] if `key` is longer than 32 bytes, `value` than
+    /// 256, or the session would have more than 8 notes;
+    /// [`Error::Encode`] if `key` is empty or not ASCII letters, digits,
+    /// `-` and `_`.
+    pub async fn set_info(&self, key: &str, value: &str) -> Result<(), Error> {
+        const KEY: usize = 32;
+        const VALUE: usize = 256;
+        const NOTES: usize = 8;
+        if key.is_empty()
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(Error::Encode {
+                key: "info".to_owned(),
+                source: "a note's key is ASCII letters, digits, `-` and `_`".into(),
+            });
+        }
+        if key.len() > KEY {
+            return Err(Error::TooLarge {
+                size: key.len(),
+                limit: KEY,
+            });
+        }
+        if value.len() > VALUE {
+            return Err(Error::TooLarge {
+                size: value.len(),
+                limit: VALUE,
+            });
+        }
+        let mut state = self.loaded().await?;
+        let adds = !value.is_empty() && !state.info().contains_key(key);
+        if adds && state.info().len() >= NOTES {
+            return Err(Error::TooLarge {
+                size: NOTES + 1,
+                limit: NOTES,
+            });
+        }
+        state.set_info(key, value);
+        Ok(())
+    }
+
+    /// The note under `key` about this session's device.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] if the session could not be loaded.
+    pub async fn info(&self, key: &str) -> Result<Option<String>, Error> {
+        Ok(self.loaded().await?.info().get(key).cloned())
+    }
+
     /// The user the session is attached to.
     ///
     /// # Errors

@@ -57,6 +57,9 @@ pub(crate) struct SessionState {
     user_changed: bool,
     /// The user of the session a flush destroyed.
     retired_user: Option<String>,
+    /// Device notes, and which of them changed since the load.
+    info: std::collections::BTreeMap<String, String>,
+    info_changed: std::collections::BTreeSet<String>,
     retire: Option<Retire>,
     /// The new id of a cycled session, once its record exists: the cookie
     /// to send, whatever else happens.
@@ -84,6 +87,8 @@ impl Default for SessionState {
             user: None,
             user_changed: false,
             retired_user: None,
+            info: std::collections::BTreeMap::new(),
+            info_changed: std::collections::BTreeSet::new(),
             retire: None,
             reissue: None,
             size: 0,
@@ -123,6 +128,8 @@ impl SessionState {
         self.meta_changed = false;
         self.user = None;
         self.user_changed = false;
+        self.info.clear();
+        self.info_changed.clear();
         self.size = 0;
     }
 
@@ -134,6 +141,8 @@ impl SessionState {
         self.meta = record.meta;
         self.user = record.user;
         self.user_changed = false;
+        self.info = record.info;
+        self.info_changed.clear();
         self.base = Some(base);
         self.dirty.clear();
         self.meta_changed = false;
@@ -235,6 +244,31 @@ impl SessionState {
         }
     }
 
+    /// Notes `value` under `key` about the session's device (an empty
+    /// value removes the note).
+    pub(crate) fn set_info(&mut self, key: &str, value: &str) {
+        let current = self.info.get(key).map_or("", String::as_str);
+        if current != value {
+            if value.is_empty() {
+                self.info.remove(key);
+            } else {
+                self.info.insert(key.to_owned(), value.to_owned());
+            }
+            self.info_changed.insert(key.to_owned());
+        }
+    }
+
+    pub(crate) fn info(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.info
+    }
+
+    /// The notes changed since the load (`""`: removed).
+    pub(crate) fn info_changes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.info_changed
+            .iter()
+            .map(|k| (k.as_str(), self.info.get(k).map_or("", String::as_str)))
+    }
+
     pub(crate) fn set_permanent(&mut self, permanent: bool) {
         if self.meta.permanent != permanent {
             self.meta.permanent = permanent;
@@ -293,7 +327,10 @@ impl SessionState {
 
     /// Whether anything is to be written besides a touch.
     pub(crate) fn changed(&self) -> bool {
-        !self.dirty.is_empty() || self.meta_changed || self.user_changed
+        !self.dirty.is_empty()
+            || self.meta_changed
+            || self.user_changed
+            || !self.info_changed.is_empty()
     }
 
     pub(crate) fn meta_changed(&self) -> bool {
@@ -331,6 +368,7 @@ impl SessionState {
         self.phase = Phase::Loaded;
         self.meta_changed = false;
         self.user_changed = false;
+        self.info_changed.clear();
         std::mem::take(&mut self.dirty)
     }
 
@@ -371,6 +409,7 @@ impl SessionState {
         meta.expires_ms = expires_ms;
         let mut record = Record::new(self.data.clone(), meta);
         record.user.clone_from(&self.user);
+        record.info.clone_from(&self.info);
         record
     }
 }

@@ -249,6 +249,13 @@ impl SessionStore for MemoryStore {
                 if let Some(seen) = changes.seen_ms {
                     record.meta.seen_ms = seen;
                 }
+                for (k, v) in &changes.info {
+                    if v.is_empty() {
+                        record.info.remove(*k);
+                    } else {
+                        record.info.insert((*k).to_owned(), (*v).to_owned());
+                    }
+                }
                 let before = record.user.clone();
                 if changes.attach {
                     record.user = changes.user.map(str::to_owned);

@@ -59,6 +59,9 @@ pub struct Record {
     pub meta: Meta,
     /// The user the session is attached to (listed in their index).
     pub user: Option<String>,
+    /// What the application noted about the session's device
+    /// ([`Session::set_info`](crate::Session::set_info)).
+    pub info: std::collections::BTreeMap<String, String>,
 }
 
 /// A session's metadata. Times are Unix milliseconds.
@@ -119,6 +122,8 @@ pub struct Changes<'a> {
     pub stored_expires_ms: u64,
     /// When this request saw the session (Unix ms), to keep.
     pub seen_ms: Option<u64>,
+    /// Device notes to set (an empty value removes one).
+    pub info: Vec<(&'a str, &'a str)>,
 }
 
 impl Record {
@@ -128,6 +133,7 @@ impl Record {
             data,
             meta,
             user: None,
+            info: std::collections::BTreeMap::new(),
         }
     }
 

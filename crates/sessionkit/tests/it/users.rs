@@ -274,3 +274,70 @@ async fn the_listener_hears_each_event_by_handle() {
         assert!(!shown.contains(c.as_str()), "an event shows a cookie id");
     }
 }
+
+/// Notes the application keeps about a device (here its user agent) come
+/// back with the device list, on both stores; a note too long is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_notes_come_with_the_list() {
+    use axum::extract::Query;
+    use axum::routing::get;
+    use sessionkit::{Session, SessionLayer};
+    use std::collections::HashMap;
+
+    let redis = testkit::RedisServer::start();
+    let stores: Vec<std::sync::Arc<dyn SessionStore>> = vec![
+        std::sync::Arc::new(MemoryStore::new()),
+        std::sync::Arc::new(RedisStore::connect(redis.url()).await.expect("store")),
+    ];
+    for store in stores {
+        let router = axum::Router::new()
+            .route(
+                "/in",
+                get(
+                    |s: Session, Query(q): Query<HashMap<String, String>>| async move {
+                        s.insert("n", &1).await?;
+                        s.set_user("ann").await?;
+                        s.set_info("agent", q.get("agent").map_or("", String::as_str))
+                            .await?;
+                        Ok::<_, sessionkit::Error>("ok")
+                    },
+                ),
+            )
+            .route(
+                "/devices",
+                get(|s: Session| async move {
+                    let list = s.devices().await?;
+                    let rows: Vec<String> = list
+                        .iter()
+                        .map(|d| {
+                            let agent = d.info.get("agent").map_or("-", String::as_str);
+                            format!("{agent}{}", if d.current { " (this one)" } else { "" })
+                        })
+                        .collect();
+                    Ok::<_, sessionkit::Error>(rows.join(", "))
+                }),
+            )
+            .layer(SessionLayer::new(store, SessionConfig::default()));
+        let base = testkit::serve_axum(router).await;
+        let mut laptop = Browser::new(base.clone(), sessionkit::DEFAULT_COOKIE_NAME);
+        let mut phone = Browser::new(base, sessionkit::DEFAULT_COOKIE_NAME);
+        assert_eq!(
+            laptop.get("/in?agent=Firefox%20on%20Linux").await.status,
+            200
+        );
+        assert_eq!(phone.get("/in?agent=Safari%20on%20iOS").await.status, 200);
+        let seen = laptop.get("/devices").await.body;
+        assert!(
+            seen == "Firefox on Linux (this one), Safari on iOS"
+                || seen == "Safari on iOS, Firefox on Linux (this one)",
+            "{seen}"
+        );
+        let long = "x".repeat(300);
+        assert_eq!(laptop.get(&format!("/in?agent={long}")).await.status, 413);
+        assert!(laptop
+            .get("/devices")
+            .await
+            .body
+            .contains("Firefox on Linux (this one)"));
+    }
+}

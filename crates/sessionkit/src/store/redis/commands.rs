@@ -185,6 +185,7 @@ impl Commands {
                 Err(e) => return Err(Error::unavailable(e)),
             }
         }
+        let info = layout::info_pairs(record);
         let save = Save {
             create: true,
             expires: Some(record.meta.expires_ms),
@@ -193,10 +194,7 @@ impl Commands {
             limit: None,
             set: record.data.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
             remove: &[],
-            extra: Extra {
-                user: record.user.as_deref(),
-                seen_ms: (record.meta.seen_ms > 0).then_some(record.meta.seen_ms),
-            },
+            extra: layout::extra_of(record, &info),
         };
         let reply = self.save(link, key, save).await?;
         let created = matches!(reply, SaveReply::Saved);
@@ -254,6 +252,7 @@ impl Commands {
             extra: Extra {
                 user: changes.attach.then(|| changes.user.unwrap_or("")),
                 seen_ms: changes.seen_ms,
+                info: &changes.info,
             },
         };
         let reply = self.save(link, key, save).await?;

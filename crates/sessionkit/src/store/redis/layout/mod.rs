@@ -14,7 +14,8 @@
 //!   in the index `<prefix>user:<base64url(SHA-256(user))>`, a sorted set
 //!   of storage ids scored by deadline (Unix ms) that expires with its
 //!   latest deadline (`index.lua`); `m:seen`: when a request last saved
-//!   or touched it (Unix ms).
+//!   or touched it (Unix ms); `m:i:<key>`: the application's notes about
+//!   the session's device (an empty value: none).
 //! - A forwarding marker (left by a cycled session): `m:v` and `m:moved`
 //!   (the new storage id), expiring after `MOVED_GRACE`.
 //! - Records of earlier versions may hold `m:rev` (a revision): ignored.
@@ -44,6 +45,8 @@ pub(super) const SIZE: &str = "m:size";
 pub(super) const MOVED: &str = "m:moved";
 pub(super) const USER: &str = "m:user";
 pub(super) const SEEN: &str = "m:seen";
+/// Prefix of the device notes' fields.
+pub(super) const INFO: &str = "m:i:";
 
 /// The key of `user`'s index under `prefix` (a hash of the user id: any
 /// id makes a well-formed key, and none shows in a key listing).
@@ -62,6 +65,8 @@ pub(crate) fn index_key(prefix: &str, user: &str) -> String {
 pub(super) struct Extra<'a> {
     pub(super) user: Option<&'a str>,
     pub(super) seen_ms: Option<u64>,
+    /// Device notes to write (`""`: removed).
+    pub(super) info: &'a [(&'a str, &'a str)],
 }
 
 /// `d:<key>`, as one argument of `cmd`.
@@ -80,7 +85,7 @@ pub(super) fn meta_fields(
     on_create: bool,
     expires: Option<u64>,
     extra: Extra<'_>,
-    mut field: impl FnMut(&'static str, &[u8]),
+    mut field: impl FnMut(&str, &[u8]),
 ) {
     let mut num = itoa::Buffer::new();
     if let Some(ms) = expires {
@@ -88,6 +93,9 @@ pub(super) fn meta_fields(
     }
     if let Some(user) = extra.user {
         field(USER, user.as_bytes());
+    }
+    for (k, v) in extra.info {
+        field(&format!("{INFO}{k}"), v.as_bytes());
     }
     if let Some(ms) = extra.seen_ms {
         field(SEEN, num.format(ms).as_bytes());
@@ -120,12 +128,23 @@ pub(super) fn meta_count(
     n
 }
 
-/// What a new record writes besides its flags.
-fn extra_of(record: &Record) -> Extra<'_> {
+/// What a new record writes besides its flags (`info`: its notes, as
+/// [`info_pairs`] gives them).
+pub(super) fn extra_of<'a>(record: &'a Record, info: &'a [(&'a str, &'a str)]) -> Extra<'a> {
     Extra {
         user: record.user.as_deref(),
         seen_ms: (record.meta.seen_ms > 0).then_some(record.meta.seen_ms),
+        info,
     }
+}
+
+/// A record's device notes as pairs.
+pub(super) fn info_pairs(record: &Record) -> Vec<(&str, &str)> {
+    record
+        .info
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
 }
 
 /// A new record as a `RESTORE` payload (as the save script's create writes
@@ -134,7 +153,8 @@ fn extra_of(record: &Record) -> Extra<'_> {
 /// Redis's default listpack limits, else the plain hash layout.
 pub(crate) fn dump_record(record: &Record, listpack: bool) -> Vec<u8> {
     let expires = Some(record.meta.expires_ms);
-    let extra = extra_of(record);
+    let info = info_pairs(record);
+    let extra = extra_of(record, &info);
     let fields = 1 + record.data.len() + meta_count(Some(&record.meta), true, expires, extra);
     // The metadata fields are short names with numbers (at most 20 digits),
     // and the user id.
@@ -143,6 +163,9 @@ pub(crate) fn dump_record(record: &Record, listpack: bool) -> Vec<u8> {
             .user
             .as_ref()
             .is_none_or(|u| u.len() <= dump::LISTPACK_MAX_LEN)
+        && record.info.iter().all(|(k, v)| {
+            INFO.len() + k.len() <= dump::LISTPACK_MAX_LEN && v.len() <= dump::LISTPACK_MAX_LEN
+        })
         && record.data.iter().all(|(k, v)| {
             DATA.len() + k.len() <= dump::LISTPACK_MAX_LEN && v.len() <= dump::LISTPACK_MAX_LEN
         });
@@ -252,6 +275,12 @@ pub(crate) fn decode_record(fields: Fields) -> Result<Option<Record>, Error> {
             USER => {
                 record.user =
                     Some(String::from_utf8(value).map_err(|_| corrupt("non-UTF-8 m:user"))?);
+            }
+            f if f.starts_with(INFO) => {
+                if !value.is_empty() {
+                    let value = String::from_utf8(value).map_err(|_| corrupt("non-UTF-8 note"))?;
+                    record.info.insert(f[INFO.len()..].to_owned(), value);
+                }
             }
             // Metadata added by later minor versions is ignored, not fatal.
             f if f.starts_with("m:") => {}
