@@ -8,7 +8,11 @@
 //! ```
 //!
 //! Session keys: `user` (the signed-in name), `visits` (a counter bumped by
-//! every visit to `/`) and `cart` (item name → quantity).
+//! every visit to `/`) and `cart` (item name → quantity); flash messages
+//! after sign-in, sign-out and cart changes. A signed-in session is
+//! attached to its user: `/devices` lists the user's sessions (browser and
+//! system from each one's user agent), ends one, or all ("log out
+//! everywhere"). `/metrics` serves the library's counters (Prometheus).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,13 +20,13 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use axum::extract::Form;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
-use sessionkit::{MemoryStore, RedisStore, Session, SessionConfig, SessionLayer};
+use sessionkit::{MemoryStore, RedisStore, Session, SessionConfig, SessionHandle, SessionLayer};
 use tracing_subscriber::EnvFilter;
 
 /// Longest accepted name or item, in characters.
@@ -94,6 +98,9 @@ async fn run(args: Args) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
 
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("cannot set up /metrics: {e}"))?;
     let (layer, store_name) = match args.store {
         StoreKind::Memory => (SessionLayer::new(MemoryStore::new(), config), "memory"),
         StoreKind::Redis => {
@@ -131,6 +138,13 @@ async fn run(args: Args) -> Result<(), String> {
         .route("/logout", post(logout))
         .route("/cart/add", post(cart_add))
         .route("/cart/remove", post(cart_remove))
+        .route("/devices", get(devices))
+        .route("/devices/end", post(end_device))
+        .route("/logout-everywhere", post(logout_everywhere))
+        .route(
+            "/metrics",
+            get(move || std::future::ready(metrics.render())),
+        )
         .fallback(not_found)
         .layer(layer);
 
@@ -263,12 +277,13 @@ async fn index(session: Session) -> Result<Html<String>, AppError> {
     let user: Option<String> = session.get_or_remove("user").await?;
     let cart: Cart = session.get_or_remove("cart").await?.unwrap_or_default();
 
-    let mut body = String::new();
+    let mut body = flashes(&session).await?;
     match &user {
         Some(name) => {
             let _ = write!(
                 body,
                 r#"<section><p>Signed in as <strong>{}</strong></p>
+<p><a href="/devices">Your devices</a></p>
 <form method="post" action="/logout"><button>Sign out</button></form></section>"#,
                 escape(name)
             );
@@ -316,19 +331,148 @@ struct LoginForm {
     name: String,
 }
 
-async fn login(session: Session, Form(form): Form<LoginForm>) -> Result<Redirect, AppError> {
+async fn login(
+    session: Session,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Result<Redirect, AppError> {
     let name = validate(&form.name, "name")?;
     // A new id on sign-in defeats session fixation; the cart and counter move along.
     session.cycle_id().await?;
     session.insert("user", &name).await?;
+    // Listed among the user's devices, ended with them.
+    session.set_user(&name).await?;
+    let agent = headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    session.set_info("device", &device_of(agent)).await?;
     session.set_permanent(true).await?;
+    session.flash(&format!("Welcome, {name}.")).await?;
     tracing::info!("signed in");
     Ok(Redirect::to("/"))
 }
 
-async fn logout(session: Session) -> Redirect {
+async fn logout(session: Session) -> Result<Redirect, AppError> {
     session.flush().await;
-    Redirect::to("/")
+    // The flash goes into the new, empty session the next page reads.
+    session.flash("You are signed out.").await?;
+    Ok(Redirect::to("/"))
+}
+
+/// The flash messages for this page, as HTML.
+async fn flashes(session: &Session) -> Result<String, AppError> {
+    let shown: Vec<String> = session.take_flashes().await?;
+    Ok(shown
+        .iter()
+        .map(|m| format!("<p class=flash>{}</p>", escape(m)))
+        .collect())
+}
+
+/// "Firefox on Linux", from a user agent (the common ones; "A browser"
+/// otherwise).
+fn device_of(agent: &str) -> String {
+    let browser = [
+        ("Edg/", "Edge"),
+        ("OPR/", "Opera"),
+        ("Firefox/", "Firefox"),
+        ("Chrome/", "Chrome"),
+        ("Safari/", "Safari"),
+        ("curl/", "curl"),
+    ]
+    .iter()
+    .find(|(mark, _)| agent.contains(mark))
+    .map_or("A browser", |(_, name)| name);
+    let system = [
+        ("Android", "Android"),
+        ("iPhone", "iOS"),
+        ("iPad", "iPadOS"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "macOS"),
+        ("CrOS", "ChromeOS"),
+        ("Linux", "Linux"),
+    ]
+    .iter()
+    .find(|(mark, _)| agent.contains(mark))
+    .map(|(_, name)| *name);
+    match system {
+        Some(system) => format!("{browser} on {system}"),
+        None => browser.to_owned(),
+    }
+}
+
+/// How long ago `t` was, roughly.
+fn ago(t: std::time::SystemTime) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(t)
+        .map_or(0, |d| d.as_secs());
+    match secs {
+        0..=59 => "just now".to_owned(),
+        60..=3599 => format!("{} min ago", secs / 60),
+        3600..=86_399 => format!("{} h ago", secs / 3600),
+        _ => format!("{} days ago", secs / 86_400),
+    }
+}
+
+async fn devices(session: Session) -> Result<Response, AppError> {
+    if session.user().await?.is_none() {
+        return Ok(Redirect::to("/").into_response());
+    }
+    let mut body = flashes(&session).await?;
+    body.push_str("<section><h2>Your devices</h2><ul>");
+    for d in session.devices().await? {
+        let name = d.info.get("device").map_or("A browser", String::as_str);
+        let seen = d.last_seen.map_or("-".to_owned(), ago);
+        let _ = write!(
+            body,
+            r#"<li><span>{}{} <span class=muted>signed in {}, last seen {}</span></span>"#,
+            escape(name),
+            if d.current { " <strong>(this device)</strong>" } else { "" },
+            ago(d.created),
+            seen
+        );
+        if !d.current {
+            let _ = write!(
+                body,
+                r#"<form method="post" action="/devices/end"><input type="hidden" name="handle" value="{}"><button class=small>End</button></form>"#,
+                escape(d.handle.as_str())
+            );
+        }
+        body.push_str("</li>");
+    }
+    body.push_str(
+        r#"</ul><form method="post" action="/logout-everywhere"><button>Log out everywhere</button></form>
+<p><a href="/">Back</a></p></section>"#,
+    );
+    Ok(Html(page("Your devices", &body)).into_response())
+}
+
+#[derive(Deserialize)]
+struct HandleForm {
+    #[serde(default)]
+    handle: String,
+}
+
+async fn end_device(session: Session, Form(form): Form<HandleForm>) -> Result<Redirect, AppError> {
+    let ended = match SessionHandle::parse(&form.handle) {
+        Some(h) => session.revoke_device(&h).await?,
+        None => false,
+    };
+    let note = if ended {
+        "That device is signed out."
+    } else {
+        "That device was signed out already."
+    };
+    session.flash(note).await?;
+    Ok(Redirect::to("/devices"))
+}
+
+async fn logout_everywhere(session: Session) -> Result<Redirect, AppError> {
+    let others = session.logout_everywhere().await?;
+    session
+        .flash(&format!("Signed out here and on {others} other device(s)."))
+        .await?;
+    Ok(Redirect::to("/"))
 }
 
 #[derive(Deserialize)]
@@ -345,6 +489,7 @@ async fn cart_add(session: Session, Form(form): Form<ItemForm>) -> Result<Redire
             "the cart holds at most {MAX_ITEMS} different items"
         )));
     }
+    session.flash(&format!("Added {item}.")).await?;
     let qty = cart.entry(item).or_insert(0);
     *qty = (*qty + 1).min(MAX_QTY);
     session.insert("cart", &cart).await?;
@@ -355,6 +500,7 @@ async fn cart_remove(session: Session, Form(form): Form<ItemForm>) -> Result<Red
     let item = validate(&form.item, "item")?;
     let mut cart: Cart = session.get_or_remove("cart").await?.unwrap_or_default();
     if cart.remove(&item).is_some() {
+        session.flash(&format!("Removed {item}.")).await?;
         if cart.is_empty() {
             session.remove("cart").await?;
         } else {
@@ -475,6 +621,7 @@ fn page(title: &str, body: &str) -> String {
 body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 36rem; margin: 2rem auto; padding: 0 1rem; color: #222; }}
 h1 {{ font-size: 1.5rem; }} h2 {{ font-size: 1.15rem; margin: 0 0 .5rem; }}
 section {{ border: 1px solid #ddd; border-radius: 8px; padding: .75rem 1rem; margin: 1rem 0; }}
+.flash {{ background: #eef6ff; border-left: 4px solid #2563eb; padding: .4rem .75rem; margin: .5rem 0; }}
 form {{ display: inline-flex; gap: .5rem; margin: 0; }}
 input {{ padding: .3rem .5rem; border: 1px solid #bbb; border-radius: 4px; }}
 button {{ padding: .3rem .8rem; border: 0; border-radius: 4px; background: #2563eb; color: #fff; cursor: pointer; }}
