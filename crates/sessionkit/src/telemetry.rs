@@ -5,7 +5,7 @@
 //!
 //! The lifecycle counts what it decides (creates, updates, touches,
 //! deletes, forwarded saves, corrupt records, 503s, session sizes);
-//! [`Measured`] wraps the store and times every call; the Redis store's
+//! a wrapper around the store times every call; the Redis store's
 //! client cache counts its hits and misses.
 
 use std::time::Instant;

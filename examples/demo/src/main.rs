@@ -427,7 +427,11 @@ async fn devices(session: Session) -> Result<Response, AppError> {
             body,
             r#"<li><span>{}{} <span class=muted>signed in {}, last seen {}</span></span>"#,
             escape(name),
-            if d.current { " <strong>(this device)</strong>" } else { "" },
+            if d.current {
+                " <strong>(this device)</strong>"
+            } else {
+                ""
+            },
             ago(d.created),
             seen
         );

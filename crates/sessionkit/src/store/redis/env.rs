@@ -42,17 +42,17 @@ impl RedisStoreBuilder {
     /// A store for the Redis the environment names:
     ///
     /// - `REDIS_CLUSTER_URLS`: comma-separated seed nodes of a Redis
-    ///   Cluster ([`cluster`](Self::cluster), feature `cluster`);
+    ///   Cluster (`cluster`, feature `cluster`);
     /// - else `REDIS_SENTINEL_URLS` (comma-separated) with
     ///   `REDIS_SENTINEL_SERVICE`, the primary's name
-    ///   ([`sentinel`](Self::sentinel), feature `sentinel`);
+    ///   (`sentinel`, feature `sentinel`);
     /// - else `REDIS_URL` (`redis://` or `rediss://`; default
     ///   `redis://127.0.0.1:6379/`);
     ///
     /// and for TLS (feature `tls`) `REDIS_CA_FILE`, a PEM file of the CA to
-    /// trust ([`with_tls_ca`](Self::with_tls_ca)), and `REDIS_CLIENT_CERT`
-    /// with `REDIS_CLIENT_KEY`, PEM files of a client certificate
-    /// ([`with_tls_client_cert`](Self::with_tls_client_cert)). The
+    /// trust (`with_tls_ca`), and `REDIS_CLIENT_CERT` with
+    /// `REDIS_CLIENT_KEY`, PEM files of a client certificate
+    /// (`with_tls_client_cert`). The
     /// builder's other settings stay as they are.
     ///
     /// # Errors
