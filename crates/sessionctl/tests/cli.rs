@@ -126,3 +126,67 @@ async fn every_command_on_a_real_redis() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no session has the handle"));
 }
+
+/// On each topology, found through the environment alone: `revoke-user`
+/// signs every device of that user out on both of two app instances (each
+/// with the client cache) within the cache's bound, and no one else;
+/// `count` sees every session on every primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_user_on_every_topology_and_two_instances() {
+    use std::time::Duration;
+    use testkit::topology::Topology;
+    const BOUND: Duration = Duration::from_millis(100);
+
+    for start in Topology::all() {
+        let topology = start();
+        let name = topology.name();
+        let serve = |store: RedisStore| async move {
+            let app = testkit::contract::axum_router(store, SessionConfig::default());
+            testkit::serve_axum(app).await
+        };
+        let a = serve(topology.store(RedisStore::builder()).await).await;
+        let b = serve(topology.store(RedisStore::builder()).await).await;
+        let mut devices = Vec::new();
+        for user in ["ann", "ann", "ann", "bob"] {
+            let mut on_a = Browser::new(a.clone(), sessionkit::DEFAULT_COOKIE_NAME);
+            assert_eq!(on_a.get(&format!("/login?user={user}")).await.status, 200);
+            let mut on_b = Browser::new(b.clone(), sessionkit::DEFAULT_COOKIE_NAME)
+                .with_cookie(on_a.cookie.as_deref());
+            for _ in 0..2 {
+                assert_eq!(on_a.get("/whoami").await.body, user, "{name}");
+                assert_eq!(on_b.get("/whoami").await.body, user, "{name}");
+            }
+            devices.push((on_a, on_b));
+        }
+        let run = |args: &[&str]| -> Value {
+            let out = Command::cargo_bin("sessionctl")
+                .expect("binary")
+                .args(["--json", "--quiet"])
+                .args(args)
+                .env_remove("REDIS_URL")
+                .env_remove("REDIS_CLUSTER_URLS")
+                .env_remove("REDIS_SENTINEL_URLS")
+                .envs(topology.env())
+                .output()
+                .expect("run");
+            assert!(
+                out.status.success(),
+                "{name}: {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice(&out.stdout).expect("json")
+        };
+        assert_eq!(run(&["count"])["sessions"], 4, "{name}");
+        assert_eq!(run(&["revoke-user", "ann"])["revoked"], 3, "{name}");
+        for (i, (on_a, on_b)) in devices.iter_mut().take(3).enumerate() {
+            let took = on_a.poll("/whoami", BOUND, |r| r.status == 401).await;
+            assert!(took < BOUND, "{name}: device {i} on A after {took:?}");
+            let took = on_b.poll("/whoami", BOUND, |r| r.status == 401).await;
+            assert!(took < BOUND, "{name}: device {i} on B after {took:?}");
+        }
+        let (bob_a, bob_b) = &mut devices[3];
+        assert_eq!(bob_a.get("/whoami").await.body, "bob", "{name}");
+        assert_eq!(bob_b.get("/whoami").await.body, "bob", "{name}");
+        assert_eq!(run(&["count"])["sessions"], 1, "{name}");
+    }
+}

@@ -18,6 +18,7 @@ pub mod log;
 pub mod sentinel;
 mod server;
 pub mod tls;
+pub mod topology;
 
 pub use server::{RedisServer, SERVER_BIN_ENV};
 

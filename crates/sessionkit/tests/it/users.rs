@@ -8,6 +8,7 @@ use std::time::Duration;
 use sessionkit::admin::UserSessions;
 use sessionkit::{MemoryStore, RedisStore, SessionConfig, SessionStore};
 use testkit::client::Browser;
+use testkit::topology::Topology;
 
 /// How soon another instance must see a revocation (the client cache's
 /// tested coherence bound, as in `cache.rs`).
@@ -103,74 +104,81 @@ async fn sign_in(base: &str, user: &str, n: usize) -> Vec<Browser> {
 }
 
 /// Past the cap, the session closest to expiring (the earliest sign-in
-/// here) ends; the index never holds more than the cap.
+/// here) ends; the index never holds more than the cap. On each topology,
+/// and on the memory store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cap_ends_the_session_closest_to_expiring() {
-    let redis = testkit::RedisServer::start();
-    let redis_store = RedisStore::builder()
-        .with_max_sessions_per_user(2)
-        .connect(redis.url())
-        .await
-        .expect("store");
-    let memory = MemoryStore::new().with_max_sessions_per_user(2);
-    for (name, store) in [
-        ("redis", Box::new(redis_store) as Box<dyn SessionStore>),
-        ("memory", Box::new(memory)),
-    ] {
-        let store: std::sync::Arc<dyn SessionStore> = store.into();
-        let base = serve(store.clone(), SessionConfig::default()).await;
-        let mut devices = sign_in(&base, "ann", 2).await;
-        for n in 0..3 {
-            // Each sign-in ends the oldest one still signed in.
-            devices.extend(sign_in(&base, "ann", 1).await);
-            assert_eq!(
-                devices[n].get("/whoami").await.status,
-                401,
-                "{name}: device {n}"
-            );
-            assert_eq!(devices[n + 1].get("/whoami").await.body, "ann", "{name}");
-            assert_eq!(devices[n + 2].get("/whoami").await.body, "ann", "{name}");
-            let listed = store.sessions_of("ann").await.expect("list");
-            assert_eq!(listed.len(), 2, "{name}: {listed:?}");
-        }
+    let memory: std::sync::Arc<dyn SessionStore> =
+        std::sync::Arc::new(MemoryStore::new().with_max_sessions_per_user(2));
+    cap_holds("memory", memory).await;
+    for start in Topology::all() {
+        let topology = start();
+        let store = topology
+            .store(RedisStore::builder().with_max_sessions_per_user(2))
+            .await;
+        cap_holds(topology.name(), std::sync::Arc::new(store)).await;
+        assert_eq!(
+            topology.indexes(),
+            [2],
+            "{}: the index holds the cap",
+            topology.name()
+        );
     }
-    let index: Vec<String> = redis.cmd(&["KEYS", "session:user:*"]);
-    assert_eq!(index.len(), 1);
-    let held: i64 = redis.cmd(&["ZCARD", &index[0]]);
-    assert_eq!(held, 2, "the index holds no more than the cap");
+}
+
+async fn cap_holds(name: &str, store: std::sync::Arc<dyn SessionStore>) {
+    let base = serve(store.clone(), SessionConfig::default()).await;
+    let mut devices = sign_in(&base, "ann", 2).await;
+    for n in 0..3 {
+        // Each sign-in ends the oldest one still signed in.
+        devices.extend(sign_in(&base, "ann", 1).await);
+        assert_eq!(
+            devices[n].get("/whoami").await.status,
+            401,
+            "{name}: device {n}"
+        );
+        assert_eq!(devices[n + 1].get("/whoami").await.body, "ann", "{name}");
+        assert_eq!(devices[n + 2].get("/whoami").await.body, "ann", "{name}");
+        let listed = store.sessions_of("ann").await.expect("list");
+        assert_eq!(listed.len(), 2, "{name}: {listed:?}");
+    }
 }
 
 /// A session that expires leaves its user's list; the index key expires
-/// with the last of its sessions.
+/// with the last of its sessions. On each topology.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_session_leaves_the_list() {
-    let redis = testkit::RedisServer::start();
-    let store = RedisStore::connect(redis.url()).await.expect("store");
-    let short = SessionConfig::builder()
-        .with_permanent_lifetime(Duration::from_millis(700))
-        .build()
-        .expect("config");
-    let long = serve(store.clone(), SessionConfig::default()).await;
-    let brief = serve(store.clone(), short).await;
-    let mut stays = sign_in(&long, "ann", 1).await;
-    sign_in(&brief, "ann", 1).await;
-    let admin = UserSessions::new(store.clone());
-    assert_eq!(admin.list("ann").await.expect("list").len(), 2);
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    let listed = admin.list("ann").await.expect("list");
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(stays[0].get("/whoami").await.body, "ann");
-    let index: Vec<String> = redis.cmd(&["KEYS", "session:user:*"]);
-    let held: i64 = redis.cmd(&["ZCARD", &index[0]]);
-    assert_eq!(held, 1, "the expired entry was removed");
+    for start in Topology::all() {
+        let topology = start();
+        let name = topology.name();
+        let store = topology.store(RedisStore::builder()).await;
+        let short = SessionConfig::builder()
+            .with_permanent_lifetime(Duration::from_millis(700))
+            .build()
+            .expect("config");
+        let long = serve(store.clone(), SessionConfig::default()).await;
+        let brief = serve(store.clone(), short).await;
+        let mut stays = sign_in(&long, "ann", 1).await;
+        sign_in(&brief, "ann", 1).await;
+        let admin = UserSessions::new(store.clone());
+        assert_eq!(admin.list("ann").await.expect("list").len(), 2, "{name}");
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        let listed = admin.list("ann").await.expect("list");
+        assert_eq!(listed.len(), 1, "{name}: {listed:?}");
+        assert_eq!(stays[0].get("/whoami").await.body, "ann", "{name}");
+        assert_eq!(
+            topology.indexes(),
+            [1],
+            "{name}: the expired entry was removed"
+        );
 
-    // Alone, a brief session's index goes with it.
-    sign_in(&brief, "bob", 1).await;
-    let bobs = admin.list("bob").await.expect("list");
-    assert_eq!(bobs.len(), 1);
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    let index: Vec<String> = redis.cmd(&["KEYS", "session:user:*"]);
-    assert_eq!(index.len(), 1, "bob's index expired: {index:?}");
+        // Alone, a brief session's index goes with it.
+        sign_in(&brief, "bob", 1).await;
+        assert_eq!(admin.list("bob").await.expect("list").len(), 1, "{name}");
+        assert_eq!(topology.indexes().len(), 2, "{name}");
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert_eq!(topology.indexes(), [1], "{name}: bob's index expired");
+    }
 }
 
 /// The listener hears a session's story — created, cycled and attached at
