@@ -96,16 +96,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// An error and its sources, `: `-separated.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+/// A library error as a message.
+fn chain(e: &sessionkit::Error) -> String {
+    e.chain().to_string()
 }
 
 async fn run(cli: Cli) -> Result<(), String> {

@@ -56,6 +56,12 @@ pub enum Error {
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 impl Error {
+    /// The error and every cause after it, `: `-separated, each said once:
+    /// for a log line or a start-up message (it never holds an id).
+    pub fn chain(&self) -> impl fmt::Display + '_ {
+        Chain(self)
+    }
+
     /// Wraps a store failure.
     pub fn unavailable(err: impl Into<BoxError>) -> Self {
         Error::Unavailable(err.into())

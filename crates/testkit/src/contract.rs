@@ -348,21 +348,9 @@ impl ServerEnv {
             store = store.with_replica_acks(replicas, Duration::from_millis(wait.into()));
         }
         // The topology and its certificates: the library reads them.
-        let store = store.from_env().await.map_err(|e| chain(&e))?;
+        let store = store.from_env().await.map_err(|e| e.chain().to_string())?;
         Ok(ServerEnv { port, store })
     }
-}
-
-/// An error and its sources, `: `-separated (a start-up message says why).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Logs of a test-bed server: to stderr, filtered by `RUST_LOG` (default

@@ -641,19 +641,9 @@ ul {{ padding: 0; list-style: none; }} li {{ display: flex; justify-content: spa
     )
 }
 
-/// An error with its `source()` chain, for messages and logs.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        // Some errors (redis's) already print their source; do not repeat it.
-        let text = inner.to_string();
-        if !s.ends_with(&text) {
-            let _ = write!(s, ": {text}");
-        }
-        cur = inner.source();
-    }
-    s
+/// A library error with its causes, for messages and logs.
+fn chain(e: &sessionkit::Error) -> String {
+    e.chain().to_string()
 }
 
 /// `url` with any password replaced by `***`, for printing.
