@@ -17,6 +17,13 @@
 //!   coherent through Redis's client tracking ([`ClientCache`], on by
 //!   default): a read of a cached session costs no Redis round trip, a
 //!   write one.
+//! - **Who is signed in where**: a session attached to its user
+//!   ([`Session::set_user`]) is listed in that user's index; the user sees
+//!   their devices ([`Session::devices`]) and ends one or all
+//!   ([`Session::logout_everywhere`]), an admin does the same through
+//!   [`admin::UserSessions`], and revocation is final on every instance.
+//!   [`events`] tells the application what happened to sessions,
+//!   [`telemetry`] lists the metrics; flash messages ([`Session::flash`]).
 //!
 //! # Example (axum)
 //!
