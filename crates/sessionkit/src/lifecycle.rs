@@ -509,16 +509,16 @@ pub(crate) async fn finish(
         }
         Decision::Create { deadline } => match carry_out_create(shared, state, deadline).await {
             Ok(id) => {
-                let handle = id.storage_id().handle();
-                let user = state.user().map(str::to_owned);
+                // Hashes only for a listener that is there.
                 config.listener.emit(|| SessionEvent::Created {
-                    handle: handle.clone(),
-                    user: user.clone(),
+                    handle: id.storage_id().handle(),
+                    user: state.user().map(str::to_owned),
                 });
-                if let Some(user) = user {
-                    config
-                        .listener
-                        .emit(|| SessionEvent::UserAttached { handle, user });
+                if let Some(user) = state.user() {
+                    config.listener.emit(|| SessionEvent::UserAttached {
+                        handle: id.storage_id().handle(),
+                        user: user.to_owned(),
+                    });
                 }
                 Some(live_cookie(config, &id, state, deadline))
             }
@@ -633,7 +633,8 @@ async fn carry_out_update(
         user: state.user(),
         attach: state.user_changed(),
         stored_expires_ms: state.meta().expires_ms,
-        seen_ms: Some(now_ms()),
+        // Only a device list shows it: kept for sessions with a user.
+        seen_ms: state.user().map(|_| now_ms()),
         info: state.info_changes().collect(),
         ..Changes::default()
     };
@@ -704,7 +705,9 @@ async fn carry_out_create(
     deadline: u64,
 ) -> Result<SessionId, Error> {
     let mut record = state.to_record(deadline);
-    record.meta.seen_ms = now_ms();
+    if record.user.is_some() {
+        record.meta.seen_ms = now_ms();
+    }
     // 192 random bits make a collision practically impossible, but the store
     // refuses to overwrite, so a collision costs a retry, never someone's session.
     for _ in 0..3 {

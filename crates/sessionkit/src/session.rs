@@ -98,7 +98,8 @@ impl Session {
             lifecycle::load(&self.inner.shared, &self.inner.offered, &mut state)
                 .instrument(span.clone())
                 .await?;
-            if let Some(base) = state.base() {
+            // The tag is a hash: only for a span that is recorded.
+            if let (false, Some(base)) = (span.is_disabled(), state.base()) {
                 span.record("session", base.short());
             }
         }

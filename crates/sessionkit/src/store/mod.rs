@@ -82,7 +82,8 @@ pub struct Meta {
     /// A hard end for this session only (Unix ms), on top of the configured
     /// absolute lifetime.
     pub absolute_ms: Option<u64>,
-    /// When a request last saved or touched the session (0: not known).
+    /// When a request last saved or touched the session, kept for a
+    /// session attached to a user (0: not known).
     pub seen_ms: u64,
 }
 
