@@ -312,6 +312,13 @@ async fn device_notes_come_with_the_list() {
                 ),
             )
             .route(
+                "/anon",
+                get(|s: Session| async move {
+                    s.insert("cart", "apple").await?;
+                    Ok::<_, sessionkit::Error>("ok")
+                }),
+            )
+            .route(
                 "/devices",
                 get(|s: Session| async move {
                     let list = s.devices().await?;
@@ -329,6 +336,9 @@ async fn device_notes_come_with_the_list() {
         let base = testkit::serve_axum(router).await;
         let mut laptop = Browser::new(base.clone(), sessionkit::DEFAULT_COOKIE_NAME);
         let mut phone = Browser::new(base, sessionkit::DEFAULT_COOKIE_NAME);
+        // The laptop's session exists before it is attached (an update
+        // attaches it); the phone's is attached as it is created.
+        assert_eq!(laptop.get("/anon").await.status, 200);
         assert_eq!(
             laptop.get("/in?agent=Firefox%20on%20Linux").await.status,
             200
