@@ -636,6 +636,7 @@ async fn carry_out_update(
         // Only a device list shows it: kept for sessions with a user.
         seen_ms: state.user().map(|_| now_ms()),
         info: state.info_changes().collect(),
+        increments: state.increments().collect(),
         ..Changes::default()
     };
     for (key, value) in state.changes() {
@@ -646,6 +647,7 @@ async fn carry_out_update(
     }
     let data_changed = !changes.set.is_empty()
         || !changes.remove.is_empty()
+        || !changes.increments.is_empty()
         || changes.flags.is_some()
         || changes.attach
         || !changes.info.is_empty();
@@ -686,7 +688,10 @@ async fn carry_out_update(
                 changes.attach = false;
                 changes.user = None;
                 changes.info.clear();
-                if !changes.set.is_empty() || !changes.remove.is_empty() {
+                if !changes.set.is_empty()
+                    || !changes.remove.is_empty()
+                    || !changes.increments.is_empty()
+                {
                     telemetry::count(names::FORWARDED);
                     let outcome = shared.store.update(&to, &changes).await?;
                     tracing::debug!(?outcome, "changes forwarded to the moved session");

@@ -160,6 +160,33 @@ impl Session {
             })
     }
 
+    /// Adds `by` to the integer under `key` (absent, or not an integer:
+    /// 0) and returns the result as this request sees it. Saved as an
+    /// increment that the store applies to what it holds then, so that
+    /// requests incrementing the same key at once lose nothing (an
+    /// `insert` of `get + 1` keeps only the last one). Read it back with
+    /// `get::<i64>`. (If this request also `insert`s or `remove`s the key,
+    /// the key is saved as a plain value.)
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] if the session could not be loaded,
+    /// [`Error::TooLarge`] past the size limit.
+    pub async fn increment(&self, key: &str, by: i64) -> Result<i64, Error> {
+        let limit = self.inner.shared.config.max_size;
+        let mut state = self.loaded().await?;
+        let current = lifecycle::read::<i64>(&mut state, key, OtherShape::Remove)?.unwrap_or(0);
+        let now = current.checked_add(by).unwrap_or(by);
+        let encoded = codec::encode(key, &now)?;
+        state
+            .increment(key, by, encoded, limit)
+            .map_err(|over| Error::TooLarge {
+                size: over.size,
+                limit,
+            })?;
+        Ok(now)
+    }
+
     /// Removes `key`; returns whether it was there.
     ///
     /// # Errors

@@ -48,6 +48,9 @@ pub(crate) struct SessionState {
     data: HashMap<String, Vec<u8>>,
     /// Keys inserted or removed since the load.
     dirty: HashSet<String>,
+    /// Keys only incremented since the load, by how much (the store adds
+    /// it to what it holds then).
+    increments: HashMap<String, i64>,
     meta: Meta,
     /// `permanent`, `lifetime_ms` or `absolute_ms` changed.
     meta_changed: bool,
@@ -82,6 +85,7 @@ impl Default for SessionState {
             base: None,
             data: HashMap::new(),
             dirty: HashSet::new(),
+            increments: HashMap::new(),
             meta: Meta::default(),
             meta_changed: false,
             user: None,
@@ -121,6 +125,7 @@ impl SessionState {
         self.base = None;
         self.data.clear();
         self.dirty.clear();
+        self.increments.clear();
         self.meta = Meta {
             created_ms: now_ms,
             ..Meta::default()
@@ -145,6 +150,7 @@ impl SessionState {
         self.info_changed.clear();
         self.base = Some(base);
         self.dirty.clear();
+        self.increments.clear();
         self.meta_changed = false;
     }
 
@@ -174,7 +180,42 @@ impl SessionState {
         self.size = size;
         self.data.insert(key.to_owned(), encoded);
         self.dirty.insert(key.to_owned());
+        self.increments.remove(key);
         Ok(())
+    }
+
+    /// Adds `by` to the integer under `key`, now `encoded` (the caller
+    /// computed it from the value here): saved as an increment, so that
+    /// concurrent ones add up — unless this request set the key itself
+    /// (then it is a plain value).
+    pub(crate) fn increment(
+        &mut self,
+        key: &str,
+        by: i64,
+        encoded: Vec<u8>,
+        limit: usize,
+    ) -> Result<(), OverLimit> {
+        if self.dirty.contains(key) {
+            return self.insert(key, encoded, limit);
+        }
+        let pending = self.increments.get(key).copied().unwrap_or(0);
+        let Some(total) = pending.checked_add(by) else {
+            return self.insert(key, encoded, limit);
+        };
+        let old = self.data.get(key);
+        let size = self.size - old.map_or(0, |v| v.len() + key.len()) + key.len() + encoded.len();
+        if size > limit {
+            return Err(OverLimit { size });
+        }
+        self.size = size;
+        self.data.insert(key.to_owned(), encoded);
+        self.increments.insert(key.to_owned(), total);
+        Ok(())
+    }
+
+    /// The keys only incremented, by how much.
+    pub(crate) fn increments(&self) -> impl Iterator<Item = (&str, i64)> {
+        self.increments.iter().map(|(k, by)| (k.as_str(), *by))
     }
 
     /// Removes `key`; whether it was there.
@@ -184,6 +225,7 @@ impl SessionState {
             Some(v) => {
                 self.size -= key.len() + v.len();
                 self.dirty.insert(key.to_owned());
+                self.increments.remove(key);
                 true
             }
         }
@@ -193,6 +235,7 @@ impl SessionState {
     pub(crate) fn clear(&mut self) {
         let keys: Vec<String> = self.data.drain().map(|(k, _)| k).collect();
         self.dirty.extend(keys);
+        self.increments.clear();
         self.size = 0;
     }
 
@@ -328,6 +371,7 @@ impl SessionState {
     /// Whether anything is to be written besides a touch.
     pub(crate) fn changed(&self) -> bool {
         !self.dirty.is_empty()
+            || !self.increments.is_empty()
             || self.meta_changed
             || self.user_changed
             || !self.info_changed.is_empty()
@@ -369,7 +413,9 @@ impl SessionState {
         self.meta_changed = false;
         self.user_changed = false;
         self.info_changed.clear();
-        std::mem::take(&mut self.dirty)
+        let mut changed = std::mem::take(&mut self.dirty);
+        changed.extend(self.increments.drain().map(|(k, _)| k));
+        changed
     }
 
     /// The session was deleted meanwhile: nothing is left to write.

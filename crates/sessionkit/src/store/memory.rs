@@ -238,6 +238,17 @@ impl SessionStore for MemoryStore {
                 for k in &changes.remove {
                     record.data.remove(*k);
                 }
+                for (k, by) in &changes.increments {
+                    let now = record
+                        .data
+                        .get(*k)
+                        .and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok())
+                        .and_then(|n| n.checked_add(*by))
+                        .unwrap_or(*by);
+                    record
+                        .data
+                        .insert((*k).to_owned(), now.to_string().into_bytes());
+                }
                 if let Some(flags) = changes.flags {
                     record.meta.permanent = flags.permanent;
                     record.meta.lifetime_ms = flags.lifetime_ms;

@@ -125,6 +125,11 @@ pub struct Changes<'a> {
     pub seen_ms: Option<u64>,
     /// Device notes to set (an empty value removes one).
     pub info: Vec<(&'a str, &'a str)>,
+    /// Integers to add to the values of these keys, in the store, so that
+    /// concurrent increments add up: a value that is not an integer (or
+    /// would overflow) starts over at the increment. Not held to
+    /// `max_size` (an increment changes a size by a few bytes).
+    pub increments: Vec<(&'a str, i64)>,
 }
 
 impl Record {

@@ -13,6 +13,7 @@ mod cluster;
 mod conformance;
 mod connections;
 mod flash;
+mod increment;
 mod reliability;
 mod security;
 mod sentinel;

@@ -195,6 +195,7 @@ impl Commands {
             set: record.data.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
             remove: &[],
             extra: layout::extra_of(record, &info),
+            increments: &[],
         };
         let reply = self.save(link, key, save).await?;
         let created = matches!(reply, SaveReply::Saved);
@@ -254,6 +255,7 @@ impl Commands {
                 seen_ms: changes.seen_ms,
                 info: &changes.info,
             },
+            increments: &changes.increments,
         };
         let reply = self.save(link, key, save).await?;
         drop(op);

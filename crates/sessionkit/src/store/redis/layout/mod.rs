@@ -360,6 +360,8 @@ pub(super) struct Save<'a, I> {
     pub(super) set: I,
     pub(super) remove: &'a [&'a str],
     pub(super) extra: Extra<'a>,
+    /// Integers to add to data fields (`HINCRBY`).
+    pub(super) increments: &'a [(&'a str, i64)],
 }
 
 impl<'a, I: ExactSizeIterator<Item = (&'a str, &'a [u8])>> Save<'a, I> {
@@ -376,6 +378,7 @@ impl<'a, I: ExactSizeIterator<Item = (&'a str, &'a [u8])>> Save<'a, I> {
             None => cmd.arg(""),
         };
         cmd.arg(self.set.len() + meta_count(self.meta, self.create, self.expires, self.extra));
+        cmd.arg(self.increments.len());
         for (k, v) in self.set {
             data_arg(cmd, k);
             cmd.arg(v);
@@ -383,6 +386,10 @@ impl<'a, I: ExactSizeIterator<Item = (&'a str, &'a [u8])>> Save<'a, I> {
         meta_fields(self.meta, self.create, self.expires, self.extra, |f, v| {
             cmd.arg(f).arg(v);
         });
+        for (k, by) in self.increments {
+            data_arg(cmd, k);
+            cmd.arg(*by);
+        }
         for k in self.remove {
             data_arg(cmd, k);
         }

@@ -13,7 +13,12 @@
 -- ARGV[4]  size limit in bytes ('' = none): an update that would take the data
 --          past it and make it larger than it is writes nothing
 -- ARGV[5]  n = number of field/value pairs that follow
--- ARGV[6 .. 5+2n]  field, value pairs to HSET; the rest: fields to HDEL
+-- ARGV[6]  k = number of field/increment pairs after them (update only)
+-- ARGV[7 .. 6+2n]  field, value pairs to HSET; then k field, integer pairs
+--          to add to a field holding an integer (HINCRBY; a field holding
+--          anything else, or one that would overflow, starts over at the
+--          increment); the rest: fields to HDEL. Increments are not held to
+--          the size limit (they change a size by a few bytes).
 -- m:size holds the size the limit counts: the bytes of every data key (its
 -- field name without 'd:') and value. Every save keeps it exact; a record
 -- without it (written before it existed) gets it here.
@@ -21,8 +26,11 @@
 -- 2 deleted (emptied), {3, size} refused (the size it would have), or the
 -- storage id the session moved to (update of a moved session: nothing written).
 local key = KEYS[1]
-local first_pair = 6
-local last_pair = 5 + 2 * tonumber(ARGV[5])
+local first_pair = 7
+local last_pair = 6 + 2 * tonumber(ARGV[5])
+local first_inc = last_pair + 1
+local last_inc = last_pair + 2 * tonumber(ARGV[6])
+local first_remove = last_inc + 1
 local is_data = function(f) return string.sub(f, 1, 2) == 'd:' end
 -- The bytes a data field holds now (0 if absent).
 local held = function(f)
@@ -52,7 +60,7 @@ else
   for i = first_pair, last_pair, 2 do
     if is_data(ARGV[i]) then size = size + #ARGV[i] - 2 + #ARGV[i + 1] - held(ARGV[i]) end
   end
-  for i = last_pair + 1, #ARGV do
+  for i = first_remove, #ARGV do
     size = size - held(ARGV[i])
   end
   if ARGV[4] ~= '' and size > tonumber(ARGV[4]) and size > before then
@@ -69,11 +77,23 @@ while i <= last_pair do
   redis.call('HSET', key, unpack(ARGV, i, j))
   i = j + 1
 end
-i = last_pair + 1
+i = first_remove
 while i <= #ARGV do
   j = math.min(i + chunk - 1, #ARGV)
   redis.call('HDEL', key, unpack(ARGV, i, j))
   i = j + 1
+end
+if first_inc <= last_inc then
+  for i = first_inc, last_inc, 2 do
+    local f = ARGV[i]
+    local before = held(f)
+    local added = redis.pcall('HINCRBY', key, f, ARGV[i + 1])
+    if type(added) == 'table' and added.err then
+      redis.call('HSET', key, f, ARGV[i + 1])
+    end
+    size = size + held(f) - before
+  end
+  redis.call('HSET', key, 'm:size', size)
 end
 if string.find(ARGV[3], 'e', 1, true) and size == 0 then
   -- Only keys and values of no bytes at all count nothing: look.
