@@ -169,18 +169,24 @@ impl SessionState {
         encoded: Vec<u8>,
         limit: usize,
     ) -> Result<(), OverLimit> {
-        let old = self.data.get(key);
-        if old.is_some_and(|v| *v == encoded) {
+        if self.data.get(key).is_some_and(|v| *v == encoded) {
             return Ok(());
         }
+        self.put(key, encoded, limit)?;
+        self.dirty.insert(key.to_owned());
+        self.increments.remove(key);
+        Ok(())
+    }
+
+    /// Holds `encoded` under `key`, keeping the size; refused past `limit`.
+    fn put(&mut self, key: &str, encoded: Vec<u8>, limit: usize) -> Result<(), OverLimit> {
+        let old = self.data.get(key);
         let size = self.size - old.map_or(0, |v| v.len() + key.len()) + key.len() + encoded.len();
         if size > limit {
             return Err(OverLimit { size });
         }
         self.size = size;
         self.data.insert(key.to_owned(), encoded);
-        self.dirty.insert(key.to_owned());
-        self.increments.remove(key);
         Ok(())
     }
 
@@ -202,13 +208,7 @@ impl SessionState {
         let Some(total) = pending.checked_add(by) else {
             return self.insert(key, encoded, limit);
         };
-        let old = self.data.get(key);
-        let size = self.size - old.map_or(0, |v| v.len() + key.len()) + key.len() + encoded.len();
-        if size > limit {
-            return Err(OverLimit { size });
-        }
-        self.size = size;
-        self.data.insert(key.to_owned(), encoded);
+        self.put(key, encoded, limit)?;
         self.increments.insert(key.to_owned(), total);
         Ok(())
     }

@@ -595,14 +595,10 @@ impl Link {
             Conn::Manager(_) => self.run(&cmd).await?,
             #[cfg(feature = "cluster")]
             Conn::Cluster(cluster) => {
-                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
-                    Route::with_key(key, SlotAddr::Master),
-                ));
-                let mut conn = cluster.clone();
-                let answer = self.bounded(conn.route_command(cmd, route)).await?;
-                let value = self.failed_on_error(answer)?;
-                redis::from_redis_value(value).map_err(Error::unavailable)?
+                use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+                let node =
+                    SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master));
+                self.routed(cluster, &cmd, node).await?
             }
         };
         if acked < i64::from(replicas) {
@@ -672,14 +668,12 @@ impl Link {
             Conn::Manager(_) => Ok(vec![None]),
             #[cfg(feature = "cluster")]
             Conn::Cluster(cluster) => {
-                use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+                use redis::cluster_routing::SingleNodeRoutingInfo;
                 let mut nodes = redis::cmd("CLUSTER");
                 nodes.arg("NODES");
-                let mut conn = cluster.clone();
-                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
-                let answer = self.bounded(conn.route_command(nodes, route)).await?;
-                let value = self.failed_on_error(answer)?;
-                let text: String = redis::from_redis_value(value).map_err(Error::unavailable)?;
+                let text: String = self
+                    .routed(cluster, &nodes, SingleNodeRoutingInfo::Random)
+                    .await?;
                 Ok(tracking::primaries_in(&text, "")?
                     .into_iter()
                     .map(Some)
@@ -699,18 +693,31 @@ impl Link {
         match (&self.conn, node) {
             #[cfg(feature = "cluster")]
             (Conn::Cluster(cluster), Some((host, port))) => {
-                use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                use redis::cluster_routing::SingleNodeRoutingInfo;
+                let node = SingleNodeRoutingInfo::ByAddress {
                     host: host.clone(),
                     port: *port,
-                });
-                let mut conn = cluster.clone();
-                let answer = self.bounded(conn.route_command(cmd.clone(), route)).await?;
-                let value = self.failed_on_error(answer)?;
-                redis::from_redis_value(value).map_err(Error::unavailable)
+                };
+                self.routed(cluster, cmd, node).await
             }
             _ => self.run(cmd).await,
         }
+    }
+
+    /// Runs `cmd` on the one cluster node `node` names (within the
+    /// response timeout; an error reply is a failure).
+    #[cfg(feature = "cluster")]
+    async fn routed<T: FromRedisValue>(
+        &self,
+        cluster: &redis::cluster_async::ClusterConnection,
+        cmd: &Cmd,
+        node: redis::cluster_routing::SingleNodeRoutingInfo,
+    ) -> Result<T, Error> {
+        let route = redis::cluster_routing::RoutingInfo::SingleNode(node);
+        let mut conn = cluster.clone();
+        let answer = self.bounded(conn.route_command(cmd.clone(), route)).await?;
+        let value = self.failed_on_error(answer)?;
+        redis::from_redis_value(value).map_err(Error::unavailable)
     }
 
     /// Runs `cmd`; an error reply is a failure.
