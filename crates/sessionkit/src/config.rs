@@ -63,6 +63,7 @@ pub struct SessionConfig {
     pub(crate) absolute_lifetime: Option<Duration>,
     pub(crate) touch_interval: Option<Duration>,
     pub(crate) max_size: usize,
+    pub(crate) codec: crate::Codec,
     pub(crate) failure_policy: FailurePolicy,
     pub(crate) signing: SigningKeys,
     /// Hears what happens to sessions.
@@ -119,6 +120,7 @@ impl Default for SessionConfig {
             absolute_lifetime: None,
             touch_interval: None,
             max_size: DEFAULT_MAX_SIZE,
+            codec: crate::Codec::Json,
             failure_policy: FailurePolicy::Closed,
             signing: SigningKeys::default(),
             listener: crate::events::Listener::default(),
@@ -165,6 +167,11 @@ impl SessionConfig {
     /// Maximum encoded size of one session.
     pub fn max_size(&self) -> usize {
         self.max_size
+    }
+
+    /// The format new sessions store their values in.
+    pub fn codec(&self) -> crate::Codec {
+        self.codec
     }
 
     /// The touch interval for a session of the given lifetime: an unchanged
@@ -296,6 +303,14 @@ impl SessionConfigBuilder {
         K: AsRef<[u8]>,
     {
         self.config.signing = SigningKeys(keys.into_iter().map(|k| k.as_ref().to_vec()).collect());
+        self
+    }
+
+    /// The format new sessions store their values in (JSON unless set).
+    /// A stored session keeps its own, whatever this says later
+    /// ([`Codec`](crate::Codec)).
+    pub fn with_codec(mut self, codec: crate::Codec) -> Self {
+        self.config.codec = codec;
         self
     }
 

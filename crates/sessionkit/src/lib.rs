@@ -88,6 +88,7 @@ mod state;
 pub mod store;
 pub mod telemetry;
 
+pub use codec::Codec;
 pub use config::{
     ConfigError, FailurePolicy, SameSite, SessionConfig, SessionConfigBuilder, DEFAULT_COOKIE_NAME,
     DEFAULT_IDLE_LIFETIME, DEFAULT_MAX_SIZE, DEFAULT_PERMANENT_LIFETIME, MIN_SIGNING_KEY_LEN,

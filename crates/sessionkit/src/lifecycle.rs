@@ -176,7 +176,7 @@ pub(crate) fn read<T: DeserializeOwned>(
     let Some(bytes) = state.value(key) else {
         return Ok(None);
     };
-    match codec::decode(key, bytes) {
+    match codec::decode(state.codec(), key, bytes) {
         Decoded::Value(v) => Ok(Some(v)),
         Decoded::Damaged => {
             limited!(DAMAGED, warn, key, "undecodable session value dropped");
@@ -613,18 +613,13 @@ async fn carry_out_cycle(
     Ok(())
 }
 
-/// Saves changes to (or touches) the loaded record; the cookie to send
-/// (for the session `id`).
-async fn carry_out_update(
-    shared: &Shared,
-    id: Option<&SessionId>,
-    state: &SessionState,
-    update: &Update,
-) -> Result<Option<String>, Error> {
-    let config = &shared.config;
-    let Some(sid) = state.base() else {
-        return Ok(None);
-    };
+/// How often a save whose read-modify-write keys changed meanwhile is
+/// computed again: each conflict means another request's save landed, so
+/// with fewer requests than this updating one key at once, each lands.
+const UPDATE_ATTEMPTS: usize = 64;
+
+/// What a save of `state` asks of the store.
+fn changes_of<'a>(config: &SessionConfig, state: &'a SessionState, update: &Update) -> Changes<'a> {
     let mut changes = Changes {
         flags: state.meta_changed().then_some(*state.meta()),
         expires_ms: update.expires_ms,
@@ -637,6 +632,7 @@ async fn carry_out_update(
         seen_ms: state.user().map(|_| now_ms()),
         info: state.info_changes().collect(),
         increments: state.increments().collect(),
+        expect: state.expected().collect(),
         ..Changes::default()
     };
     for (key, value) in state.changes() {
@@ -645,13 +641,56 @@ async fn carry_out_update(
             None => changes.remove.push(key),
         }
     }
+    changes
+}
+
+/// Saves `state` to the record `sid`; when a read-modify-write key
+/// changed meanwhile, computes it again from what the store holds and
+/// retries.
+async fn save_guarded(
+    shared: &Shared,
+    sid: &StorageId,
+    state: &mut SessionState,
+    update: &Update,
+) -> Result<UpdateOutcome, Error> {
+    for _ in 0..UPDATE_ATTEMPTS {
+        let changes = changes_of(&shared.config, state, update);
+        match shared.store.update(sid, &changes).await? {
+            UpdateOutcome::Conflict(held) => {
+                telemetry::count(names::CONFLICTS);
+                for (key, value) in held {
+                    state.recompute(&key, value)?;
+                }
+            }
+            outcome => return Ok(outcome),
+        }
+    }
+    Err(Error::unavailable(
+        "a session value kept changing under concurrent updates",
+    ))
+}
+
+/// Saves changes to (or touches) the loaded record; the cookie to send
+/// (for the session `id`).
+async fn carry_out_update(
+    shared: &Shared,
+    id: Option<&SessionId>,
+    state: &mut SessionState,
+    update: &Update,
+) -> Result<Option<String>, Error> {
+    let config = &shared.config;
+    let Some(sid) = state.base().cloned() else {
+        return Ok(None);
+    };
+    let outcome = save_guarded(shared, &sid, state, update).await?;
+    let sid = &sid;
+    let mut changes = changes_of(config, state, update);
     let data_changed = !changes.set.is_empty()
         || !changes.remove.is_empty()
         || !changes.increments.is_empty()
         || changes.flags.is_some()
         || changes.attach
         || !changes.info.is_empty();
-    let outcome = shared.store.update(sid, &changes).await?;
     if data_changed {
         telemetry::count(names::UPDATES);
         telemetry::session_size(state.size());

@@ -19,8 +19,8 @@ use tracing::Instrument as _;
 use crate::admin::{SessionInfo, UserSessions};
 use crate::cookie::Offered;
 use crate::lifecycle::{self, Finish, OtherShape, Shared};
-use crate::state::SessionState;
-use crate::{codec, Error, SessionHandle, StorageId};
+use crate::state::{SessionState, Step};
+use crate::{codec, Codec, Error, SessionHandle, StorageId};
 
 /// The session of one request.
 ///
@@ -68,7 +68,7 @@ impl Session {
                 offered: lifecycle::open(shared, cookie_headers),
                 shared: Arc::clone(shared),
                 accessed: AtomicBool::new(false),
-                state: Mutex::new(SessionState::default()),
+                state: Mutex::new(SessionState::new(shared.config.codec)),
                 span: tracing::debug_span!("session", session = tracing::field::Empty),
             }),
         }
@@ -149,10 +149,10 @@ impl Session {
     /// if the session would exceed the configured maximum size (the session is
     /// left as it was), [`Error::Unavailable`] if it could not be loaded.
     pub async fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), Error> {
-        let encoded = codec::encode(key, value)?;
         let limit = self.inner.shared.config.max_size;
-        self.loaded()
-            .await?
+        let mut state = self.loaded().await?;
+        let encoded = codec::encode(state.codec(), key, value)?;
+        state
             .insert(key, encoded, limit)
             .map_err(|over| Error::TooLarge {
                 size: over.size,
@@ -177,7 +177,15 @@ impl Session {
         let mut state = self.loaded().await?;
         let current = lifecycle::read::<i64>(&mut state, key, OtherShape::Remove)?.unwrap_or(0);
         let now = current.checked_add(by).unwrap_or(by);
-        let encoded = codec::encode(key, &now)?;
+        let encoded = codec::encode(state.codec(), key, &now)?;
+        if state.is_guarded(key) {
+            // After an `update` of the key: one more step of it.
+            let add = step(state.codec(), key, move |n: Option<i64>| {
+                Some(n.unwrap_or(0).checked_add(by).unwrap_or(by))
+            });
+            state.update(key, Some(encoded), add, limit)?;
+            return Ok(now);
+        }
         state
             .increment(key, by, encoded, limit)
             .map_err(|over| Error::TooLarge {
@@ -185,6 +193,56 @@ impl Session {
                 limit,
             })?;
         Ok(now)
+    }
+
+    /// Changes the value under `key` with `f`, from the value it holds
+    /// (`None`: absent, or not a `T`) to the one it returns (`None`:
+    /// remove), and returns that. A read-modify-write that loses nothing:
+    /// the save writes the key only if the store still holds what `f`
+    /// started from; if another request changed it meanwhile, `f` runs
+    /// again on the newer value and the save is retried. So `f` may run
+    /// more than once, and the value returned here is the one this request
+    /// computed (another's change may come first in the stored one).
+    ///
+    /// ```
+    /// # async fn demo(session: sessionkit::Session) -> Result<(), sessionkit::Error> {
+    /// // Two tabs adding at once both land in the cart.
+    /// let item = "socks".to_owned();
+    /// session
+    ///     .update("cart", move |cart: Option<Vec<String>>| {
+    ///         let mut cart = cart.unwrap_or_default();
+    ///         cart.push(item.clone());
+    ///         Some(cart)
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// For counters, [`increment`](Self::increment) costs no retry. (A
+    /// key this request also `insert`s, `remove`s or `increment`s before is
+    /// saved as a plain value.)
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`] if the new value cannot be serialized,
+    /// [`Error::TooLarge`] past the size limit, [`Error::Unavailable`] if
+    /// the session could not be loaded.
+    pub async fn update<T, F>(&self, key: &str, mut f: F) -> Result<Option<T>, Error>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnMut(Option<T>) -> Option<T> + Send + Sync + 'static,
+    {
+        let limit = self.inner.shared.config.max_size;
+        let mut state = self.loaded().await?;
+        let codec = state.codec();
+        let new = f(state.value(key).and_then(|b| decoded(codec, key, b)));
+        let encoded = new
+            .as_ref()
+            .map(|v| codec::encode(codec, key, v))
+            .transpose()?;
+        // Runs again on a conflict, from what the store holds then.
+        state.update(key, encoded, step(codec, key, f), limit)?;
+        Ok(new)
     }
 
     /// Removes `key`; returns whether it was there.
@@ -318,6 +376,29 @@ impl Session {
         state.set_absolute(end);
         Ok(())
     }
+}
+
+/// The value `bytes` hold as a `T`, if they hold one.
+fn decoded<T: DeserializeOwned>(codec: Codec, key: &str, bytes: &[u8]) -> Option<T> {
+    match codec::decode(codec, key, bytes) {
+        codec::Decoded::Value(v) => Some(v),
+        _ => None,
+    }
+}
+
+/// A read-modify-write step of `key` ([`Session::update`]): `f` applied to
+/// the value held there.
+fn step<T, F>(codec: Codec, key: &str, mut f: F) -> Step
+where
+    T: Serialize + DeserializeOwned,
+    F: FnMut(Option<T>) -> Option<T> + Send + Sync + 'static,
+{
+    let key = key.to_owned();
+    Box::new(move |held| {
+        f(held.and_then(|b| decoded(codec, &key, b)))
+            .map(|v| codec::encode(codec, &key, &v))
+            .transpose()
+    })
 }
 
 /// The session key flash messages are kept under (as Flask keeps them).

@@ -10,7 +10,30 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::store::{data_size, Meta, Record};
-use crate::{SessionId, StorageId};
+use crate::{Error, SessionId, StorageId};
+
+/// One step of a read-modify-write of a key ([`Session::update`]
+/// (crate::Session::update)): the new encoded value (`None`: remove) from
+/// the one held (`None`: absent).
+pub(crate) type Step =
+    Box<dyn FnMut(Option<&[u8]>) -> Result<Option<Vec<u8>>, Error> + Send + Sync>;
+
+/// A key changed by read-modify-write steps: saved only if the store still
+/// holds `expected` there, and recomputed from what it holds otherwise.
+struct Guard {
+    /// The value the steps started from (as loaded, or as last seen in
+    /// the store).
+    expected: Option<Vec<u8>>,
+    steps: Vec<Step>,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("steps", &self.steps.len())
+            .finish_non_exhaustive()
+    }
+}
 
 /// Where a request's session stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +74,9 @@ pub(crate) struct SessionState {
     /// Keys only incremented since the load, by how much (the store adds
     /// it to what it holds then).
     increments: HashMap<String, i64>,
+    /// Keys changed by read-modify-write steps since the load (also in
+    /// `dirty`).
+    guards: HashMap<String, Guard>,
     meta: Meta,
     /// `permanent`, `lifetime_ms` or `absolute_ms` changed.
     meta_changed: bool,
@@ -69,6 +95,8 @@ pub(crate) struct SessionState {
     reissue: Option<SessionId>,
     /// Encoded size of `data` (keys + values).
     size: usize,
+    /// The codec of sessions this state starts afresh.
+    configured_codec: crate::Codec,
 }
 
 /// A value would take the session past its size limit.
@@ -86,6 +114,7 @@ impl Default for SessionState {
             data: HashMap::new(),
             dirty: HashSet::new(),
             increments: HashMap::new(),
+            guards: HashMap::new(),
             meta: Meta::default(),
             meta_changed: false,
             user: None,
@@ -96,11 +125,26 @@ impl Default for SessionState {
             retire: None,
             reissue: None,
             size: 0,
+            configured_codec: crate::Codec::Json,
         }
     }
 }
 
 impl SessionState {
+    /// A state whose new sessions encode their values with `codec`.
+    pub(crate) fn new(codec: crate::Codec) -> Self {
+        SessionState {
+            configured_codec: codec,
+            ..SessionState::default()
+        }
+    }
+
+    /// The codec of this session's values (its record's, or the
+    /// configured one for a session not stored yet).
+    pub(crate) fn codec(&self) -> crate::Codec {
+        self.meta.codec
+    }
+
     // ---- phases ---------------------------------------------------------
 
     pub(crate) fn phase(&self) -> Phase {
@@ -126,8 +170,10 @@ impl SessionState {
         self.data.clear();
         self.dirty.clear();
         self.increments.clear();
+        self.guards.clear();
         self.meta = Meta {
             created_ms: now_ms,
+            codec: self.configured_codec,
             ..Meta::default()
         };
         self.meta_changed = false;
@@ -151,6 +197,7 @@ impl SessionState {
         self.base = Some(base);
         self.dirty.clear();
         self.increments.clear();
+        self.guards.clear();
         self.meta_changed = false;
     }
 
@@ -175,6 +222,7 @@ impl SessionState {
         self.put(key, encoded, limit)?;
         self.dirty.insert(key.to_owned());
         self.increments.remove(key);
+        self.guards.remove(key);
         Ok(())
     }
 
@@ -213,6 +261,87 @@ impl SessionState {
         Ok(())
     }
 
+    /// Sets `key` to `new`, the result of a read-modify-write `step` on its
+    /// value here: saved as a guarded change (see [`Guard`]) — unless this request set or
+    /// incremented the key in another way (then it is a plain value).
+    /// Refused, changing nothing, past `limit` bytes.
+    pub(crate) fn update(
+        &mut self,
+        key: &str,
+        new: Option<Vec<u8>>,
+        step: Step,
+        limit: usize,
+    ) -> Result<(), Error> {
+        let held = self.data.get(key).cloned();
+        let over = |o: OverLimit| Error::TooLarge { size: o.size, limit };
+        if !self.guards.contains_key(key)
+            && (self.dirty.contains(key) || self.increments.contains_key(key))
+        {
+            return match new {
+                Some(v) => self.insert(key, v, limit).map_err(over),
+                None => {
+                    self.remove(key);
+                    Ok(())
+                }
+            };
+        }
+        match new {
+            Some(v) => self.put(key, v, limit).map_err(over)?,
+            None => self.take_value(key),
+        }
+        self.dirty.insert(key.to_owned());
+        self.guards
+            .entry(key.to_owned())
+            .or_insert_with(|| Guard {
+                expected: held,
+                steps: Vec::new(),
+            })
+            .steps
+            .push(step);
+        Ok(())
+    }
+
+    /// Whether `key` has read-modify-write steps to save.
+    pub(crate) fn is_guarded(&self, key: &str) -> bool {
+        self.guards.contains_key(key)
+    }
+
+    /// The guarded keys with the values the store must still hold.
+    pub(crate) fn expected(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+        self.guards
+            .iter()
+            .map(|(k, g)| (k.as_str(), g.expected.as_deref()))
+    }
+
+    /// The store holds `held` under the guarded `key` now: its steps run
+    /// again from there. Not held to the size limit here (the store checks
+    /// it as it saves).
+    pub(crate) fn recompute(&mut self, key: &str, held: Option<Vec<u8>>) -> Result<(), Error> {
+        let Some(guard) = self.guards.get_mut(key) else {
+            return Ok(());
+        };
+        let mut value = held.clone();
+        for step in &mut guard.steps {
+            value = step(value.as_deref())?;
+        }
+        guard.expected = held;
+        match value {
+            Some(v) => {
+                // No limit: cannot fail.
+                let _ = self.put(key, v, usize::MAX);
+            }
+            None => self.take_value(key),
+        }
+        Ok(())
+    }
+
+    /// Drops the value under `key`, keeping the size.
+    fn take_value(&mut self, key: &str) {
+        if let Some(v) = self.data.remove(key) {
+            self.size -= key.len() + v.len();
+        }
+    }
+
     /// The keys only incremented, by how much.
     pub(crate) fn increments(&self) -> impl Iterator<Item = (&str, i64)> {
         self.increments.iter().map(|(k, by)| (k.as_str(), *by))
@@ -226,6 +355,7 @@ impl SessionState {
                 self.size -= key.len() + v.len();
                 self.dirty.insert(key.to_owned());
                 self.increments.remove(key);
+        self.guards.remove(key);
                 true
             }
         }
@@ -236,6 +366,7 @@ impl SessionState {
         let keys: Vec<String> = self.data.drain().map(|(k, _)| k).collect();
         self.dirty.extend(keys);
         self.increments.clear();
+        self.guards.clear();
         self.size = 0;
     }
 
@@ -415,6 +546,7 @@ impl SessionState {
         self.info_changed.clear();
         let mut changed = std::mem::take(&mut self.dirty);
         changed.extend(self.increments.drain().map(|(k, _)| k));
+        self.guards.clear();
         changed
     }
 

@@ -35,6 +35,9 @@ pub mod names {
     pub const REVOCATIONS: &str = "sessionkit_revocations_total";
     /// Counter: saves forwarded to a session that had moved (a cycled id).
     pub const FORWARDED: &str = "sessionkit_forwarded_saves_total";
+    /// Saves retried because a key updated with `Session::update` changed
+    /// in the store meanwhile (counter).
+    pub const CONFLICTS: &str = "sessionkit_update_conflicts_total";
     /// Counter: corrupt records dropped.
     pub const CORRUPT: &str = "sessionkit_corrupt_records_total";
     /// Counter: responses replaced by a 503 (the store unavailable).

@@ -225,6 +225,20 @@ impl SessionStore for MemoryStore {
         let outcome = match inner.entry(id, now) {
             None => UpdateOutcome::Gone,
             Some(Entry::Moved { to, .. }) => UpdateOutcome::Moved(to.clone()),
+            Some(Entry::Live(record))
+                if changes
+                    .expect
+                    .iter()
+                    .any(|(k, v)| record.data.get(*k).map(Vec::as_slice) != *v) =>
+            {
+                UpdateOutcome::Conflict(
+                    changes
+                        .expect
+                        .iter()
+                        .map(|(k, _)| ((*k).to_owned(), record.data.get(*k).cloned()))
+                        .collect(),
+                )
+            }
             Some(Entry::Live(record)) => {
                 let before = record.size();
                 let after = changes.size_after(before, |k| record.data.get(k).map(Vec::len));
@@ -238,16 +252,18 @@ impl SessionStore for MemoryStore {
                 for k in &changes.remove {
                     record.data.remove(*k);
                 }
+                let codec = record.meta.codec;
                 for (k, by) in &changes.increments {
                     let now = record
                         .data
                         .get(*k)
-                        .and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok())
+                        .and_then(|v| crate::codec::integer(codec, v))
                         .and_then(|n| n.checked_add(*by))
                         .unwrap_or(*by);
-                    record
-                        .data
-                        .insert((*k).to_owned(), now.to_string().into_bytes());
+                    // Encoding an integer cannot fail.
+                    if let Ok(encoded) = crate::codec::encode(codec, k, &now) {
+                        record.data.insert((*k).to_owned(), encoded);
+                    }
                 }
                 if let Some(flags) = changes.flags {
                     record.meta.permanent = flags.permanent;

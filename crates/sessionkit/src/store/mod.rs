@@ -25,6 +25,8 @@ use std::pin::Pin;
 
 use crate::{Error, StorageId};
 
+#[cfg(feature = "flask")]
+pub mod flask;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -85,6 +87,8 @@ pub struct Meta {
     /// When a request last saved or touched the session, kept for a
     /// session attached to a user (0: not known).
     pub seen_ms: u64,
+    /// The format of the record's values, fixed when it is created.
+    pub codec: crate::Codec,
 }
 
 /// A change to an existing record, as [`SessionStore::update`] receives it.
@@ -130,6 +134,12 @@ pub struct Changes<'a> {
     /// would overflow) starts over at the increment. Not held to
     /// `max_size` (an increment changes a size by a few bytes).
     pub increments: Vec<(&'a str, i64)>,
+    /// Apply nothing unless each of these keys still holds this encoded
+    /// value (`None`: no value) — checked in the same atomic step as the
+    /// write; otherwise [`UpdateOutcome::Conflict`]. How
+    /// [`Session::update`](crate::Session::update) loses no concurrent
+    /// change.
+    pub expect: Vec<(&'a str, Option<&'a [u8]>)>,
 }
 
 impl Record {
@@ -181,6 +191,10 @@ pub enum UpdateOutcome {
     /// request loaded it; nothing was written. The caller may apply its data
     /// changes there.
     Moved(StorageId),
+    /// A key of [`Changes::expect`] holds something else now; nothing was
+    /// written. What each of those keys holds (`None`: no value), so that
+    /// the caller can compute its change again and retry.
+    Conflict(Vec<(String, Option<Vec<u8>>)>),
 }
 
 /// A session backend.

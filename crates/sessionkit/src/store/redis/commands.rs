@@ -74,6 +74,9 @@ enum SaveReply {
     Moved(StorageId),
     /// Update refused: the record would have this size, past the limit.
     TooLarge(usize),
+    /// Update refused: an expected field holds something else; what each
+    /// expected field holds.
+    Conflict(Vec<(String, Option<Vec<u8>>)>),
 }
 
 /// Reads the save script's reply (see `save.lua`).
@@ -83,6 +86,7 @@ fn save_reply(v: Value) -> Result<SaveReply, Error> {
             [Value::Int(3), Value::Int(size)] => {
                 SaveReply::TooLarge(usize::try_from(*size).unwrap_or(usize::MAX))
             }
+            [Value::Int(4), held @ ..] => SaveReply::Conflict(conflict_reply(held)?),
             _ => return Err(Error::Corrupt("unexpected save reply".to_owned())),
         },
         Value::Int(1) => SaveReply::Saved,
@@ -91,6 +95,23 @@ fn save_reply(v: Value) -> Result<SaveReply, Error> {
         Value::BulkString(to) => SaveReply::Moved(layout::moved_to(to)?),
         _ => SaveReply::Gone,
     })
+}
+
+/// The fields and values of the save script's conflict reply.
+fn conflict_reply(held: &[Value]) -> Result<Vec<(String, Option<Vec<u8>>)>, Error> {
+    let bad = || Error::Corrupt("unexpected save reply".to_owned());
+    held.chunks(2)
+        .map(|pair| match pair {
+            [Value::BulkString(f), Value::BulkString(v)] => {
+                let key = std::str::from_utf8(f)
+                    .ok()
+                    .and_then(|f| f.strip_prefix(layout::DATA))
+                    .ok_or_else(bad)?;
+                Ok((key.to_owned(), layout::held_value(v).ok_or_else(bad)?))
+            }
+            _ => Err(bad()),
+        })
+        .collect()
 }
 
 /// An error reply to a command on a session key: `WRONGTYPE` means someone
@@ -196,6 +217,7 @@ impl Commands {
             remove: &[],
             extra: layout::extra_of(record, &info),
             increments: &[],
+            expect: &[],
         };
         let reply = self.save(link, key, save).await?;
         let created = matches!(reply, SaveReply::Saved);
@@ -256,6 +278,7 @@ impl Commands {
                 info: &changes.info,
             },
             increments: &changes.increments,
+            expect: &changes.expect,
         };
         let reply = self.save(link, key, save).await?;
         drop(op);
@@ -271,6 +294,7 @@ impl Commands {
             SaveReply::Deleted => UpdateOutcome::Deleted,
             SaveReply::Moved(to) => UpdateOutcome::Moved(to),
             SaveReply::Gone | SaveReply::Exists => UpdateOutcome::Gone,
+            SaveReply::Conflict(held) => UpdateOutcome::Conflict(held),
             SaveReply::TooLarge(size) => {
                 return Err(Error::TooLarge {
                     size,

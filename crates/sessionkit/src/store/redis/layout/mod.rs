@@ -18,6 +18,8 @@
 //!   the session's device (an empty value: none).
 //! - A forwarding marker (left by a cycled session): `m:v` and `m:moved`
 //!   (the new storage id), expiring after `MOVED_GRACE`.
+//! - `m:codec`: the values' format when it is not JSON (`msgpack`),
+//!   written on create.
 //! - Records of earlier versions may hold `m:rev` (a revision): ignored.
 //!
 //! The scripts name the same fields as literals (`save.lua`, `take.lua`).
@@ -45,6 +47,7 @@ pub(super) const SIZE: &str = "m:size";
 pub(super) const MOVED: &str = "m:moved";
 pub(super) const USER: &str = "m:user";
 pub(super) const SEEN: &str = "m:seen";
+pub(super) const CODEC: &str = "m:codec";
 /// Prefix of the device notes' fields.
 pub(super) const INFO: &str = "m:i:";
 
@@ -104,6 +107,9 @@ pub(super) fn meta_fields(
     if on_create {
         field(VERSION, num.format(LAYOUT_VERSION).as_bytes());
         field(CREATED, num.format(meta.created_ms).as_bytes());
+        if meta.codec != crate::Codec::Json {
+            field(CODEC, meta.codec.name().as_bytes());
+        }
     }
     field(PERMANENT, if meta.permanent { b"1" } else { b"0" });
     field(
@@ -271,6 +277,12 @@ pub(crate) fn decode_record(fields: Fields) -> Result<Option<Record>, Error> {
             LIFETIME => record.meta.lifetime_ms = none_if_zero(num(&value, "bad m:lifetime")?),
             ABSOLUTE => record.meta.absolute_ms = none_if_zero(num(&value, "bad m:absolute")?),
             SEEN => record.meta.seen_ms = num(&value, "bad m:seen")?,
+            CODEC => {
+                record.meta.codec = std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(crate::Codec::from_name)
+                    .ok_or_else(|| corrupt("unknown m:codec"))?;
+            }
             USER if value.is_empty() => record.user = None,
             USER => {
                 record.user =
@@ -362,6 +374,8 @@ pub(super) struct Save<'a, I> {
     pub(super) extra: Extra<'a>,
     /// Integers to add to data fields (`HINCRBY`).
     pub(super) increments: &'a [(&'a str, i64)],
+    /// Fields that must hold these values for the update to write.
+    pub(super) expect: &'a [(&'a str, Option<&'a [u8]>)],
 }
 
 impl<'a, I: ExactSizeIterator<Item = (&'a str, &'a [u8])>> Save<'a, I> {
@@ -379,6 +393,7 @@ impl<'a, I: ExactSizeIterator<Item = (&'a str, &'a [u8])>> Save<'a, I> {
         };
         cmd.arg(self.set.len() + meta_count(self.meta, self.create, self.expires, self.extra));
         cmd.arg(self.increments.len());
+        cmd.arg(self.expect.len());
         for (k, v) in self.set {
             data_arg(cmd, k);
             cmd.arg(v);
@@ -390,9 +405,32 @@ impl<'a, I: ExactSizeIterator<Item = (&'a str, &'a [u8])>> Save<'a, I> {
             data_arg(cmd, k);
             cmd.arg(*by);
         }
+        for (k, v) in self.expect {
+            data_arg(cmd, k);
+            cmd.arg(expected_arg(*v));
+        }
         for k in self.remove {
             data_arg(cmd, k);
         }
+    }
+}
+
+/// An expected value as the save script compares it: `=` and the value,
+/// or `-` for none.
+fn expected_arg(v: Option<&[u8]>) -> Vec<u8> {
+    match v {
+        Some(v) => [b"=".as_slice(), v].concat(),
+        None => b"-".to_vec(),
+    }
+}
+
+/// What the save script's conflict reply says a field holds (see
+/// [`expected_arg`]); `None` for a reply that is neither form.
+pub(super) fn held_value(arg: &[u8]) -> Option<Option<Vec<u8>>> {
+    match arg.split_first() {
+        Some((b'=', v)) => Some(Some(v.to_vec())),
+        Some((b'-', [])) => Some(None),
+        _ => None,
     }
 }
 

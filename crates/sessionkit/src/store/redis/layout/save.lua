@@ -14,23 +14,30 @@
 --          past it and make it larger than it is writes nothing
 -- ARGV[5]  n = number of field/value pairs that follow
 -- ARGV[6]  k = number of field/increment pairs after them (update only)
--- ARGV[7 .. 6+2n]  field, value pairs to HSET; then k field, integer pairs
+-- ARGV[7]  x = number of field/expected pairs after those (update only)
+-- ARGV[8 .. 7+2n]  field, value pairs to HSET; then k field, integer pairs
 --          to add to a field holding an integer (HINCRBY; a field holding
 --          anything else, or one that would overflow, starts over at the
---          increment); the rest: fields to HDEL. Increments are not held to
---          the size limit (they change a size by a few bytes).
+--          increment); then x field, expected pairs: the update writes
+--          nothing unless each field holds '=' .. value ('-': no value);
+--          the rest: fields to HDEL. Increments are not held to the size
+--          limit (they change a size by a few bytes).
 -- m:size holds the size the limit counts: the bytes of every data key (its
 -- field name without 'd:') and value. Every save keeps it exact; a record
 -- without it (written before it existed) gets it here.
 -- Returns 1 saved, 0 create refused (exists), -1 update refused (gone),
--- 2 deleted (emptied), {3, size} refused (the size it would have), or the
--- storage id the session moved to (update of a moved session: nothing written).
+-- 2 deleted (emptied), {3, size} refused (the size it would have), {4, field,
+-- held, ...} refused: an expected field holds something else (every expected
+-- field with what it holds, '=' .. value or '-'), or the storage id the
+-- session moved to (update of a moved session: nothing written).
 local key = KEYS[1]
-local first_pair = 7
-local last_pair = 6 + 2 * tonumber(ARGV[5])
+local first_pair = 8
+local last_pair = 7 + 2 * tonumber(ARGV[5])
 local first_inc = last_pair + 1
 local last_inc = last_pair + 2 * tonumber(ARGV[6])
-local first_remove = last_inc + 1
+local first_expect = last_inc + 1
+local last_expect = last_inc + 2 * tonumber(ARGV[7])
+local first_remove = last_expect + 1
 local is_data = function(f) return string.sub(f, 1, 2) == 'd:' end
 -- The bytes a data field holds now (0 if absent).
 local held = function(f)
@@ -49,6 +56,18 @@ else
   local found = redis.call('HMGET', key, 'm:v', 'm:moved', 'm:size')
   if not found[1] then return -1 end
   if found[2] then return found[2] end
+  if first_expect <= last_expect then
+    local held_now = {4}
+    local differs = false
+    for i = first_expect, last_expect, 2 do
+      local v = redis.call('HGET', key, ARGV[i])
+      local as_arg = v and ('=' .. v) or '-'
+      if as_arg ~= ARGV[i + 1] then differs = true end
+      table.insert(held_now, ARGV[i])
+      table.insert(held_now, as_arg)
+    end
+    if differs then return held_now end
+  end
   local before = tonumber(found[3])
   if not before then
     before = 0
@@ -84,12 +103,24 @@ while i <= #ARGV do
   i = j + 1
 end
 if first_inc <= last_inc then
+  -- MessagePack values (m:codec) are added to as such: an integer of
+  -- Lua's numbers (exact up to 2^53).
+  local msgpack = redis.call('HGET', key, 'm:codec') == 'msgpack'
   for i = first_inc, last_inc, 2 do
     local f = ARGV[i]
     local before = held(f)
-    local added = redis.pcall('HINCRBY', key, f, ARGV[i + 1])
-    if type(added) == 'table' and added.err then
-      redis.call('HSET', key, f, ARGV[i + 1])
+    if msgpack then
+      local by = tonumber(ARGV[i + 1])
+      local v = redis.call('HGET', key, f)
+      local ok, n = false, nil
+      if v then ok, n = pcall(cmsgpack.unpack, v) end
+      if ok and type(n) == 'number' and n == math.floor(n) then by = n + by end
+      redis.call('HSET', key, f, cmsgpack.pack(by))
+    else
+      local added = redis.pcall('HINCRBY', key, f, ARGV[i + 1])
+      if type(added) == 'table' and added.err then
+        redis.call('HSET', key, f, ARGV[i + 1])
+      end
     end
     size = size + held(f) - before
   end
