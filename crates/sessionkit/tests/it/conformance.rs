@@ -3,45 +3,55 @@
 
 use std::time::Duration;
 
-use sessionkit::SessionConfig;
+use sessionkit::{Codec, SessionConfig, SessionConfigBuilder};
 use testkit::conformance::{self as c, Framework, StoreKind, Subject};
 
-fn short_lived() -> SessionConfig {
-    SessionConfig::builder()
+fn short_lived(base: SessionConfigBuilder) -> SessionConfig {
+    base
         .with_idle_lifetime(Duration::from_millis(1500))
         .build()
         .expect("valid config")
 }
 
-fn small() -> SessionConfig {
-    SessionConfig::builder()
+fn small(base: SessionConfigBuilder) -> SessionConfig {
+    base
         .with_max_size(1024)
         .build()
         .expect("valid config")
 }
 
-fn signed() -> SessionConfig {
-    SessionConfig::builder()
+fn signed(base: SessionConfigBuilder) -> SessionConfig {
+    base
         .with_signing_keys([b"conformance-signing-key-0123456789abcdef"])
         .build()
         .expect("valid config")
 }
 
-fn absolute() -> SessionConfig {
-    SessionConfig::builder()
+fn absolute(base: SessionConfigBuilder) -> SessionConfig {
+    base
         .with_absolute_lifetime(Some(Duration::from_millis(1200)))
         .build()
         .expect("valid config")
 }
 
+/// The default settings.
+fn plain() -> SessionConfigBuilder {
+    SessionConfig::builder()
+}
+
+/// Values in MessagePack.
+fn msgpack() -> SessionConfigBuilder {
+    SessionConfig::builder().with_codec(Codec::MessagePack)
+}
+
 macro_rules! matrix {
-    ($store:expr, $fw:expr; $($name:ident $(with $config:expr)?),* $(,)?) => {
+    ($store:expr, $fw:expr, $base:expr; $($name:ident $(with $config:ident)?),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 #[allow(unused_mut, unused_assignments)]
-                let mut config = SessionConfig::default();
-                $( config = $config; )?
+                let mut config = $base().build().expect("valid config");
+                $( config = $config($base()); )?
                 let subject = Subject::start_with($store, $fw, config).await;
                 c::$name(&subject).await;
             }
@@ -51,7 +61,10 @@ macro_rules! matrix {
 
 macro_rules! suite {
     ($store:expr, $fw:expr) => {
-        matrix!($store, $fw;
+        suite!($store, $fw, plain);
+    };
+    ($store:expr, $fw:expr, $base:expr) => {
+        matrix!($store, $fw, $base;
             basic_flow,
             untouched_request_costs_nothing,
             malformed_cookie_costs_nothing,
@@ -65,11 +78,11 @@ macro_rules! suite {
             logout_during_slow_write_does_not_resurrect,
             cookie_and_cache_headers,
             values_round_trip,
-            expired_session_is_gone with short_lived(),
-            touch_is_throttled with short_lived(),
-            oversized_value_is_refused with small(),
-            signed_cookie_rejects_forgeries with signed(),
-            absolute_timeout_ends_active_session with absolute(),
+            expired_session_is_gone with short_lived,
+            touch_is_throttled with short_lived,
+            oversized_value_is_refused with small,
+            signed_cookie_rejects_forgeries with signed,
+            absolute_timeout_ends_active_session with absolute,
             vary_cookie_on_every_read_path,
             cookie_tossing_neither_shadows_nor_signs_out,
             a_non_utf8_cookie_pair_is_skipped,
@@ -142,4 +155,21 @@ mod redis_cluster_axum {
 mod redis_cluster_cached_axum {
     use super::*;
     suite!(StoreKind::RedisClusterCached, Framework::Axum);
+}
+
+// MessagePack values, on the memory store and on Redis (the codec is below
+// the adapters and the same on every Redis topology).
+mod memory_msgpack_axum {
+    use super::*;
+    suite!(StoreKind::Memory, Framework::Axum, msgpack);
+}
+
+mod redis_msgpack_axum {
+    use super::*;
+    suite!(StoreKind::Redis, Framework::Axum, msgpack);
+}
+
+mod redis_cached_msgpack_actix {
+    use super::*;
+    suite!(StoreKind::RedisCached, Framework::Actix, msgpack);
 }

@@ -10,6 +10,7 @@
 mod adapters;
 mod cache;
 mod cluster;
+mod codec;
 mod conformance;
 mod connections;
 mod flash;
