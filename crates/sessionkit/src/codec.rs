@@ -125,7 +125,9 @@ mod tests {
     fn each_codec_round_trips_and_tells_damage_from_another_shape() {
         for codec in [Codec::Json, Codec::MessagePack] {
             let bytes = encode(codec, "k", &vec![1u32, 2]).unwrap();
-            assert!(matches!(decode::<Vec<u32>>(codec, "k", &bytes), Decoded::Value(v) if v == [1, 2]));
+            assert!(
+                matches!(decode::<Vec<u32>>(codec, "k", &bytes), Decoded::Value(v) if v == [1, 2])
+            );
             assert!(matches!(
                 decode::<String>(codec, "k", &bytes),
                 Decoded::OtherShape(_)

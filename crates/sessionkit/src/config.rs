@@ -64,6 +64,11 @@ pub struct SessionConfig {
     pub(crate) touch_interval: Option<Duration>,
     pub(crate) max_size: usize,
     pub(crate) codec: crate::Codec,
+    pub(crate) transport: Transport,
+    /// The request header the id arrives in, the response header it is
+    /// sent in, and the `Vary` value naming the former (lowercase names),
+    /// derived from `transport`.
+    pub(crate) id_headers: IdHeaders,
     pub(crate) failure_policy: FailurePolicy,
     pub(crate) signing: SigningKeys,
     /// Hears what happens to sessions.
@@ -73,6 +78,54 @@ pub struct SessionConfig {
     /// from the fields above when the config is made, so that a request
     /// does not format the same attributes again.
     pub(crate) cookie_attrs: Box<str>,
+}
+
+/// How the session id travels between client and server.
+///
+/// Whatever the transport, the id is the same random value (signed when
+/// signing keys are set), a presented id that names no live session is
+/// never adopted, and a response that carries an id is marked
+/// `Cache-Control: no-store`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Transport {
+    /// A cookie (`Cookie` in, `Set-Cookie` out), with the configured
+    /// name and attributes. The default, for browsers.
+    #[default]
+    Cookie,
+    /// For APIs and mobile clients: the id arrives in `Authorization:
+    /// Bearer <token>`; a response that starts a session or changes its id
+    /// carries the token in the header `Session-Token` (and the
+    /// application may hand it out in its body: [`Session::token`](crate::Session::token)),
+    /// one that ends it an empty `Session-Token` (drop the token). Never a
+    /// cookie.
+    Bearer,
+    /// Like [`Bearer`](Self::Bearer), with the bare token in this header
+    /// both ways (e.g. `X-Session`).
+    Header(String),
+}
+
+/// Header names of a transport (lowercase).
+#[derive(Clone, Debug)]
+pub(crate) struct IdHeaders {
+    pub(crate) request: Box<str>,
+    pub(crate) response: Box<str>,
+    pub(crate) vary: Box<str>,
+}
+
+impl IdHeaders {
+    fn of(transport: &Transport) -> Self {
+        let (request, response, vary) = match transport {
+            Transport::Cookie => ("cookie", "set-cookie", "Cookie"),
+            Transport::Bearer => ("authorization", "session-token", "Authorization"),
+            Transport::Header(name) => (name.as_str(), name.as_str(), name.as_str()),
+        };
+        IdHeaders {
+            request: request.to_ascii_lowercase().into(),
+            response: response.to_ascii_lowercase().into(),
+            vary: vary.into(),
+        }
+    }
 }
 
 /// HMAC keys for signed cookies; the first signs, all verify. `Debug` shows
@@ -121,6 +174,8 @@ impl Default for SessionConfig {
             touch_interval: None,
             max_size: DEFAULT_MAX_SIZE,
             codec: crate::Codec::Json,
+            transport: Transport::Cookie,
+            id_headers: IdHeaders::of(&Transport::Cookie),
             failure_policy: FailurePolicy::Closed,
             signing: SigningKeys::default(),
             listener: crate::events::Listener::default(),
@@ -167,6 +222,11 @@ impl SessionConfig {
     /// Maximum encoded size of one session.
     pub fn max_size(&self) -> usize {
         self.max_size
+    }
+
+    /// How the session id travels.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
     }
 
     /// The format new sessions store their values in.
@@ -306,6 +366,13 @@ impl SessionConfigBuilder {
         self
     }
 
+    /// How the session id travels: a cookie (the default) or a header
+    /// ([`Transport`]).
+    pub fn with_transport(mut self, transport: Transport) -> Self {
+        self.config.transport = transport;
+        self
+    }
+
     /// The format new sessions store their values in (JSON unless set).
     /// A stored session keeps its own, whatever this says later
     /// ([`Codec`](crate::Codec)).
@@ -386,6 +453,17 @@ impl SessionConfigBuilder {
                 "the absolute lifetime must be greater than zero",
             ));
         }
+        if let Transport::Header(name) = &c.transport {
+            let lower = name.to_ascii_lowercase();
+            if http::HeaderName::from_bytes(lower.as_bytes()).is_err()
+                || matches!(lower.as_str(), "cookie" | "set-cookie")
+            {
+                return Err(ConfigError::new(format!(
+                    "{name:?} cannot carry session ids (not a header name, or a cookie header)"
+                )));
+            }
+        }
+        c.id_headers = IdHeaders::of(&c.transport);
         Ok(c.with_cookie_attrs())
     }
 }

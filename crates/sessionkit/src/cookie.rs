@@ -1,6 +1,7 @@
 //! Reading the session id from `Cookie` headers and writing `Set-Cookie`
-//! values, with the `cookie` crate. No I/O, no allocation on the read path
-//! beyond the parsed id.
+//! values, with the `cookie` crate — or, with a header transport
+//! ([`Transport`]), from and to the configured headers. No I/O, no
+//! allocation on the read path beyond the parsed id.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use cookie::Cookie;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::{SessionConfig, SessionId};
+use crate::{SessionConfig, SessionId, Transport};
 
 /// What the MAC covers besides the id: names the scheme, so a signature made
 /// for anything else never verifies here.
@@ -61,28 +62,47 @@ impl Offered {
     }
 }
 
-/// Finds the session id candidates in the request's `Cookie` header values.
+/// Finds the session id candidates in the values of the request's id
+/// header (`Cookie`, or the transport's header).
 ///
-/// Each `name=value` pair is parsed on its own: a pair that is not UTF-8 or
-/// not a cookie (a sibling application's binary value, say) is skipped and
-/// the others still count. Anything malformed or badly signed is no
-/// candidate.
+/// Each cookie `name=value` pair is parsed on its own: a pair that is not
+/// UTF-8 or not a cookie (a sibling application's binary value, say) is
+/// skipped and the others still count. Anything malformed or badly signed
+/// is no candidate.
 pub(crate) fn find_ids<'a>(
     config: &SessionConfig,
     headers: impl IntoIterator<Item = &'a [u8]>,
 ) -> Offered {
-    let name = config.cookie_name.as_str();
     let mut found: Vec<Found> = Vec::new();
-    let pairs = headers
-        .into_iter()
-        .flat_map(|h| h.split(|b| *b == b';'))
-        .filter_map(|pair| std::str::from_utf8(pair).ok())
-        .filter_map(|pair| Cookie::parse(pair.trim()).ok());
-    for c in pairs.filter(|c| c.name() == name) {
-        if let Some(f) = parse_value(config, c.value_trimmed()) {
+    let mut offer = |value: &str| {
+        if let Some(f) = parse_value(config, value) {
             if !found.iter().any(|seen| seen.id == f.id) {
                 found.push(f);
             }
+        }
+    };
+    let name = config.cookie_name.as_str();
+    for header in headers {
+        match &config.transport {
+            Transport::Cookie => {
+                let pairs = header
+                    .split(|b| *b == b';')
+                    .filter_map(|pair| std::str::from_utf8(pair).ok())
+                    .filter_map(|pair| Cookie::parse(pair.trim()).ok());
+                for c in pairs.filter(|c| c.name() == name) {
+                    offer(c.value_trimmed());
+                }
+            }
+            // `Bearer` is case-insensitive (RFC 9110, 11.1).
+            Transport::Bearer => {
+                let v = std::str::from_utf8(header).unwrap_or_default().trim();
+                if let Some((scheme, token)) = v.split_once(' ') {
+                    if scheme.eq_ignore_ascii_case("bearer") {
+                        offer(token.trim());
+                    }
+                }
+            }
+            Transport::Header(_) => offer(std::str::from_utf8(header).unwrap_or_default().trim()),
         }
     }
     Offered(found)
@@ -143,13 +163,24 @@ fn value(config: &SessionConfig, id: &SessionId) -> String {
     v
 }
 
-/// A `Set-Cookie` value carrying `id`. `max_age` makes it persistent.
+/// The token a client presents for `id` (the cookie's value, or the
+/// header transport's token).
+pub(crate) fn token(config: &SessionConfig, id: &SessionId) -> String {
+    value(config, id)
+}
+
+/// The value of the response's id header carrying `id`: a `Set-Cookie`
+/// value (`max_age` makes it persistent), or with a header transport the
+/// bare token.
 pub(crate) fn set_cookie(
     config: &SessionConfig,
     id: &SessionId,
     max_age: Option<Duration>,
 ) -> String {
     let value = value(config, id);
+    if config.transport != Transport::Cookie {
+        return value;
+    }
     let Some(age) = max_age else {
         // The attributes of a browser-session cookie never change: the
         // config holds them as the `cookie` crate writes them. The name is a
@@ -181,11 +212,15 @@ pub(crate) fn attributes(config: &SessionConfig) -> String {
         .to_owned()
 }
 
-/// A `Set-Cookie` value that deletes the session cookie.
-pub(crate) fn removal(config: &SessionConfig) -> String {
+/// A `Set-Cookie` value that deletes the session cookie; with a header
+/// transport, an empty token (drop yours).
+pub(crate) fn removal(config: &SessionConfig) -> Option<String> {
+    if config.transport != Transport::Cookie {
+        return Some(String::new());
+    }
     let mut c = base(config, String::new());
     c.make_removal();
-    c.to_string()
+    Some(c.to_string())
 }
 
 fn base(config: &SessionConfig, value: String) -> Cookie<'static> {
@@ -294,8 +329,40 @@ mod tests {
         let p = set_cookie(&config, &id, Some(Duration::from_secs(60)));
         assert!(p.contains("Max-Age=60"), "{p}");
         assert!(p.contains("Expires="), "{p}");
-        let r = removal(&config);
+        let r = removal(&config).unwrap_or_default();
         assert!(r.contains("Max-Age=0"), "{r}");
+    }
+
+    #[test]
+    fn header_transports_take_their_header_and_send_bare_tokens() {
+        let id = SessionId::generate();
+        let bearer = SessionConfig::builder()
+            .with_transport(Transport::Bearer)
+            .build()
+            .unwrap();
+        let token = token(&bearer, &id);
+        for good in [format!("Bearer {token}"), format!("bearer  {token} ")] {
+            let found = find_id(&bearer, [good.as_bytes()]).map(|f| f.id);
+            assert_eq!(found, Some(id.clone()), "{good:?}");
+        }
+        for bad in [
+            format!("Basic {token}"),
+            token.clone(),
+            format!("{}={token}", crate::DEFAULT_COOKIE_NAME),
+        ] {
+            assert_eq!(find_id(&bearer, [bad.as_bytes()]), None, "{bad:?}");
+        }
+        assert_eq!(set_cookie(&bearer, &id, Some(Duration::from_secs(9))), token);
+        assert_eq!(removal(&bearer).as_deref(), Some(""));
+        // A cookie is no token, and a token no cookie.
+        let cookie = format!("{}={token}", plain().cookie_name());
+        assert!(find_id(&plain(), [cookie.as_bytes()]).is_some());
+        let named = SessionConfig::builder()
+            .with_transport(Transport::Header("X-Session".to_owned()))
+            .build()
+            .unwrap();
+        assert!(find_id(&named, [token.as_bytes()]).is_some());
+        assert!(find_id(&named, [cookie.as_bytes()]).is_none());
     }
 }
 

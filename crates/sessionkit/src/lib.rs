@@ -90,9 +90,9 @@ pub mod telemetry;
 
 pub use codec::Codec;
 pub use config::{
-    ConfigError, FailurePolicy, SameSite, SessionConfig, SessionConfigBuilder, DEFAULT_COOKIE_NAME,
-    DEFAULT_IDLE_LIFETIME, DEFAULT_MAX_SIZE, DEFAULT_PERMANENT_LIFETIME, MIN_SIGNING_KEY_LEN,
-    PLAIN_COOKIE_NAME,
+    ConfigError, FailurePolicy, SameSite, SessionConfig, SessionConfigBuilder, Transport,
+    DEFAULT_COOKIE_NAME, DEFAULT_IDLE_LIFETIME, DEFAULT_MAX_SIZE, DEFAULT_PERMANENT_LIFETIME,
+    MIN_SIGNING_KEY_LEN, PLAIN_COOKIE_NAME,
 };
 pub use error::{BoxError, Error};
 pub use id::{ParseIdError, SessionHandle, SessionId, StorageId};

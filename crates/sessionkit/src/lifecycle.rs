@@ -40,6 +40,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::codec::{self, Decoded};
+use crate::config::IdHeaders;
 use crate::cookie::{self as cookies, Offered};
 use crate::events::SessionEvent;
 use crate::state::{Phase, Retire, SessionState};
@@ -371,18 +372,22 @@ pub(crate) fn after_update(
 ///
 /// The adapters apply it in two steps and nothing else: replace the response
 /// by an empty one if [`replacement`](Self::replacement) says so, then append
-/// every header [`headers`](Self::headers) lists. Header names are lowercase
-/// static strings, so any framework's header map accepts them as they are.
+/// every header [`headers`](Self::headers) lists. Header names are
+/// lowercase and valid (the config checked a transport's), so any
+/// framework's header map accepts them as they are.
 #[derive(Debug, Default)]
-pub(crate) struct Finish {
+pub(crate) struct Finish<'a> {
     /// Replace the response with an empty one with this status.
     replace: Option<u16>,
     /// Add `Retry-After: 1` (the store is unavailable; retrying soon may work).
     retry_after: bool,
     /// The handler looked at the session: add `Vary: Cookie`.
     vary_cookie: bool,
-    /// A `Set-Cookie` value to append.
+    /// A `Set-Cookie` value (or, with a header transport, the token) to
+    /// append.
     set_cookie: Option<String>,
+    /// The transport's header names (`None`: a cookie's).
+    names: Option<&'a IdHeaders>,
 }
 
 const VARY: &str = "vary";
@@ -390,7 +395,7 @@ const SET_COOKIE: &str = "set-cookie";
 const CACHE_CONTROL: &str = "cache-control";
 const RETRY_AFTER: &str = "retry-after";
 
-impl Finish {
+impl Finish<'_> {
     /// The reply for a session error a handler returns: an empty response
     /// with [`error_status`] (a 503 says when to retry). The client gets no
     /// detail; the log gets the whole error chain (which never holds an id).
@@ -421,13 +426,13 @@ impl Finish {
     /// The headers to append, as `(lowercase name, value)`. `has_cache_control`
     /// says whether the response already has a `Cache-Control`: a response
     /// that sets the cookie gets `no-store` unless the app chose its own.
-    pub(crate) fn headers(
-        &self,
-        has_cache_control: bool,
-    ) -> impl Iterator<Item = (&'static str, &str)> {
+    pub(crate) fn headers(&self, has_cache_control: bool) -> impl Iterator<Item = (&str, &str)> {
         let retry_after = self.retry_after.then_some((RETRY_AFTER, "1"));
-        let vary = self.vary_cookie.then_some((VARY, "Cookie"));
-        let cookie = self.set_cookie.as_deref().map(|c| (SET_COOKIE, c));
+        let (vary_on, id_header) = self
+            .names
+            .map_or(("Cookie", SET_COOKIE), |n| (&*n.vary, &*n.response));
+        let vary = self.vary_cookie.then_some((VARY, vary_on));
+        let cookie = self.set_cookie.as_deref().map(|c| (id_header, c));
         let no_store = (self.set_cookie.is_some() && !has_cache_control)
             .then_some((CACHE_CONTROL, "no-store"));
         retry_after
@@ -453,12 +458,12 @@ pub(crate) fn error_status(error: &Error) -> u16 {
 
 /// Ends the request: carries out [`decide`]'s steps and says which headers
 /// to set. `status` is the handler's response status.
-pub(crate) async fn finish(
-    shared: &Shared,
+pub(crate) async fn finish<'a>(
+    shared: &'a Shared,
     offered: &Offered,
     state: &mut SessionState,
     status: u16,
-) -> Finish {
+) -> Finish<'a> {
     let config = &shared.config;
     // The cookie the session came with: the one whose record was loaded.
     let incoming = state.base().and_then(|sid| offered.naming(sid));
@@ -483,6 +488,7 @@ pub(crate) async fn finish(
     let id = state.reissue().cloned().or(incoming);
     let vary = Finish {
         vary_cookie: true,
+        names: Some(&config.id_headers),
         ..Finish::default()
     };
     let cookie = match decision {
@@ -500,7 +506,9 @@ pub(crate) async fn finish(
         Decision::Keep { resign } => id
             .filter(|_| resign)
             .map(|id| live_cookie(config, &id, state, state.meta().expires_ms)),
-        Decision::Forget { expire_cookie } => expire_cookie.then(|| cookies::removal(config)),
+        Decision::Forget { expire_cookie } => {
+            expire_cookie.then(|| cookies::removal(config)).flatten()
+        }
         Decision::Update(update) => {
             match carry_out_update(shared, id.as_ref(), state, &update).await {
                 Ok(cookie) => cookie,
@@ -534,9 +542,10 @@ pub(crate) async fn finish(
 /// A save that failed: logged, and a bare 413 (too large) or 503. A cycled
 /// session whose new record exists gets its cookie all the same: the old
 /// id may already forward to it, and the new record holds the data.
-fn failed(config: &SessionConfig, state: &SessionState, e: &Error) -> Finish {
+fn failed<'a>(config: &'a SessionConfig, state: &SessionState, e: &Error) -> Finish<'a> {
     crate::error::log(e, "session could not be saved");
     let mut finish = Finish::bare(if e.is_too_large() { 413 } else { 503 });
+    finish.names = Some(&config.id_headers);
     finish.set_cookie = state
         .reissue()
         .map(|id| live_cookie(config, id, state, state.meta().expires_ms));
@@ -717,7 +726,7 @@ async fn carry_out_update(
     Ok(
         match after_update(update, outcome, state.meta().expires_ms) {
             AfterUpdate::Cookie(deadline) => id.map(|id| live_cookie(config, id, state, deadline)),
-            AfterUpdate::ExpireCookie => Some(cookies::removal(config)),
+            AfterUpdate::ExpireCookie => cookies::removal(config),
             AfterUpdate::Forward(to) => {
                 // Only the data changes: the moved record's flags and
                 // expiry are its own.
@@ -745,17 +754,19 @@ async fn carry_out_update(
 /// Creates the record under a new id; that id.
 async fn carry_out_create(
     shared: &Shared,
-    state: &SessionState,
+    state: &mut SessionState,
     deadline: u64,
 ) -> Result<SessionId, Error> {
     let mut record = state.to_record(deadline);
     if record.user.is_some() {
         record.meta.seen_ms = now_ms();
     }
+    // The id whose token the handler handed out, if it asked for one.
+    let mut reserved = state.take_reserved();
     // 192 random bits make a collision practically impossible, but the store
     // refuses to overwrite, so a collision costs a retry, never someone's session.
     for _ in 0..3 {
-        let id = SessionId::generate();
+        let id = reserved.take().unwrap_or_else(SessionId::generate);
         if shared.store.create(&id.storage_id(), &record).await? {
             telemetry::count(names::CREATES);
             telemetry::session_size(state.size());

@@ -76,7 +76,7 @@ impl Session {
 
     /// Ends the request (the lifecycle saves what changed); what the
     /// adapter must do to the response with `status`.
-    pub(crate) async fn finish(&self, status: u16) -> Finish {
+    pub(crate) async fn finish(&self, status: u16) -> Finish<'_> {
         let inner = &self.inner;
         if !inner.accessed.load(Ordering::Relaxed) {
             // Nothing to lock or decide: the common case of a route that
@@ -243,6 +243,31 @@ impl Session {
         // Runs again on a conflict, from what the store holds then.
         state.update(key, encoded, step(codec, key, f), limit)?;
         Ok(new)
+    }
+
+    /// The token the client is to present from now on — what a client of
+    /// a header transport ([`Transport::Bearer`](crate::Transport::Bearer))
+    /// sends back, for the application to hand out in its response body
+    /// (the middleware also sends it in the transport's response header
+    /// when the session starts or changes id). For a session not stored yet,
+    /// or after [`cycle_id`](Self::cycle_id), it is the id the session
+    /// will be stored under; ask for it after the call that changes the id
+    /// (and it names nothing if the session ends up empty, so not stored).
+    /// With the cookie transport it is the cookie's value.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] if the session could not be loaded.
+    pub async fn token(&self) -> Result<String, Error> {
+        let config = &self.inner.shared.config;
+        let mut state = self.loaded().await?;
+        if let Some(id) = state.reissue() {
+            return Ok(crate::cookie::token(config, id));
+        }
+        if let Some(found) = state.base().and_then(|sid| self.inner.offered.naming(sid)) {
+            return Ok(crate::cookie::token(config, &found.id));
+        }
+        Ok(crate::cookie::token(config, state.reserve_id()))
     }
 
     /// Removes `key`; returns whether it was there.

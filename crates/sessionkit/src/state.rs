@@ -97,6 +97,9 @@ pub(crate) struct SessionState {
     size: usize,
     /// The codec of sessions this state starts afresh.
     configured_codec: crate::Codec,
+    /// The id a session not stored yet will be created under, once the
+    /// handler asked for its token.
+    reserved: Option<SessionId>,
 }
 
 /// A value would take the session past its size limit.
@@ -126,6 +129,7 @@ impl Default for SessionState {
             reissue: None,
             size: 0,
             configured_codec: crate::Codec::Json,
+            reserved: None,
         }
     }
 }
@@ -166,6 +170,7 @@ impl SessionState {
     /// Starts a new, empty session (nothing stored yet).
     pub(crate) fn start_fresh(&mut self, now_ms: u64) {
         self.phase = Phase::Fresh;
+        self.reserved = None;
         self.base = None;
         self.data.clear();
         self.dirty.clear();
@@ -273,7 +278,10 @@ impl SessionState {
         limit: usize,
     ) -> Result<(), Error> {
         let held = self.data.get(key).cloned();
-        let over = |o: OverLimit| Error::TooLarge { size: o.size, limit };
+        let over = |o: OverLimit| Error::TooLarge {
+            size: o.size,
+            limit,
+        };
         if !self.guards.contains_key(key)
             && (self.dirty.contains(key) || self.increments.contains_key(key))
         {
@@ -355,7 +363,7 @@ impl SessionState {
                 self.size -= key.len() + v.len();
                 self.dirty.insert(key.to_owned());
                 self.increments.remove(key);
-        self.guards.remove(key);
+                self.guards.remove(key);
                 true
             }
         }
@@ -398,6 +406,18 @@ impl SessionState {
             self.retired_user = self.user.take();
         }
         self.start_fresh(now_ms);
+    }
+
+    /// The id this session will be created under (a session not stored
+    /// yet, or one moving to a new id): chosen now, so that the handler can
+    /// hand out its token.
+    pub(crate) fn reserve_id(&mut self) -> &SessionId {
+        self.reserved.get_or_insert_with(SessionId::generate)
+    }
+
+    /// The reserved id, to create the record under.
+    pub(crate) fn take_reserved(&mut self) -> Option<SessionId> {
+        self.reserved.take()
     }
 
     /// The handler asked for a new id: a loaded record is to move, with

@@ -1,6 +1,8 @@
 //! [`Browser`]: an HTTP client that keeps the session cookie the way a
 //! browser does (sets it from `Set-Cookie`, drops it on `Max-Age=0`), but
-//! sends it over plain HTTP regardless of `Secure`, for loopback tests.
+//! sends it over plain HTTP regardless of `Secure`, for loopback tests — or,
+//! for a header transport, keeps the token an API client would (from the
+//! response's token header; sent back in a request header).
 
 use std::time::Duration;
 
@@ -15,6 +17,13 @@ pub struct Reply {
     pub headers: reqwest::header::HeaderMap,
     /// The `Set-Cookie` values.
     pub set_cookies: Vec<String>,
+    /// The values of the header that carries the session id out (the
+    /// `Set-Cookie`s of the session cookie, or a header transport's
+    /// tokens).
+    pub ids: Vec<String>,
+    /// This reply told the client to drop its id (a cookie removal, or an
+    /// empty token).
+    pub ends_session: bool,
 }
 
 impl Reply {
@@ -36,8 +45,21 @@ pub struct Browser {
     http: reqwest::Client,
     base: String,
     cookie_name: String,
-    /// The session cookie's value, as a browser would send it.
+    /// The session cookie's value (or token), as a client would send it.
     pub cookie: Option<String>,
+    /// A header transport instead of the cookie.
+    header: Option<HeaderWire>,
+}
+
+/// How a header transport carries the token.
+#[derive(Debug, Clone)]
+struct HeaderWire {
+    /// The request header (lowercase).
+    request: String,
+    /// The response header (lowercase).
+    response: String,
+    /// `Bearer <token>` rather than the bare token.
+    bearer: bool,
 }
 
 impl Browser {
@@ -54,7 +76,21 @@ impl Browser {
             base: base.into(),
             cookie_name: cookie_name.into(),
             cookie: None,
+            header: None,
         }
+    }
+
+    /// The same client speaking a header transport: it sends its token in
+    /// `request` (as `Bearer <token>` when `bearer`), takes a new one from
+    /// the response header `response`, and fails the test on any
+    /// `Set-Cookie` (a header transport sends none).
+    pub fn with_header_transport(mut self, request: &str, response: &str, bearer: bool) -> Self {
+        self.header = Some(HeaderWire {
+            request: request.to_ascii_lowercase(),
+            response: response.to_ascii_lowercase(),
+            bearer,
+        });
+        self
     }
 
     /// Requests `path` until the reply satisfies `done`; how long that took.
@@ -126,10 +162,20 @@ impl Browser {
     ///
     /// If the request fails at the HTTP level (no response).
     pub async fn get_with_cookie_header(&mut self, path: &str, raw: &str) -> Reply {
+        self.get_with_header(path, "cookie", raw).await
+    }
+
+    /// Sends `value` as the header `name` and nothing of the stored cookie
+    /// or token.
+    ///
+    /// # Panics
+    ///
+    /// If the request fails at the HTTP level (no response).
+    pub async fn get_with_header(&mut self, path: &str, name: &str, value: &str) -> Reply {
         let req = self
             .http
             .get(format!("{}{path}", self.base))
-            .header("cookie", raw);
+            .header(name, value);
         self.apply(req.send().await).await
     }
 
@@ -152,7 +198,11 @@ impl Browser {
 
     async fn send(&mut self, mut req: reqwest::RequestBuilder) -> Reply {
         if let Some(c) = &self.cookie {
-            req = req.header("cookie", format!("{}={c}", self.cookie_name));
+            req = match &self.header {
+                None => req.header("cookie", format!("{}={c}", self.cookie_name)),
+                Some(w) if w.bearer => req.header(&w.request, format!("Bearer {c}")),
+                Some(w) => req.header(&w.request, c),
+            };
         }
         self.apply(req.send().await).await
     }
@@ -167,7 +217,21 @@ impl Browser {
             .iter()
             .filter_map(|v| v.to_str().ok().map(str::to_owned))
             .collect();
-        for sc in &set_cookies {
+        let mut ids = Vec::new();
+        let mut ends_session = false;
+        if let Some(w) = &self.header {
+            assert!(
+                set_cookies.is_empty(),
+                "a header transport sent Set-Cookie: {set_cookies:?}"
+            );
+            for v in headers.get_all(&w.response) {
+                let token = v.to_str().unwrap_or_default().trim().to_owned();
+                ends_session |= token.is_empty();
+                self.cookie = (!token.is_empty()).then(|| token.clone());
+                ids.push(token);
+            }
+        }
+        for sc in set_cookies.iter().filter(|_| self.header.is_none()) {
             let Some((name, rest)) = sc.split_once('=') else {
                 continue;
             };
@@ -176,13 +240,17 @@ impl Browser {
             }
             let value = rest.split(';').next().unwrap_or("").to_owned();
             let removal = value.is_empty() || sc.contains("Max-Age=0");
+            ends_session |= removal;
             self.cookie = (!removal).then_some(value);
+            ids.push(sc.clone());
         }
         Reply {
             status,
             body,
             headers,
             set_cookies,
+            ids,
+            ends_session,
         }
     }
 }

@@ -371,9 +371,27 @@ impl Subject {
         }
     }
 
-    /// A new browser with no cookie.
+    /// A new browser with no cookie (or, for a header transport, a client
+    /// with no token).
     pub fn browser(&self) -> Browser {
-        Browser::new(self.base.clone(), self.config.cookie_name())
+        let b = Browser::new(self.base.clone(), self.config.cookie_name());
+        match self.config.transport() {
+            sessionkit::Transport::Bearer => {
+                b.with_header_transport("authorization", "session-token", true)
+            }
+            sessionkit::Transport::Header(name) => b.with_header_transport(name, name, false),
+            _ => b,
+        }
+    }
+
+    /// What `Vary` names on a response that used the session: the
+    /// transport's request header.
+    pub fn vary(&self) -> String {
+        match self.config.transport() {
+            sessionkit::Transport::Bearer => "Authorization".to_owned(),
+            sessionkit::Transport::Header(name) => name.clone(),
+            _ => "Cookie".to_owned(),
+        }
     }
 
     /// Store calls since the last [`reset_counts`](Self::reset_counts).
@@ -733,20 +751,12 @@ pub async fn emptied_session_is_deleted(s: &Subject) {
     b.get("/remove?key=a").await;
     assert_eq!(s.stored_sessions(), 1);
     let r = b.get("/remove?key=b").await;
-    check!(
-        s,
-        r.set_cookies.iter().any(|c| c.contains("Max-Age=0")),
-        "cookie expired: {r:?}"
-    );
+    check!(s, r.ends_session, "cookie expired: {r:?}");
     assert_eq!(s.stored_sessions(), 0);
     assert!(b.cookie.is_none());
     b.get("/set?key=a&value=1").await;
     let r = b.get("/clear").await;
-    check!(
-        s,
-        r.set_cookies.iter().any(|c| c.contains("Max-Age=0")),
-        "clear expires the cookie"
-    );
+    check!(s, r.ends_session, "clear expires the cookie");
     assert_eq!(s.stored_sessions(), 0);
 }
 
@@ -770,8 +780,10 @@ pub async fn login_cycles_id(s: &Subject) {
     check!(s, r.status == 200, "{r:?}");
     let after = b.cookie.clone().unwrap_or_default();
     check!(s, !after.is_empty() && after != before, "id changed");
-    let sc = r.set_cookies.join(" | ");
-    check!(s, sc.contains("Max-Age="), "persistent cookie: {sc}");
+    if *s.config.transport() == sessionkit::Transport::Cookie {
+        let sc = r.set_cookies.join(" | ");
+        check!(s, sc.contains("Max-Age="), "persistent cookie: {sc}");
+    }
     assert_eq!(b.get("/get?key=cart").await.body, "apple");
     assert_eq!(b.get("/whoami").await.body, "alice");
     let mut old = s.browser().with_cookie(Some(&before));
@@ -802,7 +814,7 @@ pub async fn cookie_tossing_neither_shadows_nor_signs_out(s: &Subject) {
     mallory.get("/login?user=mallory").await;
     let mallory_id = mallory.cookie.clone().unwrap_or_default();
     let unknown = sessionkit::SessionId::generate().expose();
-    let expires = |r: &crate::client::Reply| r.set_cookies.iter().any(|c| c.contains("Max-Age=0"));
+    let expires = |r: &crate::client::Reply| r.ends_session;
     let mut b = s.browser();
     for header in [
         format!("{name}={unknown}; {name}={alice_id}"),
@@ -910,11 +922,7 @@ pub async fn logout_destroys(s: &Subject) {
     b.get("/login?user=bob").await;
     let id = b.cookie.clone();
     let r = b.get("/logout").await;
-    check!(
-        s,
-        r.set_cookies.iter().any(|c| c.contains("Max-Age=0")),
-        "{r:?}"
-    );
+    check!(s, r.ends_session, "{r:?}");
     assert_eq!(s.stored_sessions(), 0);
     let mut replay = s.browser().with_cookie(id.as_deref());
     assert_eq!(replay.get("/whoami").await.status, 401);
@@ -955,11 +963,7 @@ pub async fn logout_during_slow_write_does_not_resurrect(s: &Subject) {
     b.get("/logout").await;
     let r = writer.await.unwrap_or_else(|e| panic!("writer: {e}"));
     check!(s, r.status == 200, "{r:?}");
-    check!(
-        s,
-        r.set_cookies.is_empty(),
-        "the late write sets no cookie: {r:?}"
-    );
+    check!(s, r.ids.is_empty(), "the late write sends no id: {r:?}");
     assert_eq!(s.stored_sessions(), 0, "session resurrected");
     let mut replay = s.browser().with_cookie(id.as_deref());
     assert_eq!(replay.get("/whoami").await.status, 401);
@@ -1270,14 +1274,83 @@ pub async fn vary_cookie_on_every_read_path(s: &Subject) {
         let r = b.get(path).await;
         check!(
             s,
-            r.header("vary").is_some_and(|v| v.contains("Cookie")),
-            "{path}: no Vary: Cookie: {r:?}"
+            r.header("vary").is_some_and(|v| v.contains(&s.vary())),
+            "{path}: no Vary: {}: {r:?}",
+            s.vary()
         );
     }
     let r = s.browser().get("/whoami").await;
     check!(
         s,
-        r.header("vary").is_some_and(|v| v.contains("Cookie")),
+        r.header("vary").is_some_and(|v| v.contains(&s.vary())),
         "/whoami without a cookie: {r:?}"
     );
+}
+
+/// A header transport (`Authorization: Bearer`): a new session's token
+/// comes in `Session-Token` with `Cache-Control: no-store` and never in a
+/// cookie (the client fails the test on any `Set-Cookie`); it is sent
+/// again only when it changes; the same token in a cookie, or under
+/// another scheme, is no session; a logout sends an empty token.
+pub async fn bearer_token_is_the_only_way_in(s: &Subject) {
+    let mut b = s.browser();
+    let r = b.get("/new").await;
+    check!(s, r.ids.len() == 1 && b.cookie.is_some(), "a token: {r:?}");
+    check!(
+        s,
+        r.header("cache-control").as_deref() == Some("no-store"),
+        "no-store with a token: {r:?}"
+    );
+    assert_eq!(b.get("/whoami").await.body, "bench");
+    let r = b.get("/read").await;
+    check!(
+        s,
+        r.ids.is_empty(),
+        "an unchanged token is not sent again: {r:?}"
+    );
+    let token = b.cookie.clone().unwrap_or_default();
+    let name = s.config.cookie_name().to_owned();
+    let as_cookie = s
+        .browser()
+        .get_with_header("/whoami", "cookie", &format!("{name}={token}"))
+        .await;
+    check!(
+        s,
+        as_cookie.status == 401,
+        "a token in a cookie: {as_cookie:?}"
+    );
+    for value in [
+        format!("Basic {token}"),
+        token.clone(),
+        format!("bearer {token}x"),
+    ] {
+        let r = s
+            .browser()
+            .get_with_header("/whoami", "authorization", &value)
+            .await;
+        check!(s, r.status == 401, "{value:?} is no session: {r:?}");
+    }
+    let lower = s
+        .browser()
+        .get_with_header("/whoami", "authorization", &format!("bearer {token}"))
+        .await;
+    check!(
+        s,
+        lower.body == "bench",
+        "the scheme is case-insensitive: {lower:?}"
+    );
+    let before = b.cookie.clone();
+    b.get("/login?user=dana").await;
+    check!(
+        s,
+        b.cookie.is_some() && b.cookie != before,
+        "login: a new token"
+    );
+    let r = b.get("/logout").await;
+    check!(
+        s,
+        r.ends_session && b.cookie.is_none(),
+        "logout: an empty token: {r:?}"
+    );
+    assert_eq!(s.stored_sessions(), 0);
 }

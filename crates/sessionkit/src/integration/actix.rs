@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceResponse, Transform};
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, COOKIE};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL};
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
@@ -142,7 +142,10 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let cookies = req.headers().get_all(COOKIE).map(HeaderValue::as_bytes);
+        let cookies = req
+            .headers()
+            .get_all(&*self.shared.config.id_headers.request)
+            .map(HeaderValue::as_bytes);
         let session = Session::open(&self.shared, cookies);
         req.extensions_mut().insert(session.clone());
         let res = self.service.call(req);
@@ -155,7 +158,7 @@ where
 }
 
 /// Applies the lifecycle's [`Finish`] to a response: type plumbing only.
-fn apply<B>(finish: &Finish, res: ServiceResponse<B>) -> ServiceResponse<EitherBody<B>> {
+fn apply<B>(finish: &Finish<'_>, res: ServiceResponse<B>) -> ServiceResponse<EitherBody<B>> {
     let mut res = match finish.replacement() {
         Some(status) => res
             .into_response(HttpResponse::new(status_code(status)))
@@ -166,11 +169,14 @@ fn apply<B>(finish: &Finish, res: ServiceResponse<B>) -> ServiceResponse<EitherB
     res
 }
 
-fn append_headers(finish: &Finish, headers: &mut HeaderMap) {
+fn append_headers(finish: &Finish<'_>, headers: &mut HeaderMap) {
     for (name, value) in finish.headers(headers.contains_key(CACHE_CONTROL)) {
         // Values are built from validated config and base64url ids.
-        if let Ok(value) = HeaderValue::from_str(value) {
-            headers.append(HeaderName::from_static(name), value);
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.append(name, value);
         }
     }
 }

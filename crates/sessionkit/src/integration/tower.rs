@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{HeaderName, CACHE_CONTROL, COOKIE};
+use http::header::{HeaderName, CACHE_CONTROL};
 use http::{HeaderValue, Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -98,7 +98,7 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let cookies = req
             .headers()
-            .get_all(COOKIE)
+            .get_all(&*self.shared.config.id_headers.request)
             .into_iter()
             .map(HeaderValue::as_bytes);
         let session = Session::open(&self.shared, cookies);
@@ -115,7 +115,7 @@ where
 }
 
 /// Applies the lifecycle's [`Finish`] to a response: type plumbing only.
-fn apply<B>(finish: &Finish, res: Response<B>, empty: impl FnOnce() -> B) -> Response<B> {
+fn apply<B>(finish: &Finish<'_>, res: Response<B>, empty: impl FnOnce() -> B) -> Response<B> {
     let mut res = match finish.replacement() {
         Some(status) => {
             let mut bare = Response::new(empty());
@@ -128,9 +128,11 @@ fn apply<B>(finish: &Finish, res: Response<B>, empty: impl FnOnce() -> B) -> Res
     let has_cache_control = res.headers().contains_key(CACHE_CONTROL);
     for (name, value) in finish.headers(has_cache_control) {
         // Values are built from validated config and base64url ids.
-        if let Ok(value) = HeaderValue::from_str(value) {
-            res.headers_mut()
-                .append(HeaderName::from_static(name), value);
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            res.headers_mut().append(name, value);
         }
     }
     res

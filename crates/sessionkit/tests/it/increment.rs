@@ -136,7 +136,11 @@ async fn forty_parallel_increments_keep_all_forty() {
             .build()
             .expect("config")
     };
-    forty_at_once("memory, msgpack", app_with(MemoryStore::new(), msgpack()).await).await;
+    forty_at_once(
+        "memory, msgpack",
+        app_with(MemoryStore::new(), msgpack()).await,
+    )
+    .await;
     let uncached = RedisStore::builder()
         .without_client_cache()
         .connect(redis.url())

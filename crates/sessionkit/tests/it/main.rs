@@ -20,4 +20,5 @@ mod security;
 mod sentinel;
 mod store;
 mod tls;
+mod transport;
 mod users;
