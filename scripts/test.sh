@@ -17,6 +17,14 @@ if ! command -v redis-cli >/dev/null 2>&1 \
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-tools >/dev/null
 fi
 
+if [ -z "${SESSIONKIT_PYTHON:-}" ] && ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+  echo "==> python3 cannot make a virtualenv with pip (no ensurepip) for the Flask tests; installing it (apt-get install python3-venv)"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+fi
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"

@@ -14,6 +14,7 @@ pub mod client;
 pub mod cluster;
 pub mod conformance;
 pub mod contract;
+pub mod flask;
 pub mod log;
 pub mod sentinel;
 mod server;
