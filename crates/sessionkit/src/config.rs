@@ -64,6 +64,7 @@ pub struct SessionConfig {
     pub(crate) touch_interval: Option<Duration>,
     pub(crate) max_size: usize,
     pub(crate) codec: crate::Codec,
+    pub(crate) id_format: crate::IdFormat,
     pub(crate) transport: Transport,
     /// The request header the id arrives in, the response header it is
     /// sent in, and the `Vary` value naming the former (lowercase names),
@@ -174,6 +175,7 @@ impl Default for SessionConfig {
             touch_interval: None,
             max_size: DEFAULT_MAX_SIZE,
             codec: crate::Codec::Json,
+            id_format: crate::IdFormat::Random,
             transport: Transport::Cookie,
             id_headers: IdHeaders::of(&Transport::Cookie),
             failure_policy: FailurePolicy::Closed,
@@ -222,6 +224,11 @@ impl SessionConfig {
     /// Maximum encoded size of one session.
     pub fn max_size(&self) -> usize {
         self.max_size
+    }
+
+    /// How new session ids are made.
+    pub fn id_format(&self) -> crate::IdFormat {
+        self.id_format
     }
 
     /// How the session id travels.
@@ -366,6 +373,14 @@ impl SessionConfigBuilder {
         self
     }
 
+    /// How new session ids are made ([`IdFormat`](crate::IdFormat)):
+    /// random and hashed in the store (the default), or the Flask
+    /// recipe's uuid4s, for `FlaskStore` (feature `flask`).
+    pub fn with_id_format(mut self, format: crate::IdFormat) -> Self {
+        self.config.id_format = format;
+        self
+    }
+
     /// How the session id travels: a cookie (the default) or a header
     /// ([`Transport`]).
     pub fn with_transport(mut self, transport: Transport) -> Self {
@@ -451,6 +466,11 @@ impl SessionConfigBuilder {
         if c.absolute_lifetime.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::new(
                 "the absolute lifetime must be greater than zero",
+            ));
+        }
+        if c.id_format == crate::IdFormat::Uuid4 && !c.signing.0.is_empty() {
+            return Err(ConfigError::new(
+                "the Flask recipe's ids (IdFormat::Uuid4) are bare uuids: they cannot be signed",
             ));
         }
         if let Transport::Header(name) = &c.transport {

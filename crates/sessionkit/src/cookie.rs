@@ -121,7 +121,7 @@ pub(crate) fn find_id<'a>(
 fn parse_value(config: &SessionConfig, value: &str) -> Option<Found> {
     let keys = &config.signing.0;
     if keys.is_empty() {
-        let id = value.parse().ok()?;
+        let id = SessionId::parse_as(config.id_format, value)?;
         return Some(Found { id, resign: false });
     }
     let (id, tag) = value.split_once('.')?;
@@ -352,7 +352,10 @@ mod tests {
         ] {
             assert_eq!(find_id(&bearer, [bad.as_bytes()]), None, "{bad:?}");
         }
-        assert_eq!(set_cookie(&bearer, &id, Some(Duration::from_secs(9))), token);
+        assert_eq!(
+            set_cookie(&bearer, &id, Some(Duration::from_secs(9))),
+            token
+        );
         assert_eq!(removal(&bearer).as_deref(), Some(""));
         // A cookie is no token, and a token no cookie.
         let cookie = format!("{}={token}", plain().cookie_name());

@@ -5,6 +5,11 @@
 //! stored: stores see only a [`StorageId`], a versioned SHA-256 digest of it, so
 //! a read-only leak of the store yields no usable cookie, and a storage id sent
 //! back as a cookie fails to parse (wrong length) and resolves to nothing.
+//!
+//! The one exception is [`IdFormat::Uuid4`], the Flask recipe's ids, for
+//! sharing sessions with a Flask app during a migration: a uuid4 in the
+//! cookie, and the same uuid4 as the storage id (the recipe keys Redis by
+//! it).
 
 use std::fmt;
 use std::str::FromStr;
@@ -18,6 +23,22 @@ use sha2::{Digest, Sha256};
 const ID_BYTES: usize = 24;
 /// Length of a session id in base64url characters (24 bytes → 32 chars, no padding).
 const ID_LEN: usize = 32;
+
+/// How new session ids are made and which cookie values are ids.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IdFormat {
+    /// 192 random bits, base64url; stores see only a hash of it. The
+    /// default.
+    #[default]
+    Random,
+    /// The Flask recipe's ids: a random uuid4 (`str(uuid4())`, 122 random
+    /// bits), unsigned, and the uuid itself as the storage id — what
+    /// `FlaskStore` (feature `flask`) needs to share
+    /// sessions with the recipe. Weaker by design: a leaked key listing is
+    /// a list of usable cookies. Only for a migration.
+    Uuid4,
+}
 
 /// A session id, as carried by the cookie.
 ///
@@ -33,9 +54,54 @@ const ID_LEN: usize = 32;
 /// assert!("not an id".parse::<SessionId>().is_err());
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct SessionId([u8; ID_BYTES]);
+pub struct SessionId(Raw);
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Raw {
+    Random([u8; ID_BYTES]),
+    Uuid4([u8; 16]),
+}
+
+/// Length of a uuid's text form (`8-4-4-4-12` hex digits).
+const UUID_LEN: usize = 36;
+/// Storage ids of [`IdFormat::Uuid4`] ids: `f.` and the uuid.
+const UUID_SCHEME: &str = "f.";
+
+/// Fills `bytes` from the operating system's CSPRNG.
+fn os_random(bytes: &mut [u8]) {
+    // `OsRng` fails only when the OS has no entropy source; continuing with
+    // a predictable id would be a security hole, so this is a hard stop.
+    #[allow(clippy::expect_used)]
+    rand::rngs::OsRng
+        .try_fill_bytes(bytes)
+        .expect("the OS random number generator failed");
+}
 
 impl SessionId {
+    /// A new id of `format`.
+    pub(crate) fn generate_as(format: IdFormat) -> Self {
+        match format {
+            IdFormat::Random => Self::generate(),
+            IdFormat::Uuid4 => {
+                let mut b = [0u8; 16];
+                os_random(&mut b);
+                // RFC 9562: version 4, variant 10.
+                b[6] = (b[6] & 0x0f) | 0x40;
+                b[8] = (b[8] & 0x3f) | 0x80;
+                SessionId(Raw::Uuid4(b))
+            }
+        }
+    }
+
+    /// Reads a cookie value as an id of `format` (a uuid4 in the recipe's
+    /// lowercase `8-4-4-4-12` form, for [`IdFormat::Uuid4`]).
+    pub(crate) fn parse_as(format: IdFormat, s: &str) -> Option<Self> {
+        match format {
+            IdFormat::Random => s.parse().ok(),
+            IdFormat::Uuid4 => parse_uuid4(s).map(|b| SessionId(Raw::Uuid4(b))),
+        }
+    }
+
     /// A new id from the operating system's CSPRNG.
     ///
     /// # Panics
@@ -44,18 +110,17 @@ impl SessionId {
     /// which case no secure session can be issued.
     pub fn generate() -> Self {
         let mut bytes = [0u8; ID_BYTES];
-        // `OsRng` fails only when the OS has no entropy source; continuing with
-        // a predictable id would be a security hole, so this is a hard stop.
-        #[allow(clippy::expect_used)]
-        rand::rngs::OsRng
-            .try_fill_bytes(&mut bytes)
-            .expect("the OS random number generator failed");
-        SessionId(bytes)
+        os_random(&mut bytes);
+        SessionId(Raw::Random(bytes))
     }
 
-    /// The id's cookie form (base64url). The only way to see the secret.
+    /// The id's cookie form (base64url; a uuid's text form for
+    /// [`IdFormat::Uuid4`]). The only way to see the secret.
     pub fn expose(&self) -> String {
-        URL_SAFE_NO_PAD.encode(self.0)
+        match &self.0 {
+            Raw::Random(b) => URL_SAFE_NO_PAD.encode(b),
+            Raw::Uuid4(b) => uuid_text(b),
+        }
     }
 
     /// The storage id: what a store may see and keep.
@@ -98,10 +163,47 @@ impl FromStr for SessionId {
         }
         let mut bytes = [0u8; ID_BYTES];
         match URL_SAFE_NO_PAD.decode_slice(s, &mut bytes) {
-            Ok(ID_BYTES) => Ok(SessionId(bytes)),
+            Ok(ID_BYTES) => Ok(SessionId(Raw::Random(bytes))),
             _ => Err(ParseIdError::Alphabet),
         }
     }
+}
+
+/// The text form of a uuid.
+fn uuid_text(b: &[u8; 16]) -> String {
+    let mut s = String::with_capacity(UUID_LEN);
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        s.push(char::from(HEX[usize::from(byte >> 4)]));
+        s.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    s
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// A uuid4 in lowercase `8-4-4-4-12` form (what Python's `str(uuid4())`
+/// writes), version and variant checked.
+fn parse_uuid4(s: &str) -> Option<[u8; 16]> {
+    let s = s.as_bytes();
+    if s.len() != UUID_LEN {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    let mut digits = s
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| !(matches!(i, 8 | 13 | 18 | 23) && **c == b'-'))
+        .map(|(_, c)| HEX.iter().position(|h| h == c));
+    for byte in &mut out {
+        let hi = u8::try_from(digits.next()??).ok()?;
+        let lo = u8::try_from(digits.next()??).ok()?;
+        *byte = (hi << 4) | lo;
+    }
+    let hyphens = [8, 13, 18, 23].iter().all(|i| s.get(*i) == Some(&b'-'));
+    (hyphens && digits.next().is_none() && out[6] >> 4 == 4 && out[8] >> 6 == 0b10).then_some(out)
 }
 
 /// Current version of the storage-id scheme; the first character of every
@@ -116,7 +218,11 @@ pub struct StorageId(String);
 
 impl StorageId {
     fn derive(id: &SessionId) -> Self {
-        let digest = Sha256::digest(id.0);
+        let bytes = match &id.0 {
+            Raw::Random(b) => b,
+            Raw::Uuid4(b) => return StorageId(format!("{UUID_SCHEME}{}", uuid_text(b))),
+        };
+        let digest = Sha256::digest(bytes);
         let mut s = String::with_capacity(2 + 43);
         s.push_str(STORAGE_SCHEME);
         s.push('.');
@@ -138,6 +244,12 @@ impl StorageId {
     /// The storage id as text (what a store puts after its key prefix).
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The uuid of an [`IdFormat::Uuid4`] id (which is its own storage id,
+    /// as the Flask recipe keys Redis by it); `None` for a hashed one.
+    pub fn flask_uuid(&self) -> Option<&str> {
+        self.0.strip_prefix(UUID_SCHEME)
     }
 
     /// A short tag for log lines: the first 10 base64url characters of

@@ -95,7 +95,7 @@ pub use config::{
     MIN_SIGNING_KEY_LEN, PLAIN_COOKIE_NAME,
 };
 pub use error::{BoxError, Error};
-pub use id::{ParseIdError, SessionHandle, SessionId, StorageId};
+pub use id::{IdFormat, ParseIdError, SessionHandle, SessionId, StorageId};
 #[cfg(feature = "actix")]
 #[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
 pub use integration::actix::{SessionMiddleware, SessionMiddlewareService};

@@ -766,7 +766,9 @@ async fn carry_out_create(
     // 192 random bits make a collision practically impossible, but the store
     // refuses to overwrite, so a collision costs a retry, never someone's session.
     for _ in 0..3 {
-        let id = reserved.take().unwrap_or_else(SessionId::generate);
+        let id = reserved
+            .take()
+            .unwrap_or_else(|| SessionId::generate_as(shared.config.id_format));
         if shared.store.create(&id.storage_id(), &record).await? {
             telemetry::count(names::CREATES);
             telemetry::session_size(state.size());

@@ -267,7 +267,10 @@ impl Session {
         if let Some(found) = state.base().and_then(|sid| self.inner.offered.naming(sid)) {
             return Ok(crate::cookie::token(config, &found.id));
         }
-        Ok(crate::cookie::token(config, state.reserve_id()))
+        Ok(crate::cookie::token(
+            config,
+            state.reserve_id(config.id_format),
+        ))
     }
 
     /// Removes `key`; returns whether it was there.

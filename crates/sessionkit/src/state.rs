@@ -411,8 +411,9 @@ impl SessionState {
     /// The id this session will be created under (a session not stored
     /// yet, or one moving to a new id): chosen now, so that the handler can
     /// hand out its token.
-    pub(crate) fn reserve_id(&mut self) -> &SessionId {
-        self.reserved.get_or_insert_with(SessionId::generate)
+    pub(crate) fn reserve_id(&mut self, format: crate::IdFormat) -> &SessionId {
+        self.reserved
+            .get_or_insert_with(|| SessionId::generate_as(format))
     }
 
     /// The reserved id, to create the record under.

@@ -93,6 +93,11 @@ impl Browser {
         self
     }
 
+    /// The server's address (`http://127.0.0.1:<port>`).
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// Requests `path` until the reply satisfies `done`; how long that took.
     ///
     /// # Panics

@@ -308,12 +308,17 @@ async fn whoami(session: Session) -> Result<Reply> {
 /// runs). Beyond the contract: `SESSIONKIT_REPLICA_ACKS=N` acknowledges a
 /// write only once `N` replicas have it (`with_replica_acks`, waiting at
 /// most `SESSIONKIT_REPLICA_ACK_WAIT_MS`, default 400).
-#[derive(Debug)]
 pub struct ServerEnv {
     /// The port to listen on (127.0.0.1 only).
     pub port: u16,
-    /// The store.
-    pub store: sessionkit::RedisStore,
+    /// The store: a [`RedisStore`](sessionkit::RedisStore), or with
+    /// `SESSION_FORMAT=flask` a [`FlaskStore`](sessionkit::store::flask::FlaskStore)
+    /// on its connection.
+    pub store: std::sync::Arc<dyn SessionStore>,
+    /// The library's defaults, but for the modes the environment asks
+    /// for: `SESSION_FORMAT=flask` (the recipe's uuid4 ids, cookie
+    /// `session`), `SESSION_TRANSPORT=header` (`Authorization: Bearer`).
+    pub config: SessionConfig,
 }
 
 impl ServerEnv {
@@ -347,9 +352,37 @@ impl ServerEnv {
             let wait = number("SESSIONKIT_REPLICA_ACK_WAIT_MS")?.unwrap_or(400);
             store = store.with_replica_acks(replicas, Duration::from_millis(wait.into()));
         }
+        let mut config = SessionConfig::builder();
+        let flask = match std::env::var("SESSION_FORMAT").as_deref() {
+            Err(_) | Ok("" | "native") => false,
+            Ok("flask") => true,
+            Ok(other) => return Err(format!("SESSION_FORMAT={other}: expected flask").into()),
+        };
+        if flask {
+            // The recipe's cookie: Flask's default name, a bare uuid4.
+            config = config
+                .with_id_format(sessionkit::IdFormat::Uuid4)
+                .with_cookie_name("session");
+            store = store.without_client_cache();
+        }
+        match std::env::var("SESSION_TRANSPORT").as_deref() {
+            Err(_) | Ok("" | "cookie") => {}
+            Ok("header") => config = config.with_transport(sessionkit::Transport::Bearer),
+            Ok(other) => return Err(format!("SESSION_TRANSPORT={other}: expected header").into()),
+        }
+        let config = config.build()?;
         // The topology and its certificates: the library reads them.
-        let store = store.from_env().await.map_err(|e| e.chain().to_string())?;
-        Ok(ServerEnv { port, store })
+        let redis = store.from_env().await.map_err(|e| e.chain().to_string())?;
+        let store: std::sync::Arc<dyn SessionStore> = if flask {
+            std::sync::Arc::new(sessionkit::store::flask::FlaskStore::new(redis))
+        } else {
+            std::sync::Arc::new(redis)
+        };
+        Ok(ServerEnv {
+            port,
+            store,
+            config,
+        })
     }
 }
 
@@ -617,5 +650,125 @@ pub async fn check_serves_on_tls_cluster(bin: &str) {
         cluster.keys("session:1.*").len(),
         2,
         "{bin}: the session and its forwarding marker"
+    );
+}
+
+/// Checks `SESSION_FORMAT=flask`: the test-bed and the Flask recipe
+/// (`testkit::flask`) on one redis-server share sessions through one
+/// cookie (`session`, a uuid4): a sign-in on either side is the other's,
+/// values set on the test-bed are in the recipe's pickle, a sign-in makes
+/// the TTL the permanent lifetime, a logout on the test-bed signs out both.
+///
+/// # Panics
+///
+/// If they do not (the message says how), or cannot be started.
+pub async fn check_shares_sessions_with_flask(bin: &str) {
+    let redis = crate::RedisServer::start();
+    let flask =
+        crate::flask::FlaskApp::start(&redis.url()).unwrap_or_else(|e| panic!("Flask app: {e}"));
+    let (_bed, bed) = start_test_bed(
+        bin,
+        &[
+            ("REDIS_URL", redis.url()),
+            ("SESSION_FORMAT", "flask".to_owned()),
+        ],
+    )
+    .await;
+    let mut rust = crate::client::Browser::new(bed.base().to_owned(), "session");
+    let mut py = crate::client::Browser::new(flask.url(""), "session");
+
+    assert_eq!(
+        rust.get("/login?user=ann").await.status,
+        200,
+        "{bin}: /login"
+    );
+    let sid = rust.cookie.clone().unwrap_or_default();
+    assert!(sid.len() == 36, "{bin}: a uuid4 cookie: {sid:?}");
+    py.cookie = Some(sid.clone());
+    assert_eq!(
+        py.get("/whoami").await.body.trim(),
+        "ann",
+        "{}",
+        flask.log()
+    );
+    let ttl: i64 = redis.cmd(&["TTL", &format!("session:{sid}")]);
+    assert!(
+        (31 * 86_400 - 10..=31 * 86_400).contains(&ttl),
+        "{bin}: a sign-in is permanent: TTL {ttl}"
+    );
+    assert_eq!(rust.get("/set?key=cart&value=apple").await.status, 200);
+    let raw: Vec<u8> = redis.cmd(&["GET", &format!("session:{sid}")]);
+    let dict = crate::flask::unpickle(&raw);
+    assert_eq!(
+        (
+            dict["user"].as_str(),
+            dict["cart"].as_str(),
+            dict["_permanent"].as_bool()
+        ),
+        (Some("ann"), Some("apple"), Some(true)),
+        "{bin}: {dict}"
+    );
+    assert_eq!(rust.get("/logout").await.status, 200);
+    assert_eq!(
+        py.get("/whoami").await.body.trim(),
+        "",
+        "signed out on both"
+    );
+
+    let mut py = crate::client::Browser::new(flask.url(""), "session");
+    assert_eq!(
+        py.get("/login?user=bob").await.body,
+        "ok",
+        "{}",
+        flask.log()
+    );
+    rust.cookie.clone_from(&py.cookie);
+    assert_eq!(
+        rust.get("/whoami").await.body,
+        "bob",
+        "{bin}: Flask's session"
+    );
+    assert_eq!(rust.get("/get?key=user").await.body, "bob");
+}
+
+/// Checks `SESSION_TRANSPORT=header`: the id travels in `Authorization:
+/// Bearer`, a new or changed one comes back in `Session-Token`, and no
+/// response has a `Set-Cookie` (the client fails on one).
+///
+/// # Panics
+///
+/// If it does not (the message says how), or cannot be started.
+pub async fn check_header_transport(bin: &str) {
+    let redis = crate::RedisServer::start();
+    let (_bed, b) = start_test_bed(
+        bin,
+        &[
+            ("REDIS_URL", redis.url()),
+            ("SESSION_TRANSPORT", "header".to_owned()),
+        ],
+    )
+    .await;
+    let mut b = b.with_header_transport("authorization", "session-token", true);
+    let r = b.get("/new").await;
+    assert!(
+        r.status == 200 && b.cookie.is_some(),
+        "{bin}: a token: {r:?}"
+    );
+    assert_eq!(b.get("/whoami").await.body, "bench");
+    assert_eq!(b.get("/write").await.body, "1");
+    let before = b.cookie.clone();
+    b.get("/login?user=ann").await;
+    assert!(
+        b.cookie.is_some() && b.cookie != before,
+        "{bin}: a new token"
+    );
+    assert_eq!(b.get("/whoami").await.body, "ann");
+    let r = b.get("/logout").await;
+    assert!(r.ends_session && b.cookie.is_none(), "{bin}: logout: {r:?}");
+    let mut anonymous = b.clone().with_cookie(before.as_deref());
+    assert_eq!(
+        anonymous.get("/whoami").await.status,
+        401,
+        "{bin}: the old token is dead"
     );
 }

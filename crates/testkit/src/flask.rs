@@ -113,6 +113,50 @@ fn run(cmd: &mut Command, what: &str) -> io::Result<()> {
     )))
 }
 
+/// Runs `code` with the virtualenv's Python, `input` on its stdin; what it
+/// wrote to stdout. For tests that make or read pickles as Python does.
+///
+/// # Panics
+///
+/// If the virtualenv cannot be made or the program fails.
+pub fn python(code: &str, input: &[u8]) -> Vec<u8> {
+    let python = venv().unwrap_or_else(|e| panic!("venv: {e}"));
+    let mut child = Command::new(python)
+        .args(["-c", code])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run python: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input)
+            .unwrap_or_else(|e| panic!("write to python: {e}"));
+    }
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("python: {e}"));
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// `pickle.loads(bytes)` as Python sees it, as JSON (tuples become lists).
+///
+/// # Panics
+///
+/// If Python cannot unpickle it.
+pub fn unpickle(bytes: &[u8]) -> serde_json::Value {
+    let out = python(
+        "import json, pickle, sys; print(json.dumps(pickle.loads(sys.stdin.buffer.read())))",
+        bytes,
+    );
+    serde_json::from_slice(&out).unwrap_or_else(|e| panic!("python printed no JSON: {e}"))
+}
+
 /// The virtualenv with the pinned packages of `requirements.txt`, made once
 /// under `target/flask-venv-<hash of requirements.txt>` (with `python3 -m
 /// venv`, or [`PYTHON_ENV`]'s interpreter, then `pip install -r`); returns

@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use actix_web::{App, HttpServer};
-use sessionkit::{SessionConfig, SessionMiddleware};
+use sessionkit::SessionMiddleware;
 
 fn main() -> ExitCode {
     testkit::contract::init_tracing();
@@ -22,9 +22,12 @@ fn main() -> ExitCode {
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // One store for both workers: one connection and one client cache, so a
     // write on one worker is the next read on the other.
-    let testkit::contract::ServerEnv { port, store } =
-        testkit::contract::ServerEnv::from_env().await?;
-    let sessions = SessionMiddleware::new(store, SessionConfig::default());
+    let testkit::contract::ServerEnv {
+        port,
+        store,
+        config,
+    } = testkit::contract::ServerEnv::from_env().await?;
+    let sessions = SessionMiddleware::new(store, config);
     let server = HttpServer::new(move || {
         App::new()
             .wrap(sessions.clone())

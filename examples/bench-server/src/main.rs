@@ -1,11 +1,11 @@
 //! sessionkit's test-bed server: `shared/bench/CONTRACT.md` on axum, with
 //! the library's defaults. `PORT` (3000), `REDIS_URL`
 //! (redis://127.0.0.1:6379/), `SESSION_PREFIX` (session:), `CLIENT_CACHE`
-//! (`off` runs the store without its client cache, for comparison).
+//! (`off` runs the store without its client cache, for comparison), the
+//! contract's modes `SESSION_FORMAT=flask` and `SESSION_TRANSPORT=header`
+//! (see `testkit::contract::ServerEnv`).
 
 use std::process::ExitCode;
-
-use sessionkit::SessionConfig;
 
 fn main() -> ExitCode {
     testkit::contract::init_tracing();
@@ -30,9 +30,12 @@ fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let testkit::contract::ServerEnv { port, store } =
-        testkit::contract::ServerEnv::from_env().await?;
-    let app = testkit::contract::axum_router(store, SessionConfig::default());
+    let testkit::contract::ServerEnv {
+        port,
+        store,
+        config,
+    } = testkit::contract::ServerEnv::from_env().await?;
+    let app = testkit::contract::axum_router(store, config);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     tracing::info!(port, "bench-server listening");
     // `axum::serve`, as the peers' test-beds: no header-read timeout (the

@@ -194,8 +194,12 @@ pub enum UpdateOutcome {
     /// A key of [`Changes::expect`] holds something else now; nothing was
     /// written. What each of those keys holds (`None`: no value), so that
     /// the caller can compute its change again and retry.
-    Conflict(Vec<(String, Option<Vec<u8>>)>),
+    Conflict(HeldValues),
 }
+
+/// Keys with the encoded values a record holds under them (`None`: no
+/// value), as [`UpdateOutcome::Conflict`] reports them.
+pub type HeldValues = Vec<(String, Option<Vec<u8>>)>;
 
 /// A session backend.
 ///

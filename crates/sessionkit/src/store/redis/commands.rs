@@ -42,7 +42,7 @@ use redis::{RedisError, Value};
 use super::cache::Outcome;
 use super::connection::Link;
 use super::layout::{self, Extra, Save, Scripts};
-use crate::store::{ms, now_ms, Changes, Record, UpdateOutcome, MOVED_GRACE};
+use crate::store::{ms, now_ms, Changes, HeldValues, Record, UpdateOutcome, MOVED_GRACE};
 use crate::{Error, StorageId};
 
 /// How many forwarding markers a revocation follows (a session cycled
@@ -76,7 +76,7 @@ enum SaveReply {
     TooLarge(usize),
     /// Update refused: an expected field holds something else; what each
     /// expected field holds.
-    Conflict(Vec<(String, Option<Vec<u8>>)>),
+    Conflict(HeldValues),
 }
 
 /// Reads the save script's reply (see `save.lua`).
@@ -98,7 +98,7 @@ fn save_reply(v: Value) -> Result<SaveReply, Error> {
 }
 
 /// The fields and values of the save script's conflict reply.
-fn conflict_reply(held: &[Value]) -> Result<Vec<(String, Option<Vec<u8>>)>, Error> {
+fn conflict_reply(held: &[Value]) -> Result<HeldValues, Error> {
     let bad = || Error::Corrupt("unexpected save reply".to_owned());
     held.chunks(2)
         .map(|pair| match pair {
@@ -117,7 +117,7 @@ fn conflict_reply(held: &[Value]) -> Result<Vec<(String, Option<Vec<u8>>)>, Erro
 /// An error reply to a command on a session key: `WRONGTYPE` means someone
 /// else's value sits at our key, corrupt data for this session rather than
 /// an outage; anything else is a failed call.
-fn classify<T>(link: &Link, answer: redis::RedisResult<T>) -> Result<T, Error> {
+pub(super) fn classify<T>(link: &Link, answer: redis::RedisResult<T>) -> Result<T, Error> {
     match answer {
         Err(e) if e.code() == Some("WRONGTYPE") => {
             Err(Error::Corrupt("key holds a non-hash value".to_owned()))

@@ -435,6 +435,31 @@ impl RedisStore {
         &self.inner.connection.options().prefix
     }
 
+    /// Runs `cmd` (on one key) on the store's connection, bounded like
+    /// every store call, for another layout of sessions (the Flask
+    /// recipe's): a `WRONGTYPE` reply is corrupt data, any other error
+    /// reply a failure.
+    #[cfg(feature = "flask")]
+    pub(crate) async fn run_command<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, Error> {
+        let link = self.inner.connection.link().await?;
+        let answer = link.run_raw(cmd).await?;
+        commands::classify(&link, answer)
+    }
+
+    /// [`run_command`](Self::run_command) for a pipeline on one key.
+    #[cfg(feature = "flask")]
+    pub(crate) async fn run_pipe<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, Error> {
+        let link = self.inner.connection.link().await?;
+        let answer = link.pipe_raw(pipe).await?;
+        commands::classify(&link, answer)
+    }
+
     /// The client cache's counters; `None` when the store runs without one
     /// ([`RedisStoreBuilder::without_client_cache`], or the server refused
     /// it). Zero until the connection has opened.
