@@ -87,6 +87,9 @@ mod session;
 mod state;
 pub mod store;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 
 pub use codec::Codec;
 pub use config::{

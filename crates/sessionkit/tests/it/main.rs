@@ -19,6 +19,8 @@ mod reliability;
 mod security;
 mod sentinel;
 mod store;
+#[cfg(all(feature = "testing", feature = "flask", feature = "cluster"))]
+mod store_contract;
 mod tls;
 mod transport;
 mod users;

@@ -46,9 +46,17 @@ async fn the_token_in_the_body_is_the_session() {
         true,
     );
     let r = client.get("/start").await;
-    assert_eq!(r.ids, std::slice::from_ref(&r.body), "the body's token is the header's");
+    assert_eq!(
+        r.ids,
+        std::slice::from_ref(&r.body),
+        "the body's token is the header's"
+    );
     let r = client.get("/login").await;
-    assert_eq!(r.ids, std::slice::from_ref(&r.body), "after cycle_id: the new one");
+    assert_eq!(
+        r.ids,
+        std::slice::from_ref(&r.body),
+        "after cycle_id: the new one"
+    );
     // A client that only reads bodies.
     let mut other = Browser::new(base, "unused")
         .with_header_transport("authorization", "session-token", true)
