@@ -442,14 +442,18 @@ impl Session {
     /// [`Error::Unavailable`] if the session could not be loaded,
     /// [`Error::Encode`] if `message` does not serialize.
     pub async fn flash<T: Serialize + ?Sized>(&self, message: &T) -> Result<(), Error> {
-        let mut list: Vec<serde_json::Value> =
-            self.get_or_remove(FLASHES_KEY).await?.unwrap_or_default();
         let value = serde_json::to_value(message).map_err(|e| Error::Encode {
             key: FLASHES_KEY.to_owned(),
             source: Box::new(e),
         })?;
-        list.push(value);
-        self.insert(FLASHES_KEY, &list).await
+        // An update: messages flashed by requests at once all stay.
+        self.update(FLASHES_KEY, move |list: Option<Vec<serde_json::Value>>| {
+            let mut list = list.unwrap_or_default();
+            list.push(value.clone());
+            Some(list)
+        })
+        .await?;
+        Ok(())
     }
 
     /// The messages flashed so far, oldest first, taken out of the

@@ -487,29 +487,40 @@ struct ItemForm {
 
 async fn cart_add(session: Session, Form(form): Form<ItemForm>) -> Result<Redirect, AppError> {
     let item = validate(&form.item, "item")?;
-    let mut cart: Cart = session.get_or_remove("cart").await?.unwrap_or_default();
+    let cart: Cart = session.get_or_remove("cart").await?.unwrap_or_default();
     if !cart.contains_key(&item) && cart.len() >= MAX_ITEMS {
         return Err(AppError::BadInput(format!(
             "the cart holds at most {MAX_ITEMS} different items"
         )));
     }
     session.flash(&format!("Added {item}.")).await?;
-    let qty = cart.entry(item).or_insert(0);
-    *qty = (*qty + 1).min(MAX_QTY);
-    session.insert("cart", &cart).await?;
+    // A read-modify-write that loses nothing: two tabs adding at once both
+    // land (the change runs again on the newer cart if one did first).
+    session
+        .update("cart", move |cart: Option<Cart>| {
+            let mut cart = cart.unwrap_or_default();
+            if cart.contains_key(&item) || cart.len() < MAX_ITEMS {
+                let qty = cart.entry(item.clone()).or_insert(0);
+                *qty = (*qty + 1).min(MAX_QTY);
+            }
+            Some(cart)
+        })
+        .await?;
     Ok(Redirect::to("/"))
 }
 
 async fn cart_remove(session: Session, Form(form): Form<ItemForm>) -> Result<Redirect, AppError> {
     let item = validate(&form.item, "item")?;
-    let mut cart: Cart = session.get_or_remove("cart").await?.unwrap_or_default();
-    if cart.remove(&item).is_some() {
+    let cart: Cart = session.get_or_remove("cart").await?.unwrap_or_default();
+    if cart.contains_key(&item) {
         session.flash(&format!("Removed {item}.")).await?;
-        if cart.is_empty() {
-            session.remove("cart").await?;
-        } else {
-            session.insert("cart", &cart).await?;
-        }
+        session
+            .update("cart", move |cart: Option<Cart>| {
+                let mut cart = cart.unwrap_or_default();
+                cart.remove(&item);
+                (!cart.is_empty()).then_some(cart)
+            })
+            .await?;
     }
     Ok(Redirect::to("/"))
 }
