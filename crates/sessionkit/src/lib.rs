@@ -24,6 +24,15 @@
 //!   [`admin::UserSessions`], and revocation is final on every instance.
 //!   [`events`] tells the application what happened to sessions,
 //!   [`telemetry`] lists the metrics; flash messages ([`Session::flash`]).
+//! - **Same-key updates that lose nothing**: [`Session::increment`] adds in
+//!   the store, [`Session::update`] is a read-modify-write retried when
+//!   another request changed the key meanwhile.
+//! - **Codecs and transports**: values in JSON or MessagePack ([`Codec`],
+//!   kept per record); the id in a cookie or, for APIs, a header
+//!   ([`Transport::Bearer`], [`Session::token`]).
+//! - **Migrating from Flask**: `store::flask::FlaskStore` (feature `flask`)
+//!   shares sessions with a Flask app running the recipe; `testing`
+//!   (feature `testing`) helps test handlers and other stores.
 //!
 //! # Example (axum)
 //!
@@ -58,6 +67,8 @@
 //! | `cluster` | no | `RedisStoreBuilder::cluster`: a Redis Cluster, each call routed by its key's slot (the client cache tracks every primary) |
 //! | `sentinel` | no | `RedisStoreBuilder::sentinel`: the primary found through Redis Sentinel, again after a failover |
 //! | `tls` | no | `rediss://` URLs for [`RedisStore`] (one server, Sentinel's sentinel URLs, Cluster's seed nodes), and a CA or client certificate given to [`RedisStoreBuilder`] (rustls) |
+//! | `flask` | no | `store::flask::FlaskStore`: the Flask recipe's Redis format (pickled dicts under `session:<uuid4>`), to share sessions with a Flask app during a migration |
+//! | `testing` | no | `testing::Client` (a handler's sessions in a unit test) and `testing::check_store` (the store contract, for other backends) |
 //! | `fuzzing` | no | entry points for the fuzz targets in `fuzz/`; **not part of the API**, no stability promise |
 //!
 //! With `actix`, the same [`Session`] and the same request lifecycle serve
