@@ -231,8 +231,12 @@ impl StorageId {
     }
 
     /// Reads back a storage id a store kept (e.g. a forwarding marker).
-    /// `None` unless it has the current scheme's exact shape.
+    /// `None` unless it has the current scheme's exact shape (or that of
+    /// an [`IdFormat::Uuid4`] id: `f.` and the uuid4).
     pub fn parse(s: String) -> Option<Self> {
+        if let Some(uuid) = s.strip_prefix(UUID_SCHEME) {
+            return parse_uuid4(uuid).is_some().then_some(StorageId(s));
+        }
         let digest = s.strip_prefix(STORAGE_SCHEME)?.strip_prefix('.')?;
         let well_formed = digest.len() == 43
             && digest
@@ -403,6 +407,32 @@ mod tests {
         assert_eq!(StorageId::parse(sid.as_str().to_owned()), Some(sid.clone()));
         assert_eq!(StorageId::parse(id.expose()), None);
         assert_eq!(StorageId::parse(format!("2.{}", &sid.as_str()[2..])), None);
+    }
+
+    #[test]
+    fn uuid4_ids_are_the_recipes_and_their_own_storage_ids() {
+        let id = SessionId::generate_as(IdFormat::Uuid4);
+        let text = id.expose();
+        assert_eq!(text.len(), 36);
+        assert_eq!(&text[14..15], "4", "version 4: {text}");
+        assert!("89ab".contains(&text[19..20]), "variant 10: {text}");
+        assert_eq!(SessionId::parse_as(IdFormat::Uuid4, &text), Some(id.clone()));
+        assert_eq!(SessionId::parse_as(IdFormat::Random, &text), None);
+        let sid = id.storage_id();
+        assert_eq!(sid.flask_uuid(), Some(text.as_str()));
+        assert_eq!(StorageId::parse(sid.as_str().to_owned()), Some(sid));
+        assert_eq!(SessionId::generate().storage_id().flask_uuid(), None);
+        for bad in [
+            text.to_uppercase(),
+            text.replace('-', ""),
+            format!("{text}0"),
+            "0b7e4a52-7c1e-1b1f-9a52-3f1c2d4e5f60".to_owned(), // version 1
+            "0b7e4a52-7c1e-4b1f-7a52-3f1c2d4e5f60".to_owned(), // variant 0
+            "0b7e4a52-7c1e-4b1f-9a52+3f1c2d4e5f60".to_owned(),
+        ] {
+            assert_eq!(SessionId::parse_as(IdFormat::Uuid4, &bad), None, "{bad}");
+        }
+        assert_eq!(format!("{id:?}"), "SessionId(<redacted>)");
     }
 
     #[test]

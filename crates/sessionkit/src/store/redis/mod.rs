@@ -486,11 +486,27 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// [`key`](Self::key), for a store operation: the Flask recipe's ids
+    /// (unhashed) are refused, as they belong to `FlaskStore`.
+    fn session_key(&self, id: &StorageId) -> Result<String, Error> {
+        if id.flask_uuid().is_some() {
+            return Err(Error::unavailable(
+                "RedisStore keeps hashed ids: the Flask recipe's ids (IdFormat::Uuid4) need FlaskStore",
+            ));
+        }
+        Ok(self.key(id))
+    }
+}
+
 impl SessionStore for RedisStore {
     fn load<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<Option<Record>, Error>> {
         Box::pin(async move {
             let link = self.inner.connection.link().await?;
-            self.inner.commands.load(&link, &self.key(id)).await
+            self.inner
+                .commands
+                .load(&link, &self.session_key(id)?)
+                .await
         })
     }
 
@@ -503,7 +519,7 @@ impl SessionStore for RedisStore {
             let link = self.inner.connection.link().await?;
             self.inner
                 .commands
-                .create(&link, &self.key(id), record)
+                .create(&link, &self.session_key(id)?, record)
                 .await
         })
     }
@@ -517,7 +533,7 @@ impl SessionStore for RedisStore {
             let link = self.inner.connection.link().await?;
             self.inner
                 .commands
-                .update(&link, &self.key(id), changes)
+                .update(&link, &self.session_key(id)?, changes)
                 .await
         })
     }
@@ -525,7 +541,10 @@ impl SessionStore for RedisStore {
     fn delete<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let link = self.inner.connection.link().await?;
-            self.inner.commands.delete(&link, &self.key(id)).await
+            self.inner
+                .commands
+                .delete(&link, &self.session_key(id)?)
+                .await
         })
     }
 
@@ -542,6 +561,7 @@ impl SessionStore for RedisStore {
     fn revoke<'a>(&'a self, id: &'a StorageId) -> BoxFuture<'a, Result<bool, Error>> {
         Box::pin(async move {
             let link = self.inner.connection.link().await?;
+            self.session_key(id)?;
             self.inner.commands.revoke(&link, id.as_str()).await
         })
     }
@@ -555,7 +575,7 @@ impl SessionStore for RedisStore {
             let link = self.inner.connection.link().await?;
             self.inner
                 .commands
-                .take(&link, &self.key(id), moved_to)
+                .take(&link, &self.session_key(id)?, moved_to)
                 .await
         })
     }
