@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceResponse, Transform};
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL};
+use actix_web::http::header::{
+    HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, RETRY_AFTER, SET_COOKIE, VARY,
+};
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
@@ -172,10 +174,7 @@ fn apply<B>(finish: &Finish<'_>, res: ServiceResponse<B>) -> ServiceResponse<Eit
 fn append_headers(finish: &Finish<'_>, headers: &mut HeaderMap) {
     for (name, value) in finish.headers(headers.contains_key(CACHE_CONTROL)) {
         // Values are built from validated config and base64url ids.
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
+        if let (Some(name), Ok(value)) = (header_name(name), HeaderValue::from_str(value)) {
             headers.append(name, value);
         }
     }
@@ -233,4 +232,16 @@ impl ResponseError for Error {
         append_headers(&Finish::handler_error(self), res.headers_mut());
         res
     }
+}
+
+/// A header name of [`Finish::headers`]: the fixed ones without parsing,
+/// a header transport's (checked by the config) parsed.
+fn header_name(name: &str) -> Option<HeaderName> {
+    Some(match name {
+        "set-cookie" => SET_COOKIE,
+        "vary" => VARY,
+        "cache-control" => CACHE_CONTROL,
+        "retry-after" => RETRY_AFTER,
+        other => return HeaderName::from_bytes(other.as_bytes()).ok(),
+    })
 }

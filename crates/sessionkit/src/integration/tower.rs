@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{HeaderName, CACHE_CONTROL};
+use http::header::{HeaderName, CACHE_CONTROL, RETRY_AFTER, SET_COOKIE, VARY};
 use http::{HeaderValue, Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -128,10 +128,7 @@ fn apply<B>(finish: &Finish<'_>, res: Response<B>, empty: impl FnOnce() -> B) ->
     let has_cache_control = res.headers().contains_key(CACHE_CONTROL);
     for (name, value) in finish.headers(has_cache_control) {
         // Values are built from validated config and base64url ids.
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
+        if let (Some(name), Ok(value)) = (header_name(name), HeaderValue::from_str(value)) {
             res.headers_mut().append(name, value);
         }
     }
@@ -178,4 +175,16 @@ mod extract {
                 .ok_or(Error::MissingMiddleware)
         }
     }
+}
+
+/// A header name of [`Finish::headers`]: the fixed ones without parsing,
+/// a header transport's (checked by the config) parsed.
+fn header_name(name: &str) -> Option<HeaderName> {
+    Some(match name {
+        "set-cookie" => SET_COOKIE,
+        "vary" => VARY,
+        "cache-control" => CACHE_CONTROL,
+        "retry-after" => RETRY_AFTER,
+        other => return HeaderName::from_bytes(other.as_bytes()).ok(),
+    })
 }
