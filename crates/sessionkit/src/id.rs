@@ -416,7 +416,10 @@ mod tests {
         assert_eq!(text.len(), 36);
         assert_eq!(&text[14..15], "4", "version 4: {text}");
         assert!("89ab".contains(&text[19..20]), "variant 10: {text}");
-        assert_eq!(SessionId::parse_as(IdFormat::Uuid4, &text), Some(id.clone()));
+        assert_eq!(
+            SessionId::parse_as(IdFormat::Uuid4, &text),
+            Some(id.clone())
+        );
         assert_eq!(SessionId::parse_as(IdFormat::Random, &text), None);
         let sid = id.storage_id();
         assert_eq!(sid.flask_uuid(), Some(text.as_str()));
