@@ -236,7 +236,9 @@ pub async fn check_store<S: SessionStore + ?Sized>(store: &S, features: StoreFea
         .await
         .unwrap_or_else(|e| failed("create", e));
     assert!(created, "create: a new id is created");
-    let loaded = load(store, &a).await.expect("load: the created record");
+    let loaded = load(store, &a)
+        .await
+        .unwrap_or_else(|| panic!("load: the created record"));
     assert_eq!(loaded.data, record.data, "load: the data created");
     assert!(loaded.meta.permanent, "load: the permanent flag");
     assert!(
@@ -281,7 +283,9 @@ pub async fn check_store<S: SessionStore + ?Sized>(store: &S, features: StoreFea
         .await
         .unwrap_or_else(|e| failed("update", e));
     assert_eq!(outcome, UpdateOutcome::Saved, "update: saved");
-    let after = load(store, &a).await.expect("load after update");
+    let after = load(store, &a)
+        .await
+        .unwrap_or_else(|| panic!("load after update"));
     assert_eq!(after.data.get("k"), Some(&one), "update: a key set");
     assert!(!after.data.contains_key("cart"), "update: a key removed");
     assert_eq!(
@@ -298,7 +302,9 @@ pub async fn check_store<S: SessionStore + ?Sized>(store: &S, features: StoreFea
         .update(&a, &more)
         .await
         .unwrap_or_else(|e| failed("update", e));
-    let after = load(store, &a).await.expect("load after increments");
+    let after = load(store, &a)
+        .await
+        .unwrap_or_else(|| panic!("load after increments"));
     assert_eq!(
         after.data.get("n"),
         Some(&json(serde_json::json!(5))),
