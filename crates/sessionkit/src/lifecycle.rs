@@ -81,6 +81,41 @@ pub(crate) fn open<'a>(
     cookies::find_ids(&shared.config, cookie_headers)
 }
 
+/// The host of a request that evidently came over plain HTTP to a host
+/// other than localhost or a loopback address, when the config sends
+/// `Secure` cookies — which browsers then do not store, so every page
+/// view starts a new session. `None` when there is any sign of HTTPS
+/// (`https` scheme or TLS, `X-Forwarded-Proto: https`, `Forwarded:
+/// proto=https`), or no cookie transport, or no `Secure`.
+pub(crate) fn insecure_origin<'a>(
+    config: &SessionConfig,
+    host: Option<&[u8]>,
+    tls: bool,
+    forwarded: impl IntoIterator<Item = &'a [u8]>,
+) -> Option<Box<str>> {
+    if !config.secure || tls || config.transport != crate::Transport::Cookie {
+        return None;
+    }
+    let host = std::str::from_utf8(host?).ok()?.trim();
+    let name = match host.strip_prefix('[') {
+        // An IPv6 literal: `[::1]:3000`.
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let local = name.eq_ignore_ascii_case("localhost")
+        || name.to_ascii_lowercase().ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let https = forwarded.into_iter().any(|v| {
+        let v = String::from_utf8_lossy(v).to_ascii_lowercase();
+        v.split([',', ';'])
+            .map(str::trim)
+            .any(|p| p == "https" || p == "proto=https" || p == "proto=\"https\"")
+    });
+    (!local && !https && !name.is_empty()).then(|| host.into())
+}
+
 /// Loads the session the cookie names into `state` (on first use). A
 /// corrupt record is deleted and a record past a stored deadline too; the
 /// session then starts fresh. A store failure leaves the state in
@@ -536,6 +571,22 @@ pub(crate) async fn finish<'a>(
     Finish {
         set_cookie: cookie,
         ..vary
+    }
+}
+
+/// Says, once a second at most, why a `Secure` cookie sent to a plain-HTTP
+/// request for `host` (see [`insecure_origin`]) will not work.
+pub(crate) fn warn_if_insecure(finish: &Finish<'_>, host: Option<&str>) {
+    if let (Some(host), Some(_)) = (host, &finish.set_cookie) {
+        limited!(
+            INSECURE,
+            warn,
+            host,
+            "a Secure session cookie went to a plain-HTTP request: browsers will not store it, so \
+             every page view starts a new session; serve over HTTPS (behind a proxy, have it send \
+             X-Forwarded-Proto: https), use http://localhost for development, or \
+             SessionConfigBuilder::with_secure(false) where plain HTTP is intended"
+        );
     }
 }
 

@@ -55,6 +55,9 @@ struct Inner {
     /// The request's `session` span (its `session` field: the short tag
     /// of the stored session, once loaded); store calls run inside it.
     span: tracing::Span,
+    /// The host of a plain-HTTP request that a `Secure` cookie would not
+    /// reach ([`lifecycle::insecure_origin`]).
+    insecure: Option<Box<str>>,
 }
 
 impl Session {
@@ -62,6 +65,7 @@ impl Session {
     pub(crate) fn open<'a>(
         shared: &Arc<Shared>,
         cookie_headers: impl IntoIterator<Item = &'a [u8]>,
+        insecure: Option<Box<str>>,
     ) -> Self {
         Session {
             inner: Arc::new(Inner {
@@ -70,6 +74,7 @@ impl Session {
                 accessed: AtomicBool::new(false),
                 state: Mutex::new(SessionState::new(shared.config.codec)),
                 span: tracing::debug_span!("session", session = tracing::field::Empty),
+                insecure,
             }),
         }
     }
@@ -84,9 +89,11 @@ impl Session {
             return Finish::default();
         }
         let mut state = inner.state.lock().await;
-        lifecycle::finish(&inner.shared, &inner.offered, &mut state, status)
+        let finish = lifecycle::finish(&inner.shared, &inner.offered, &mut state, status)
             .instrument(inner.span.clone())
-            .await
+            .await;
+        lifecycle::warn_if_insecure(&finish, inner.insecure.as_deref());
+        finish
     }
 
     /// Locks the state, loading the session first if needed.

@@ -177,10 +177,19 @@ impl Browser {
     ///
     /// If the request fails at the HTTP level (no response).
     pub async fn get_with_header(&mut self, path: &str, name: &str, value: &str) -> Reply {
-        let req = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header(name, value);
+        self.get_with_headers(path, &[(name, value)]).await
+    }
+
+    /// Sends these headers and nothing of the stored cookie or token.
+    ///
+    /// # Panics
+    ///
+    /// If the request fails at the HTTP level (no response).
+    pub async fn get_with_headers(&mut self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         self.apply(req.send().await).await
     }
 

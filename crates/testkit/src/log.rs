@@ -12,6 +12,14 @@ use tracing_subscriber::fmt::MakeWriter;
 pub struct MemoryLog(Arc<Mutex<Vec<u8>>>);
 
 impl MemoryLog {
+    /// Forgets everything written so far.
+    pub fn clear(&self) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
     /// Everything written so far.
     pub fn text(&self) -> String {
         let bytes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
