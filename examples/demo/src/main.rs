@@ -70,6 +70,8 @@ enum StoreKind {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
+        // Colours only for a terminal, not in a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
@@ -265,15 +267,27 @@ async fn shutdown_signal() {
 
 type Cart = BTreeMap<String, u32>;
 
-async fn index(session: Session) -> Result<Html<String>, AppError> {
+/// Where a form's action sends the browser back: the home page, marked so
+/// that the visit counter does not count the redirect.
+const BACK: &str = "/?back";
+
+/// The home page's query: `back` after a form's redirect.
+#[derive(Deserialize)]
+struct IndexQuery {
+    back: Option<String>,
+}
+
+async fn index(
+    session: Session,
+    axum::extract::Query(q): axum::extract::Query<IndexQuery>,
+) -> Result<Html<String>, AppError> {
     // `get_or_remove`: a value stored in another shape (by an older
     // release of this site) reads as absent instead of failing every page.
-    let visits: u64 = session
-        .get_or_remove::<u64>("visits")
-        .await?
-        .unwrap_or(0)
-        .saturating_add(1);
-    session.insert("visits", &visits).await?;
+    let mut visits: u64 = session.get_or_remove::<u64>("visits").await?.unwrap_or(0);
+    if q.back.is_none() {
+        // Counted in the store: two tabs loading at once both count.
+        visits = u64::try_from(session.increment("visits", 1).await?).unwrap_or(visits);
+    }
     let user: Option<String> = session.get_or_remove("user").await?;
     let cart: Cart = session.get_or_remove("cart").await?.unwrap_or_default();
 
@@ -305,7 +319,9 @@ async fn index(session: Session) -> Result<Html<String>, AppError> {
         body.push_str("<p class=muted>Your cart is empty.</p>");
     } else {
         body.push_str("<ul>");
-        for (item, qty) in &cart {
+        let mut items: Vec<(&String, &u32)> = cart.iter().collect();
+        items.sort_by(|a, b| natural(a.0, b.0));
+        for (item, qty) in items {
             let item = escape(item);
             let _ = write!(
                 body,
@@ -319,10 +335,42 @@ async fn index(session: Session) -> Result<Html<String>, AppError> {
         body,
         r#"<form method="post" action="/cart/add">
 <input name="item" placeholder="Item" maxlength="{MAX_LEN}" required>
-<button>Add item</button></form></section>
-<section><form method="post" action="/logout"><button class=small>Sign out and clear session</button></form></section>"#
+<button>Add item</button></form></section>"#
     );
     Ok(Html(page("sessionkit demo", &body)))
+}
+
+/// Orders item names as people do: `js2` before `js10`.
+fn natural(a: &str, b: &str) -> std::cmp::Ordering {
+    /// The name in runs: text, and numbers by value.
+    fn runs(s: &str) -> Vec<(bool, u128, String)> {
+        let mut out: Vec<(bool, u128, String)> = Vec::new();
+        for c in s.chars() {
+            let digit = c.is_ascii_digit();
+            match out.last_mut() {
+                Some((d, n, text)) if *d == digit => {
+                    text.push(c);
+                    if digit {
+                        *n = n
+                            .saturating_mul(10)
+                            .saturating_add(u128::from(c as u8 - b'0'));
+                    }
+                }
+                _ => out.push((
+                    digit,
+                    if digit { u128::from(c as u8 - b'0') } else { 0 },
+                    c.to_string(),
+                )),
+            }
+        }
+        out
+    }
+    let key = |r: &(bool, u128, String)| (r.0, r.1, r.2.to_lowercase());
+    runs(a)
+        .iter()
+        .map(key)
+        .cmp(runs(b).iter().map(key))
+        .then_with(|| a.cmp(b))
 }
 
 #[derive(Deserialize)]
@@ -350,14 +398,14 @@ async fn login(
     session.set_permanent(true).await?;
     session.flash(&format!("Welcome, {name}.")).await?;
     tracing::info!("signed in");
-    Ok(Redirect::to("/"))
+    Ok(Redirect::to(BACK))
 }
 
 async fn logout(session: Session) -> Result<Redirect, AppError> {
     session.flush().await;
     // The flash goes into the new, empty session the next page reads.
     session.flash("You are signed out.").await?;
-    Ok(Redirect::to("/"))
+    Ok(Redirect::to(BACK))
 }
 
 /// The flash messages for this page, as HTML.
@@ -416,7 +464,7 @@ fn ago(t: std::time::SystemTime) -> String {
 
 async fn devices(session: Session) -> Result<Response, AppError> {
     if session.user().await?.is_none() {
-        return Ok(Redirect::to("/").into_response());
+        return Ok(Redirect::to(BACK).into_response());
     }
     let mut body = flashes(&session).await?;
     body.push_str("<section><h2>Your devices</h2><ul>");
@@ -476,7 +524,7 @@ async fn logout_everywhere(session: Session) -> Result<Redirect, AppError> {
     session
         .flash(&format!("Signed out here and on {others} other device(s)."))
         .await?;
-    Ok(Redirect::to("/"))
+    Ok(Redirect::to(BACK))
 }
 
 #[derive(Deserialize)]
@@ -506,7 +554,7 @@ async fn cart_add(session: Session, Form(form): Form<ItemForm>) -> Result<Redire
             Some(cart)
         })
         .await?;
-    Ok(Redirect::to("/"))
+    Ok(Redirect::to(BACK))
 }
 
 async fn cart_remove(session: Session, Form(form): Form<ItemForm>) -> Result<Redirect, AppError> {
@@ -522,7 +570,7 @@ async fn cart_remove(session: Session, Form(form): Form<ItemForm>) -> Result<Red
             })
             .await?;
     }
-    Ok(Redirect::to("/"))
+    Ok(Redirect::to(BACK))
 }
 
 async fn not_found() -> Response {
@@ -691,6 +739,16 @@ mod tests {
         assert!(validate(&"x".repeat(MAX_LEN + 1), "item").is_err());
         assert!(validate(&"é".repeat(MAX_LEN), "item").is_ok());
         assert!(validate("a\nb", "item").is_err());
+    }
+
+    #[test]
+    fn cart_items_sort_as_people_read_them() {
+        let mut items = vec!["js10", "js1", "Apple", "js2", "banana", "js0", "10", "9"];
+        items.sort_by(|a, b| natural(a, b));
+        assert_eq!(
+            items,
+            ["Apple", "banana", "js0", "js1", "js2", "js10", "9", "10"]
+        );
     }
 
     #[test]
