@@ -71,6 +71,8 @@ pub struct SessionConfig {
     /// derived from `transport`.
     pub(crate) id_headers: IdHeaders,
     pub(crate) failure_policy: FailurePolicy,
+    /// The page of the responses the middleware makes itself.
+    pub(crate) error_page: ErrorPages,
     pub(crate) signing: SigningKeys,
     /// Hears what happens to sessions.
     pub(crate) listener: crate::events::Listener,
@@ -129,6 +131,75 @@ impl IdHeaders {
     }
 }
 
+/// The body of a response the middleware makes itself, from
+/// [`SessionConfigBuilder::with_error_page`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ErrorPage {
+    /// Its `Content-Type`.
+    pub content_type: String,
+    /// The body.
+    pub body: String,
+}
+
+impl ErrorPage {
+    /// An HTML page (`text/html; charset=utf-8`).
+    pub fn html(body: impl Into<String>) -> Self {
+        ErrorPage {
+            content_type: "text/html; charset=utf-8".to_owned(),
+            body: body.into(),
+        }
+    }
+
+    /// A plain-text page (`text/plain; charset=utf-8`).
+    pub fn text(body: impl Into<String>) -> Self {
+        ErrorPage {
+            content_type: "text/plain; charset=utf-8".to_owned(),
+            body: body.into(),
+        }
+    }
+}
+
+/// What the middleware answers with when it answers itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The store could not be reached (503, with `Retry-After: 1`).
+    Unavailable,
+    /// The session would be larger than the limit (413).
+    TooLarge,
+    /// Anything else (500).
+    Other,
+}
+
+type PageFn = dyn Fn(ErrorKind) -> Option<ErrorPage> + Send + Sync;
+
+/// The application's error page hook, if any.
+#[derive(Clone, Default)]
+pub(crate) struct ErrorPages(Option<std::sync::Arc<PageFn>>);
+
+impl ErrorPages {
+    /// The page for a response of `status`, if the application gives one.
+    pub(crate) fn page(&self, status: u16) -> Option<ErrorPage> {
+        let kind = match status {
+            503 => ErrorKind::Unavailable,
+            413 => ErrorKind::TooLarge,
+            _ => ErrorKind::Other,
+        };
+        self.0.as_ref().and_then(|f| f(kind))
+    }
+}
+
+impl std::fmt::Debug for ErrorPages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "ErrorPages(set)"
+        } else {
+            "ErrorPages(none)"
+        })
+    }
+}
+
 /// HMAC keys for signed cookies; the first signs, all verify. `Debug` shows
 /// only how many there are.
 #[derive(Clone, Default)]
@@ -179,6 +250,7 @@ impl Default for SessionConfig {
             transport: Transport::Cookie,
             id_headers: IdHeaders::of(&Transport::Cookie),
             failure_policy: FailurePolicy::Closed,
+            error_page: ErrorPages::default(),
             signing: SigningKeys::default(),
             listener: crate::events::Listener::default(),
             cookie_attrs: Box::default(),
@@ -378,6 +450,34 @@ impl SessionConfigBuilder {
     /// recipe's uuid4s, for `FlaskStore` (feature `flask`).
     pub fn with_id_format(mut self, format: crate::IdFormat) -> Self {
         self.config.id_format = format;
+        self
+    }
+
+    /// The body of the responses the middleware makes itself — when the
+    /// store is unavailable (503), a session would be too large (413), or
+    /// a handler returned a [`sessionkit::Error`](crate::Error) — so that
+    /// they look like the rest of the site (`None`: an empty body, the
+    /// default). The status and headers stay the middleware's.
+    ///
+    /// ```
+    /// use sessionkit::{ErrorKind, ErrorPage, SessionConfig};
+    ///
+    /// let config = SessionConfig::builder()
+    ///     .with_error_page(|kind| match kind {
+    ///         ErrorKind::Unavailable => Some(ErrorPage::html(
+    ///             "<h1>Back in a moment</h1><p>Please try again.</p>",
+    ///         )),
+    ///         _ => None,
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = config;
+    /// ```
+    pub fn with_error_page(
+        mut self,
+        page: impl Fn(ErrorKind) -> Option<ErrorPage> + Send + Sync + 'static,
+    ) -> Self {
+        self.config.error_page = ErrorPages(Some(std::sync::Arc::new(page)));
         self
     }
 

@@ -104,9 +104,9 @@ pub mod testing;
 
 pub use codec::Codec;
 pub use config::{
-    ConfigError, FailurePolicy, SameSite, SessionConfig, SessionConfigBuilder, Transport,
-    DEFAULT_COOKIE_NAME, DEFAULT_IDLE_LIFETIME, DEFAULT_MAX_SIZE, DEFAULT_PERMANENT_LIFETIME,
-    MIN_SIGNING_KEY_LEN, PLAIN_COOKIE_NAME,
+    ConfigError, ErrorKind, ErrorPage, FailurePolicy, SameSite, SessionConfig,
+    SessionConfigBuilder, Transport, DEFAULT_COOKIE_NAME, DEFAULT_IDLE_LIFETIME, DEFAULT_MAX_SIZE,
+    DEFAULT_PERMANENT_LIFETIME, MIN_SIGNING_KEY_LEN, PLAIN_COOKIE_NAME,
 };
 pub use error::{BoxError, Error};
 pub use id::{IdFormat, ParseIdError, SessionHandle, SessionId, StorageId};

@@ -593,13 +593,20 @@ pub(crate) fn warn_if_insecure(finish: &Finish<'_>, host: Option<&str>) {
 /// A save that failed: logged, and a bare 413 (too large) or 503. A cycled
 /// session whose new record exists gets its cookie all the same: the old
 /// id may already forward to it, and the new record holds the data.
+///
+/// A sign-out (flush) whose delete failed still expires the cookie: the
+/// user asked to be signed out on this device and is; the record, which
+/// nobody can name any more from this browser, ends with its TTL.
 fn failed<'a>(config: &'a SessionConfig, state: &SessionState, e: &Error) -> Finish<'a> {
     crate::error::log(e, "session could not be saved");
     let mut finish = Finish::bare(if e.is_too_large() { 413 } else { 503 });
     finish.names = Some(&config.id_headers);
-    finish.set_cookie = state
-        .reissue()
-        .map(|id| live_cookie(config, id, state, state.meta().expires_ms));
+    finish.set_cookie = match state.retire() {
+        Some(Retire::Delete(_)) => cookies::removal(config),
+        _ => state
+            .reissue()
+            .map(|id| live_cookie(config, id, state, state.meta().expires_ms)),
+    };
     finish
 }
 

@@ -97,6 +97,29 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let config = SessionConfig::builder()
         .with_secure(!args.insecure_cookie)
+        // The responses the middleware makes itself (a visitor during an
+        // outage, a sign-out that could not reach the store) in the site's
+        // style.
+        .with_error_page(|kind| {
+            let (title, msg) = match kind {
+                sessionkit::ErrorKind::Unavailable => (
+                    "Temporarily unavailable",
+                    "The session store cannot be reached right now. Please try again in a \
+                     moment. (If you signed out, you are signed out on this device; the \
+                     session ends on the server by itself.)",
+                ),
+                sessionkit::ErrorKind::TooLarge => {
+                    ("Too much", "Your session cannot hold that much. Remove something first.")
+                }
+                _ => ("Something went wrong", "Your session could not be used."),
+            };
+            let body = format!(
+                r#"<section><h2>{}</h2><p>{}</p><p><a href="/">Back to the home page</a></p></section>"#,
+                escape(title),
+                escape(msg)
+            );
+            Some(sessionkit::ErrorPage::html(page(title, &body)))
+        })
         .build()
         .map_err(|e| e.to_string())?;
 

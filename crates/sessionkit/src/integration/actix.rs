@@ -17,6 +17,7 @@ use actix_web::http::header::{
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
+use crate::config::ErrorPages;
 use crate::lifecycle::{self, Finish, Shared};
 use crate::store::SessionStore;
 use crate::{Error, Session, SessionConfig};
@@ -163,21 +164,52 @@ where
         let session = Session::open(&self.shared, cookies, insecure);
         req.extensions_mut().insert(session.clone());
         let res = self.service.call(req);
+        let shared = Arc::clone(&self.shared);
         Box::pin(async move {
             let res = res.await?;
             let finish = session.finish(res.status().as_u16()).await;
-            Ok(apply(&finish, res))
+            Ok(apply(&finish, res, &shared.config.error_page))
         })
     }
 }
 
 /// Applies the lifecycle's [`Finish`] to a response: type plumbing only.
-fn apply<B>(finish: &Finish<'_>, res: ServiceResponse<B>) -> ServiceResponse<EitherBody<B>> {
-    let mut res = match finish.replacement() {
-        Some(status) => res
+fn apply<B>(
+    finish: &Finish<'_>,
+    res: ServiceResponse<B>,
+    pages: &ErrorPages,
+) -> ServiceResponse<EitherBody<B>> {
+    // A response the middleware makes, or a handler's `sessionkit::Error`:
+    // the application's page for it, if it gives one.
+    let made_here = finish.replacement().or_else(|| {
+        res.response()
+            .error()
+            .and_then(|e| e.as_error::<Error>())
+            .map(|_| res.status().as_u16())
+    });
+    let page = made_here.and_then(|status| pages.page(status).map(|p| (status, p)));
+    let mut res = match (finish.replacement(), page) {
+        (replaced, Some((status, page))) => {
+            let mut page_res = HttpResponse::build(status_code(status))
+                .content_type(page.content_type)
+                .body(page.body);
+            if replaced.is_none() {
+                // The handler's error response: keep its headers
+                // (`Retry-After`).
+                for (name, value) in res.response().headers() {
+                    if name != actix_web::http::header::CONTENT_TYPE
+                        && name != actix_web::http::header::CONTENT_LENGTH
+                    {
+                        page_res.headers_mut().append(name.clone(), value.clone());
+                    }
+                }
+            }
+            res.into_response(page_res).map_into_right_body()
+        }
+        (Some(status), None) => res
             .into_response(HttpResponse::new(status_code(status)))
             .map_into_right_body(),
-        None => res.map_into_left_body(),
+        (None, None) => res.map_into_left_body(),
     };
     append_headers(finish, res.headers_mut());
     res

@@ -11,6 +11,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::config::ErrorPages;
 use crate::lifecycle::{Finish, Shared};
 use crate::store::SessionStore;
 use crate::{Session, SessionConfig};
@@ -85,7 +86,7 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     ReqBody: Send + 'static,
-    ResBody: Default + Send + 'static,
+    ResBody: Default + From<String> + Send + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -122,10 +123,12 @@ where
         // Call the service that was polled ready, leave a fresh clone in its place.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = Arc::clone(&self.shared);
         Box::pin(async move {
             let res = inner.call(req).await?;
             let finish = session.finish(res.status().as_u16()).await;
-            Ok(apply(&finish, res, ResBody::default))
+            let res = apply(&finish, res, ResBody::default);
+            Ok(with_page(&shared.config.error_page, res))
         })
     }
 }
@@ -137,6 +140,7 @@ fn apply<B>(finish: &Finish<'_>, res: Response<B>, empty: impl FnOnce() -> B) ->
             let mut bare = Response::new(empty());
             *bare.status_mut() =
                 StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            bare.extensions_mut().insert(MadeHere);
             bare
         }
         None => res,
@@ -147,6 +151,24 @@ fn apply<B>(finish: &Finish<'_>, res: Response<B>, empty: impl FnOnce() -> B) ->
         if let (Some(name), Ok(value)) = (header_name(name), HeaderValue::from_str(value)) {
             res.headers_mut().append(name, value);
         }
+    }
+    res
+}
+
+/// Marks a response the middleware (or `IntoResponse for Error`) made.
+#[derive(Clone, Copy, Debug)]
+struct MadeHere;
+
+/// The application's page for a response the middleware made.
+fn with_page<B: From<String>>(pages: &ErrorPages, mut res: Response<B>) -> Response<B> {
+    if res.extensions().get::<MadeHere>().is_none() {
+        return res;
+    }
+    if let Some(page) = pages.page(res.status().as_u16()) {
+        if let Ok(kind) = HeaderValue::from_str(&page.content_type) {
+            res.headers_mut().insert(http::header::CONTENT_TYPE, kind);
+        }
+        *res.body_mut() = B::from(page.body);
     }
     res
 }

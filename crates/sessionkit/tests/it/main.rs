@@ -13,6 +13,7 @@ mod cluster;
 mod codec;
 mod conformance;
 mod connections;
+mod error_pages;
 mod flash;
 mod increment;
 mod reliability;
