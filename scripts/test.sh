@@ -31,6 +31,8 @@ echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 echo "==> cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
+echo "==> cargo doc as docs.rs builds it (--cfg docsrs: feature-gated items labelled)"
+RUSTC_BOOTSTRAP=1 RUSTDOCFLAGS="--cfg docsrs -D warnings" cargo doc -p sessionkit --no-deps --all-features --quiet
 echo "==> cargo test"
 cargo test --workspace --all-features
 echo "==> chaos check (Redis killed and restarted twice under load), axum"

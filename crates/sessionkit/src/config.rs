@@ -6,7 +6,8 @@ use std::time::Duration;
 /// `SameSite` attribute of the session cookie.
 pub use cookie::SameSite;
 
-/// How long a non-permanent session lives without activity (the seed's 1 day).
+/// How long a non-permanent session lives without activity: one day (what
+/// the Flask recipe this library started from keeps a session).
 pub const DEFAULT_IDLE_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// How long a permanent session lives (31 days, as Flask's `PERMANENT_SESSION_LIFETIME`).
 pub const DEFAULT_PERMANENT_LIFETIME: Duration = Duration::from_secs(31 * 24 * 60 * 60);

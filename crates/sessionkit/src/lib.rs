@@ -34,7 +34,20 @@
 //!   shares sessions with a Flask app running the recipe; `testing`
 //!   (feature `testing`) helps test handlers and other stores.
 //!
-//! # Example (axum)
+//! New to server-side sessions? The [`guide`] explains lifetimes, the
+//! security defaults and what happens when Redis fails.
+//!
+//! # Install
+//!
+//! ```toml
+//! [dependencies]
+//! sessionkit = "0.1"          # axum + Redis; for actix-web:
+//! # sessionkit = { version = "0.1", default-features = false, features = ["redis", "actix"] }
+//! ```
+//!
+//! Rust 1.85 or later; Redis 6 or later.
+//!
+//! # Quick start (axum)
 //!
 //! ```no_run
 //! use axum::{routing::get, Router};
@@ -54,6 +67,21 @@
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app).await?;
 //! # Ok(()) }
+//! ```
+//!
+//! Sign in, sign out, and sign out everywhere:
+//!
+//! ```no_run
+//! # async fn demo(session: sessionkit::Session) -> Result<(), sessionkit::Error> {
+//! // Sign in: a new id (no fixation), the user's data, listed as a device.
+//! session.cycle_id().await?;
+//! session.insert("name", "ann").await?;
+//! session.set_user("ann").await?;
+//! // Sign out on this device: the record and the cookie go.
+//! session.flush().await;
+//! // Or everywhere the user is signed in, this device included.
+//! let others = session.logout_everywhere().await?;
+//! # let _ = others; Ok(()) }
 //! ```
 //!
 //! # Features
@@ -91,6 +119,7 @@ pub mod events;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod guide;
 mod id;
 mod integration;
 mod lifecycle;
