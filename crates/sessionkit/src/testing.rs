@@ -278,10 +278,7 @@ pub async fn check_store<S: SessionStore + ?Sized>(store: &S, features: StoreFea
         }),
         ..Changes::default()
     };
-    let outcome = store
-        .update(&a, &changes)
-        .await
-        .unwrap_or_else(|e| failed("update", e));
+    let outcome = update(store, &a, &changes).await;
     assert_eq!(outcome, UpdateOutcome::Saved, "update: saved");
     let after = load(store, &a)
         .await
@@ -298,10 +295,7 @@ pub async fn check_store<S: SessionStore + ?Sized>(store: &S, features: StoreFea
         increments: vec![("n", 3), ("k", 5)],
         ..Changes::default()
     };
-    store
-        .update(&a, &more)
-        .await
-        .unwrap_or_else(|e| failed("update", e));
+    update(store, &a, &more).await;
     let after = load(store, &a)
         .await
         .unwrap_or_else(|| panic!("load after increments"));
@@ -328,11 +322,7 @@ pub async fn check_store<S: SessionStore + ?Sized>(store: &S, features: StoreFea
         }
     }
     let c = guarded(&six, &stale);
-    match store
-        .update(&a, &c)
-        .await
-        .unwrap_or_else(|e| failed("update", e))
-    {
+    match update(store, &a, &c).await {
         UpdateOutcome::Conflict(held) => {
             assert_eq!(
                 held,
@@ -348,23 +338,14 @@ pub async fn check_store<S: SessionStore + ?Sized>(store: &S, features: StoreFea
         "a conflict writes nothing"
     );
     let c = guarded(&six, &n);
-    assert_eq!(
-        store
-            .update(&a, &c)
-            .await
-            .unwrap_or_else(|e| failed("update", e)),
-        UpdateOutcome::Saved
-    );
+    assert_eq!(update(store, &a, &c).await, UpdateOutcome::Saved);
     let absent = Changes {
         set: vec![("fresh", one.as_slice())],
         expect: vec![("fresh", None)],
         ..Changes::default()
     };
     assert_eq!(
-        store
-            .update(&a, &absent)
-            .await
-            .unwrap_or_else(|e| failed("update", e)),
+        update(store, &a, &absent).await,
         UpdateOutcome::Saved,
         "an expected absence"
     );
@@ -402,10 +383,7 @@ pub async fn check_store<S: SessionStore + ?Sized>(store: &S, features: StoreFea
         ..Changes::default()
     };
     assert_eq!(
-        store
-            .update(&a, &emptied)
-            .await
-            .unwrap_or_else(|e| failed("update", e)),
+        update(store, &a, &emptied).await,
         UpdateOutcome::Deleted,
         "emptied: deleted"
     );
@@ -415,10 +393,7 @@ pub async fn check_store<S: SessionStore + ?Sized>(store: &S, features: StoreFea
         ..Changes::default()
     };
     assert_eq!(
-        store
-            .update(&a, &late)
-            .await
-            .unwrap_or_else(|e| failed("update", e)),
+        update(store, &a, &late).await,
         UpdateOutcome::Gone,
         "update never recreates"
     );
@@ -444,10 +419,7 @@ pub async fn check_store<S: SessionStore + ?Sized>(store: &S, features: StoreFea
         "take: the record"
     );
     assert!(load(store, &b).await.is_none(), "taken: nothing to load");
-    let outcome = store
-        .update(&b, &late)
-        .await
-        .unwrap_or_else(|e| failed("update", e));
+    let outcome = update(store, &b, &late).await;
     if features.forwarding {
         assert_eq!(
             outcome,
@@ -532,6 +504,18 @@ pub async fn check_store<S: SessionStore + ?Sized>(store: &S, features: StoreFea
         load(store, &d).await.is_none(),
         "a record past its expiry is gone"
     );
+}
+
+/// Applies `changes` to `id`, failing the check on an error.
+async fn update<S: SessionStore + ?Sized>(
+    store: &S,
+    id: &crate::StorageId,
+    changes: &Changes<'_>,
+) -> UpdateOutcome {
+    store
+        .update(id, changes)
+        .await
+        .unwrap_or_else(|e| panic!("update: {}", e.chain()))
 }
 
 /// Loads `id`, failing the check on an error.

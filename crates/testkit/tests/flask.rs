@@ -3,43 +3,10 @@
 //! is the recipe's (a pickle under `<prefix><cookie>`, a one-day TTL, or the
 //! permanent lifetime; the key deleted on logout).
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use serde_json::{json, Value};
 use testkit::client::Browser;
-use testkit::flask::{FlaskApp, FlaskOptions};
+use testkit::flask::{unpickle, FlaskApp, FlaskOptions};
 use testkit::RedisServer;
-
-/// `pickle.loads` of `bytes` by the venv's Python, as JSON (tuples become
-/// lists).
-fn unpickle(bytes: &[u8]) -> Value {
-    let python = testkit::flask::venv().unwrap_or_else(|e| panic!("venv: {e}"));
-    let mut child = Command::new(python)
-        .args([
-            "-c",
-            "import json, pickle, sys; print(json.dumps(pickle.loads(sys.stdin.buffer.read())))",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run python: {e}"));
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(bytes)
-            .unwrap_or_else(|e| panic!("write to python: {e}"));
-    }
-    let out = child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("python: {e}"));
-    assert!(
-        out.status.success(),
-        "not a pickle: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("python printed no JSON: {e}"))
-}
 
 fn stored(redis: &RedisServer, key: &str) -> Option<Vec<u8>> {
     redis.cmd(&["GET", key])
