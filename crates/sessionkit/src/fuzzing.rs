@@ -58,3 +58,35 @@ pub fn decode_record(
 pub fn encode_new_record(record: &crate::store::Record) -> Vec<u8> {
     crate::store::redis::dump_record(record, true)
 }
+
+/// The limits the pickle entry points read with: the default depth, and
+/// 64 KiB instead of 4 MiB, so an input that hits the copy budget (which
+/// scales with `max_bytes`) keeps a run cheap.
+#[cfg(feature = "flask")]
+const PICKLE_LIMITS: crate::store::flask::pickle::Limits = crate::store::flask::pickle::Limits {
+    max_bytes: 64 << 10,
+    max_depth: 64,
+};
+
+/// The Flask-format pickle reader: `Ok` with the value's `Debug` text, or
+/// `Err` with the error's message.
+///
+/// # Errors
+///
+/// Whatever the reader refuses, as its message.
+#[cfg(feature = "flask")]
+pub fn read_pickle(bytes: &[u8]) -> Result<String, String> {
+    crate::store::flask::pickle::read(bytes, &PICKLE_LIMITS)
+        .map(|value| format!("{value:?}"))
+        .map_err(|e| e.to_string())
+}
+
+/// The pickle writer's output for what the reader gives, when that holds
+/// nothing refused (else `None`): reading it again must give the same
+/// value.
+#[cfg(feature = "flask")]
+pub fn repickle(bytes: &[u8]) -> Option<Vec<u8>> {
+    use crate::store::flask::pickle;
+    let value = pickle::read(bytes, &PICKLE_LIMITS).ok()?;
+    (!value.contains_refused()).then(|| pickle::write(&value))
+}

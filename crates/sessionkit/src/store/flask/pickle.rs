@@ -16,7 +16,6 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::rc::Rc;
 
 /// A Python value of the kinds a session holds.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,12 +43,13 @@ pub(crate) enum Py {
     Refused(String),
 }
 
-/// Bounds on what [`read`] accepts.
+/// Bounds on what [`read()`] accepts.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Limits {
-    /// Largest pickle read, in bytes. Also bounds the tree built: at most
-    /// this many values plus string bytes, counting every copy of a value
-    /// shared through the memo (a pickle without sharing never exceeds it).
+    /// Largest pickle read, in bytes. Also bounds the tree built, where
+    /// each copy of a value shared through the memo counts in full: its
+    /// pickle by [`write()`] must fit in as many bytes, so what was read
+    /// always writes back to a pickle that reads again.
     pub(crate) max_bytes: usize,
     /// Deepest container nesting (the outer dict is depth 1).
     pub(crate) max_depth: usize,
@@ -81,8 +81,9 @@ pub(crate) enum PickleError {
     /// holding itself).
     #[error("nesting deeper than {0}")]
     TooDeep(usize),
-    /// Shared values copied beyond the [`Limits::max_bytes`] budget.
-    #[error("pickle expands beyond {0} values and string bytes")]
+    /// Shared values copied beyond the [`Limits::max_bytes`] budget (the
+    /// tree would take more to write).
+    #[error("pickle expands beyond {0} bytes once shared values are copied")]
     TooBig(usize),
     /// An opcode that refers to things outside the pickle (extension
     /// registry, persistent ids, out-of-band buffers).
@@ -230,7 +231,11 @@ pub(crate) fn read(bytes: &[u8], limits: &Limits) -> Result<Py, PickleError> {
             max: limits.max_bytes,
         });
     }
-    let mut input = Input { bytes, pos: 0 };
+    let mut input = Input {
+        bytes,
+        pos: 0,
+        frame_end: 0,
+    };
     let mut machine = Machine::new();
     loop {
         let pos = input.pos;
@@ -263,11 +268,17 @@ pub(crate) fn read(bytes: &[u8], limits: &Limits) -> Result<Py, PickleError> {
 struct Input<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// Where the last `FRAME` ends (0 before any).
+    frame_end: usize,
 }
 
 impl<'a> Input<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], PickleError> {
         let end = self.pos.checked_add(n).ok_or(PickleError::Truncated)?;
+        // As pickle.py checks (Python never writes it): no read straddles a frame's end.
+        if self.pos < self.frame_end && end > self.frame_end {
+            return bad("an opcode across the end of its frame");
+        }
         let out = self
             .bytes
             .get(self.pos..end)
@@ -340,9 +351,25 @@ enum Node {
     Tuple(Vec<Id>),
     /// Keys and values alternating.
     Dict(Vec<Id>),
-    /// A class or function the pickle named, or an object made by calling
-    /// one: never resolved. Its items and state are dropped.
-    Opaque(Rc<str>),
+    /// A class or function the pickle named, by the ids of two `str`
+    /// leaves: never resolved, and no name is built before the copy.
+    Global {
+        module: Id,
+        name: Id,
+    },
+    /// An object with a name of ours: "set", "frozenset", "bytes".
+    Named(&'static str),
+    /// An object made by calling a global: the id of the `Global` or
+    /// `Named` it is refused as (never another `Object`).
+    Object(Id),
+}
+
+impl Node {
+    /// A global or an object made from one: what a call, `BUILD`, or an
+    /// item added to it leaves alone.
+    fn is_opaque(&self) -> bool {
+        matches!(self, Node::Global { .. } | Node::Named(_) | Node::Object(_))
+    }
 }
 
 /// The arena ids of the shared leaves (a pickle of many `None`s costs no node each).
@@ -382,11 +409,16 @@ impl Machine {
                 }
             }
             op::FRAME => {
-                // Frames only help a streaming reader; the whole pickle is here.
+                // Frames only help a streaming reader; the whole pickle is
+                // here. Checked as pickle.py checks them.
+                if pos < input.frame_end {
+                    return bad("a FRAME inside a frame");
+                }
                 let len = input.u64()?;
                 let rest = input.bytes.len().saturating_sub(input.pos);
-                if usize::try_from(len).map_or(true, |len| len > rest) {
-                    return Err(PickleError::Truncated);
+                match usize::try_from(len) {
+                    Ok(len) if len <= rest => input.frame_end = input.pos + len,
+                    _ => return Err(PickleError::Truncated),
                 }
             }
             op::MARK => self.marks.push(self.stack.len()),
@@ -478,13 +510,13 @@ impl Machine {
                     _ => input.u64()?,
                 };
                 input.take_len(n)?;
-                self.leaf(Py::Refused("bytes".into()));
+                self.node(Node::Named("bytes"));
             }
 
             op::EMPTY_LIST => self.node(Node::List(Vec::new())),
             op::EMPTY_TUPLE => self.node(Node::Tuple(Vec::new())),
             op::EMPTY_DICT => self.node(Node::Dict(Vec::new())),
-            op::EMPTY_SET => self.opaque("set".into()),
+            op::EMPTY_SET => self.node(Node::Named("set")),
             op::LIST => {
                 let items = self.pop_mark()?;
                 self.node(Node::List(items));
@@ -511,7 +543,7 @@ impl Machine {
             }
             op::FROZENSET => {
                 self.pop_mark()?;
-                self.opaque("frozenset".into());
+                self.node(Node::Named("frozenset"));
             }
             op::APPEND => {
                 let item = self.pop()?;
@@ -569,17 +601,15 @@ impl Machine {
 
             // Names and calls, kept symbolic.
             op::GLOBAL => {
-                let module = input.name_line()?;
-                let name = input.name_line()?;
-                self.opaque(dotted(module, name));
+                let global = self.text_global(input)?;
+                self.stack.push(global);
             }
             op::STACK_GLOBAL => {
                 let name = self.pop()?;
                 let module = self.pop()?;
                 match (self.nodes.get(module), self.nodes.get(name)) {
-                    (Some(Node::Leaf(Py::Str(module))), Some(Node::Leaf(Py::Str(name)))) => {
-                        let dotted = dotted(module, name);
-                        self.opaque(dotted);
+                    (Some(Node::Leaf(Py::Str(_))), Some(Node::Leaf(Py::Str(_)))) => {
+                        self.node(Node::Global { module, name });
                     }
                     _ => return bad("STACK_GLOBAL requires str"),
                 }
@@ -588,7 +618,7 @@ impl Machine {
                 let args = self.pop()?;
                 let callable = self.pop()?;
                 let made = self.call(callable, Some(args))?;
-                self.opaque(made);
+                self.node(made);
             }
             op::NEWOBJ | op::NEWOBJ_EX => {
                 if opcode == op::NEWOBJ_EX {
@@ -597,13 +627,12 @@ impl Machine {
                 self.pop()?; // args
                 let class = self.pop()?;
                 let made = self.call(class, None)?;
-                self.opaque(made);
+                self.node(made);
             }
             op::INST => {
-                let module = input.name_line()?;
-                let name = input.name_line()?;
+                let class = self.text_global(input)?;
                 self.pop_mark()?;
-                self.opaque(dotted(module, name));
+                self.node(Node::Object(class));
             }
             op::OBJ => {
                 let items = self.pop_mark()?;
@@ -611,12 +640,12 @@ impl Machine {
                     return bad("OBJ without a class");
                 };
                 let made = self.call(class, None)?;
-                self.opaque(made);
+                self.node(made);
             }
             op::BUILD => {
                 self.pop()?; // the state, dropped with the object
                 let object = self.top()?;
-                if !matches!(self.nodes.get(object), Some(Node::Opaque(_))) {
+                if !self.nodes.get(object).is_some_and(Node::is_opaque) {
                     return bad("BUILD on a value that is not an object");
                 }
             }
@@ -642,8 +671,19 @@ impl Machine {
         self.node(Node::Leaf(value));
     }
 
-    fn opaque(&mut self, name: Rc<str>) {
-        self.node(Node::Opaque(name));
+    /// The `Global` of a text `module\nname\n` (`GLOBAL`, `INST`), off
+    /// the stack.
+    fn text_global(&mut self, input: &mut Input<'_>) -> Result<Id, PickleError> {
+        let module = input.name_line()?.to_owned();
+        let name = input.name_line()?.to_owned();
+        let module_id = self.nodes.len();
+        self.nodes.push(Node::Leaf(Py::Str(module)));
+        self.nodes.push(Node::Leaf(Py::Str(name)));
+        self.nodes.push(Node::Global {
+            module: module_id,
+            name: module_id + 1,
+        });
+        Ok(module_id + 2)
     }
 
     /// Where the stack above the innermost MARK starts.
@@ -681,7 +721,7 @@ impl Machine {
                 have.extend(items);
                 Ok(())
             }
-            (_, Some(Node::Opaque(_))) => Ok(()),
+            (_, Some(node)) if node.is_opaque() => Ok(()),
             (Add::List, _) => bad("APPEND to a value that is not a list"),
             (Add::Dict, _) => bad("SETITEM on a value that is not a dict"),
             (Add::Set, _) => bad("ADDITEMS to a value that is not a set"),
@@ -704,27 +744,43 @@ impl Machine {
         }
     }
 
-    /// The name of what calling `callable` makes: its own dotted name,
-    /// except for the few helpers that stand for another class.
-    fn call(&self, callable: Id, args: Option<Id>) -> Result<Rc<str>, PickleError> {
-        let Some(Node::Opaque(name)) = self.nodes.get(callable) else {
-            return bad("a call of a value that is not a class");
+    /// What calling `callable` makes: an object refused under the
+    /// callable's name, except for the few helpers that stand for another
+    /// class.
+    fn call(&self, callable: Id, args: Option<Id>) -> Result<Node, PickleError> {
+        let class = match self.nodes.get(callable) {
+            Some(Node::Object(class)) => *class,
+            Some(Node::Global { .. } | Node::Named(_)) => callable,
+            _ => return bad("a call of a value that is not a class"),
         };
-        match &**name {
+        let Some(Node::Global { module, name }) = self.nodes.get(class) else {
+            return Ok(Node::Object(class));
+        };
+        match (self.text(*module), self.text(*name)) {
             // Protocols 0–2 write bytes as `_codecs.encode(str, 'latin1')`.
-            "_codecs.encode" => Ok("bytes".into()),
+            ("_codecs", "encode") => Ok(Node::Named("bytes")),
             // `copyreg._reconstructor(cls, base, state)` and friends make a `cls`.
-            "copyreg._reconstructor" | "copyreg.__newobj__" | "copyreg.__newobj_ex__" => {
+            ("copyreg" | "copy_reg", "_reconstructor" | "__newobj__" | "__newobj_ex__") => {
                 let first = match args.and_then(|a| self.nodes.get(a)) {
-                    Some(Node::Tuple(items) | Node::List(items)) => items.first(),
+                    Some(Node::Tuple(items) | Node::List(items)) => items.first().copied(),
                     _ => None,
                 };
-                match first.and_then(|&c| self.nodes.get(c)) {
-                    Some(Node::Opaque(class)) => Ok(class.clone()),
-                    _ => Ok(name.clone()),
+                match first {
+                    Some(first) if self.nodes.get(first).is_some_and(Node::is_opaque) => {
+                        self.call(first, None)
+                    }
+                    _ => Ok(Node::Object(class)),
                 }
             }
-            _ => Ok(name.clone()),
+            _ => Ok(Node::Object(class)),
+        }
+    }
+
+    /// The text of a `str` leaf ("" for anything else).
+    fn text(&self, id: Id) -> &str {
+        match self.nodes.get(id) {
+            Some(Node::Leaf(Py::Str(s))) => s,
+            _ => "",
         }
     }
 }
@@ -737,15 +793,14 @@ enum Add {
     Set,
 }
 
-/// `module.name`, with Python 2's module names (protocols 0–2 write them)
-/// as Python 3 reads them.
-fn dotted(module: &str, name: &str) -> Rc<str> {
-    let module = match module {
+/// Python 2's module names (protocols 0–2 write them) as Python 3 reads
+/// them.
+fn py3_module(module: &str) -> &str {
+    match module {
         "__builtin__" => "builtins",
         "copy_reg" => "copyreg",
         other => other,
-    };
-    format!("{module}.{name}").into()
+    }
 }
 
 /// A text memo key (`PUT`, `GET`).
@@ -756,18 +811,22 @@ fn memo_key(line: &[u8]) -> Result<u64, PickleError> {
     }
 }
 
-/// A decimal `INT` or `LONG` text.
+/// A decimal `INT` or `LONG` text. A leading zero is refused: CPython
+/// reads `I0122` as octal (`strtol`) but `L0122` not at all, and never
+/// writes either.
 fn int_text(line: &[u8]) -> Result<Py, PickleError> {
     let text = std::str::from_utf8(line).unwrap_or_default().trim();
-    if let Ok(n) = text.parse::<i64>() {
-        return Ok(Py::Int(n));
-    }
     let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        Ok(Py::Refused("an int beyond 64 bits".into()))
-    } else {
-        bad("an INT that is no number")
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return bad("an INT that is no number");
     }
+    if digits.len() > 1 && digits.starts_with('0') && digits.bytes().any(|b| b != b'0') {
+        return bad("an INT with a leading zero");
+    }
+    Ok(match text.parse::<i64>() {
+        Ok(n) => Py::Int(n),
+        Err(_) => Py::Refused("an int beyond 64 bits".into()),
+    })
 }
 
 /// A little-endian two's-complement integer (`LONG1`, `LONG4`).
@@ -921,7 +980,13 @@ fn raw_unicode_escape(line: &[u8]) -> Result<Py, PickleError> {
 }
 
 /// Copies the arena's tree for the root into a [`Py`], without recursion,
-/// bounding its depth and its size (values plus string bytes).
+/// bounding its depth and its size.
+///
+/// The size charged is what [`write()`] spends on the tree (a refused name
+/// counts too), so whatever is read writes back to a pickle of at most
+/// `max_bytes` that reads again. Each item is prepaid its least cost (one
+/// byte) when its container opens, before the container's items are
+/// allocated, and the rest when it is copied.
 struct Builder<'a> {
     nodes: &'a [Node],
     spent: usize,
@@ -945,7 +1010,8 @@ enum Started<'a> {
 
 impl<'a> Builder<'a> {
     fn build(mut self, root: Id) -> Result<Py, PickleError> {
-        self.charge(1)?;
+        // PROTO 2 (two bytes), STOP, and the root's byte no container prepaid.
+        self.charge(4)?;
         let mut open = match self.start(root, 1)? {
             Started::Done(value) => return Ok(value),
             Started::Open(first) => vec![first],
@@ -975,25 +1041,25 @@ impl<'a> Builder<'a> {
         bad("empty build")
     }
 
-    /// Copies a leaf, or opens a container at `depth`. The budget is
-    /// charged a container's item count when it opens (before its items
-    /// are allocated) and a leaf's text when copied.
+    /// Copies a leaf, or opens a container at `depth`; one byte of its
+    /// cost was prepaid.
     fn start(&mut self, id: Id, depth: usize) -> Result<Started<'a>, PickleError> {
         let node = self
             .nodes
             .get(id)
             .ok_or(malformed("a dangling reference", 0))?;
+        self.charge(self.own_cost(node).saturating_sub(1))?;
         let items = match node {
-            Node::Leaf(value) => {
-                let text = if let Py::Str(s) = value { s.len() } else { 0 };
-                self.charge(text)?;
-                return Ok(Started::Done(value.clone()));
-            }
-            Node::Opaque(name) => {
-                self.charge(name.len())?;
-                return Ok(Started::Done(Py::Refused(name.to_string())));
-            }
+            Node::Leaf(value) => return Ok(Started::Done(value.clone())),
             Node::List(items) | Node::Tuple(items) | Node::Dict(items) => items,
+            Node::Global { .. } | Node::Named(_) | Node::Object(_) => {
+                let (module, name) = self.name(node);
+                let what = match module {
+                    Some(module) => format!("{module}.{name}"),
+                    None => name.to_owned(),
+                };
+                return Ok(Started::Done(Py::Refused(what)));
+            }
         };
         if depth > self.max_depth {
             return Err(PickleError::TooDeep(self.max_depth));
@@ -1007,12 +1073,84 @@ impl<'a> Builder<'a> {
         }))
     }
 
+    /// The name an opaque node is refused as: module (Python 3's) and name.
+    fn name(&self, node: &'a Node) -> (Option<&'a str>, &'a str) {
+        let node = match node {
+            Node::Object(class) => self.nodes.get(*class).unwrap_or(node),
+            other => other,
+        };
+        let text = |id: &Id| match self.nodes.get(*id) {
+            Some(Node::Leaf(Py::Str(s))) => s.as_str(),
+            _ => "",
+        };
+        match node {
+            Node::Global { module, name } => (Some(py3_module(text(module))), text(name)),
+            Node::Named(what) => (None, what),
+            _ => (None, "an object"),
+        }
+    }
+
+    /// The bytes [`write()`] spends on a node itself, its items aside (at
+    /// least one). A refused value, written as `None`, is charged its name
+    /// as well.
+    fn own_cost(&self, node: &'a Node) -> usize {
+        match node {
+            Node::Leaf(Py::Int(n)) => int_cost(*n),
+            Node::Leaf(Py::Float(_)) => 9,
+            Node::Leaf(Py::Str(s)) => str_header(s.len()) + s.len(),
+            Node::Leaf(Py::Refused(what)) => 1 + what.len(),
+            Node::Leaf(_) => 1,
+            Node::Global { .. } | Node::Named(_) | Node::Object(_) => match self.name(node) {
+                (Some(module), name) => 2 + module.len() + name.len(),
+                (None, name) => 1 + name.len(),
+            },
+            // EMPTY_LIST / EMPTY_DICT, and MARK … APPENDS / SETITEMS.
+            Node::List(items) | Node::Dict(items) => {
+                if items.is_empty() {
+                    1
+                } else {
+                    3
+                }
+            }
+            // EMPTY_TUPLE or TUPLE1–3; MARK … TUPLE.
+            Node::Tuple(items) => {
+                if items.len() <= 3 {
+                    1
+                } else {
+                    2
+                }
+            }
+        }
+    }
+
     fn charge(&mut self, cost: usize) -> Result<(), PickleError> {
         self.spent = self.spent.saturating_add(cost);
         if self.spent > self.budget {
             return Err(PickleError::TooBig(self.budget));
         }
         Ok(())
+    }
+}
+
+/// The bytes [`write_int`] spends on `n`.
+fn int_cost(n: i64) -> usize {
+    if u8::try_from(n).is_ok() {
+        2
+    } else if u16::try_from(n).is_ok() {
+        3
+    } else if i32::try_from(n).is_ok() {
+        5
+    } else {
+        2 + long_len(n)
+    }
+}
+
+/// The opcode and length bytes before a string of `len` bytes.
+fn str_header(len: usize) -> usize {
+    if u32::try_from(len).is_ok() {
+        5
+    } else {
+        9
     }
 }
 
@@ -1158,22 +1296,27 @@ fn write_int(out: &mut Vec<u8>, n: i64) {
         out.push(op::BININT);
         out.extend(i.to_le_bytes());
     } else {
-        // The shortest two's complement: drop high bytes that only repeat the sign.
+        let len = long_len(n);
         let bytes = n.to_le_bytes();
-        let mut len = bytes.len();
-        while len > 1 {
-            let (Some(&last), Some(&below)) = (bytes.get(len - 1), bytes.get(len - 2)) else {
-                break;
-            };
-            let redundant = (last == 0 && below & 0x80 == 0) || (last == 0xff && below & 0x80 != 0);
-            if !redundant {
-                break;
-            }
-            len -= 1;
-        }
         out.extend([op::LONG1, len as u8]);
         out.extend(bytes.get(..len).unwrap_or(&bytes));
     }
+}
+
+/// The shortest two's complement of `n` in bytes (`LONG1`): high bytes
+/// that only repeat the sign are dropped.
+fn long_len(n: i64) -> usize {
+    let bytes = n.to_le_bytes();
+    let mut len = bytes.len();
+    // Stops at one byte: `below` is then out of range.
+    while let (Some(&last), Some(&below)) = (bytes.get(len - 1), bytes.get(len.wrapping_sub(2))) {
+        let redundant = (last == 0 && below & 0x80 == 0) || (last == 0xff && below & 0x80 != 0);
+        if !redundant {
+            break;
+        }
+        len -= 1;
+    }
+    len
 }
 
 impl Py {
@@ -1182,7 +1325,7 @@ impl Py {
     /// dict key that is not a `str`, or a NaN or infinite float.
     ///
     /// Recursive: depth is bounded by [`Limits::max_depth`] when the value
-    /// came from [`read`].
+    /// came from [`read()`].
     pub(crate) fn to_json(&self) -> Result<serde_json::Value, String> {
         use serde_json::Value;
         Ok(match self {
@@ -1702,6 +1845,21 @@ mod tests {
     }
 
     #[test]
+    fn global_names_are_not_copied_per_opcode() {
+        // A 60 kB module name, then 100,000 STACK_GLOBALs and REDUCEs of it:
+        // names are built only for what the value holds.
+        let mut p = b"\x80\x04X\x60\xea\x00\x00".to_vec();
+        p.extend(b"m".repeat(60_000));
+        p.extend(b"\x940\x8c\x01x\x940");
+        for _ in 0..100_000 {
+            p.extend(b"h\x00h\x01\x93)R0");
+        }
+        p.extend(b"h\x00h\x01\x93)R.");
+        let want = refused(&format!("{}.x", "m".repeat(60_000)));
+        assert_eq!(read_default(&p).unwrap(), want);
+    }
+
+    #[test]
     fn shared_values_are_shared_as_in_python() {
         let want = dict(vec![
             ("a", Py::List(vec![Py::Int(1), Py::Int(2)])),
@@ -1710,6 +1868,24 @@ mod tests {
         ]);
         assert_eq!(read_default(SHARED_P4).unwrap(), want);
         assert_eq!(read_default(SHARED_P0).unwrap(), want);
+    }
+
+    #[test]
+    fn copy_budget_is_the_size_written() {
+        for pickle in [SHARED_P4, SHARED_P0] {
+            let value = read_default(pickle).unwrap();
+            let written = write(&value).len();
+            assert!(written >= pickle.len(), "{written} < {}", pickle.len());
+            let limits = |max_bytes| Limits {
+                max_bytes,
+                max_depth: 64,
+            };
+            assert_eq!(read(pickle, &limits(written)).unwrap(), value);
+            if written > pickle.len() {
+                let err = read(pickle, &limits(written - 1)).unwrap_err();
+                assert!(matches!(err, PickleError::TooBig(_)), "{err}");
+            }
+        }
     }
 
     #[test]
@@ -1828,6 +2004,12 @@ mod tests {
             b"\x80\x06N.",
             b"0N.",
             b"g1\n.",
+            b"I0122\n.",
+            b"L0x1fL\n.",
+            b"I\n.",
+            // A frame that ends inside an opcode, and one inside another.
+            b"\x80\x04\x95\x02\x00\x00\x00\x00\x00\x00\x00J\x01\x00\x00\x00.",
+            b"\x80\x04\x95\x0a\x00\x00\x00\x00\x00\x00\x00\x95\x00\x00\x00\x00\x00\x00\x00N.",
         ] {
             assert!(
                 matches!(read_default(pickle), Err(PickleError::Malformed { .. })),
@@ -2038,7 +2220,11 @@ mod tests {
     proptest! {
         #[test]
         fn write_then_read_is_identity(value in value()) {
-            prop_assert_eq!(read_default(&write(&value)).unwrap(), value);
+            let written = write(&value);
+            prop_assert_eq!(read_default(&written).unwrap(), value);
+            // The copy budget is exactly the written size.
+            let exact = Limits { max_bytes: written.len(), ..Limits::default() };
+            prop_assert!(read(&written, &exact).is_ok());
         }
 
         #[test]
