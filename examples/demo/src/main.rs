@@ -53,8 +53,9 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:3000")]
     addr: SocketAddr,
-    /// Send the session cookie without the `Secure` attribute, so that clients
-    /// such as curl send it back over plain http. For local testing only.
+    /// Send the session cookie without the `Secure` attribute, for plain
+    /// HTTP to a host other than localhost (a LAN address, a dev host name),
+    /// where browsers drop `Secure` cookies. Not needed on http://localhost.
     #[arg(long)]
     insecure_cookie: bool,
 }
