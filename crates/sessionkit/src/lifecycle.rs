@@ -102,18 +102,28 @@ pub(crate) fn insecure_origin<'a>(
         Some(v6) => v6.split(']').next().unwrap_or(v6),
         None => host.rsplit_once(':').map_or(host, |(name, _)| name),
     };
+    // Checked on every request (the cookie is not known yet): no allocation.
+    let ends_localhost = name.len() >= 10
+        && name
+            .get(name.len() - 10..)
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(".localhost"));
     let local = name.eq_ignore_ascii_case("localhost")
-        || name.to_ascii_lowercase().ends_with(".localhost")
+        || ends_localhost
         || name
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
+    if local || name.is_empty() {
+        return None;
+    }
     let https = forwarded.into_iter().any(|v| {
-        let v = String::from_utf8_lossy(v).to_ascii_lowercase();
-        v.split([',', ';'])
-            .map(str::trim)
-            .any(|p| p == "https" || p == "proto=https" || p == "proto=\"https\"")
+        v.split(|b| *b == b',' || *b == b';').any(|part| {
+            let part = part.trim_ascii();
+            ["https", "proto=https", "proto=\"https\""]
+                .iter()
+                .any(|p| part.eq_ignore_ascii_case(p.as_bytes()))
+        })
     });
-    (!local && !https && !name.is_empty()).then(|| host.into())
+    (!https).then(|| host.into())
 }
 
 /// Loads the session the cookie names into `state` (on first use). A
@@ -711,34 +721,9 @@ fn changes_of<'a>(config: &SessionConfig, state: &'a SessionState, update: &Upda
     changes
 }
 
-/// Saves `state` to the record `sid`; when a read-modify-write key
-/// changed meanwhile, computes it again from what the store holds and
-/// retries.
-async fn save_guarded(
-    shared: &Shared,
-    sid: &StorageId,
-    state: &mut SessionState,
-    update: &Update,
-) -> Result<UpdateOutcome, Error> {
-    for _ in 0..UPDATE_ATTEMPTS {
-        let changes = changes_of(&shared.config, state, update);
-        match shared.store.update(sid, &changes).await? {
-            UpdateOutcome::Conflict(held) => {
-                telemetry::count(names::CONFLICTS);
-                for (key, value) in held {
-                    state.recompute(&key, value)?;
-                }
-            }
-            outcome => return Ok(outcome),
-        }
-    }
-    Err(Error::unavailable(
-        "a session value kept changing under concurrent updates",
-    ))
-}
-
 /// Saves changes to (or touches) the loaded record; the cookie to send
-/// (for the session `id`).
+/// (for the session `id`). When a read-modify-write key changed meanwhile,
+/// it is computed again from what the store holds and the save retried.
 async fn carry_out_update(
     shared: &Shared,
     id: Option<&SessionId>,
@@ -746,12 +731,31 @@ async fn carry_out_update(
     update: &Update,
 ) -> Result<Option<String>, Error> {
     let config = &shared.config;
-    let Some(sid) = state.base().cloned() else {
+    let Some(mut sid) = state.base() else {
         return Ok(None);
     };
-    let outcome = save_guarded(shared, &sid, state, update).await?;
-    let sid = &sid;
     let mut changes = changes_of(config, state, update);
+    let mut outcome = shared.store.update(sid, &changes).await?;
+    let mut attempts = 1;
+    while let UpdateOutcome::Conflict(held) = outcome {
+        telemetry::count(names::CONFLICTS);
+        if attempts == UPDATE_ATTEMPTS {
+            return Err(Error::unavailable(
+                "a session value kept changing under concurrent updates",
+            ));
+        }
+        drop(changes);
+        for (key, value) in held {
+            state.recompute(&key, value)?;
+        }
+        let Some(base) = state.base() else {
+            return Ok(None);
+        };
+        sid = base;
+        changes = changes_of(config, state, update);
+        outcome = shared.store.update(sid, &changes).await?;
+        attempts += 1;
+    }
     let data_changed = !changes.set.is_empty()
         || !changes.remove.is_empty()
         || !changes.increments.is_empty()
