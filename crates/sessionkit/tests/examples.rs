@@ -62,24 +62,10 @@ async fn the_axum_quick_start_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_actix_quick_start_runs() {
-    use actix_web::{App, HttpServer};
     let redis = testkit::RedisServer::start();
     let store = RedisStore::connect(redis.url()).await.expect("store");
     let sessions = sessionkit::SessionMiddleware::new(store, sessionkit::SessionConfig::default());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let server = HttpServer::new(move || {
-        App::new()
-            .wrap(sessions.clone())
-            .configure(quickstart_actix::routes)
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)
-    .expect("listen")
-    .run();
-    let handle = server.handle();
-    std::thread::spawn(move || actix_web::rt::System::new().block_on(server));
-    quick_start("actix-web", format!("http://{addr}")).await;
+    let (base, handle) = testkit::serve_actix(sessions, quickstart_actix::routes);
+    quick_start("actix-web", base).await;
     handle.stop(false).await;
 }

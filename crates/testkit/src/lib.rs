@@ -30,6 +30,37 @@ pub async fn browse(store: impl sessionkit::SessionStore) -> client::Browser {
     client::Browser::new(serve_axum(app).await, sessionkit::DEFAULT_COOKIE_NAME)
 }
 
+/// Serves `routes` behind `sessions` with actix-web (one worker, its own
+/// thread and actix system) on a free loopback port: the base URL, and the
+/// handle that stops it.
+///
+/// # Panics
+///
+/// If no loopback port can be bound.
+pub fn serve_actix(
+    sessions: sessionkit::SessionMiddleware,
+    routes: fn(&mut actix_web::web::ServiceConfig),
+) -> (String, actix_web::dev::ServerHandle) {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("addr: {e}"));
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .wrap(sessions.clone())
+            .configure(routes)
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .unwrap_or_else(|e| panic!("listen: {e}"))
+    .run();
+    let handle = server.handle();
+    std::thread::spawn(move || actix_web::rt::System::new().block_on(server));
+    (format!("http://{addr}"), handle)
+}
+
 /// Serves an axum app on a free loopback port in the background; returns
 /// its base URL (`http://127.0.0.1:<port>`). The server lives as long as the
 /// test's runtime.

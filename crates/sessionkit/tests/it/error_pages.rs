@@ -67,50 +67,39 @@ async fn axum_app(redis: &testkit::RedisServer) -> String {
 }
 
 async fn actix_app(redis: &testkit::RedisServer) -> (String, actix_web::dev::ServerHandle) {
-    use actix_web::{web, App, HttpServer};
+    use actix_web::web;
+    fn routes(cfg: &mut web::ServiceConfig) {
+        cfg.route(
+            "/in",
+            web::get().to(|s: Session| async move {
+                s.insert("user", "ann").await?;
+                Ok::<_, sessionkit::Error>("in")
+            }),
+        )
+        .route(
+            "/read",
+            web::get().to(|s: Session| async move {
+                let user = s.get::<String>("user").await.ok().flatten();
+                user.unwrap_or_default()
+            }),
+        )
+        .route(
+            "/big",
+            web::get().to(|s: Session| async move {
+                s.insert("big", &"x".repeat(1000)).await?;
+                Ok::<_, sessionkit::Error>("stored")
+            }),
+        )
+        .route(
+            "/logout",
+            web::get().to(|s: Session| async move {
+                s.flush().await;
+                "out"
+            }),
+        );
+    }
     let sessions = sessionkit::SessionMiddleware::new(store(redis).await, config());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let server = HttpServer::new(move || {
-        App::new()
-            .wrap(sessions.clone())
-            .route(
-                "/in",
-                web::get().to(|s: Session| async move {
-                    s.insert("user", "ann").await?;
-                    Ok::<_, sessionkit::Error>("in")
-                }),
-            )
-            .route(
-                "/read",
-                web::get().to(|s: Session| async move {
-                    let user = s.get::<String>("user").await.ok().flatten();
-                    user.unwrap_or_default()
-                }),
-            )
-            .route(
-                "/big",
-                web::get().to(|s: Session| async move {
-                    s.insert("big", &"x".repeat(1000)).await?;
-                    Ok::<_, sessionkit::Error>("stored")
-                }),
-            )
-            .route(
-                "/logout",
-                web::get().to(|s: Session| async move {
-                    s.flush().await;
-                    "out"
-                }),
-            )
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)
-    .expect("listen")
-    .run();
-    let handle = server.handle();
-    std::thread::spawn(move || actix_web::rt::System::new().block_on(server));
-    (format!("http://{addr}"), handle)
+    testkit::serve_actix(sessions, routes)
 }
 
 fn page(r: &Reply) -> (u16, String, String) {
