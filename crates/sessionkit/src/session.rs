@@ -62,14 +62,23 @@ struct Inner {
 
 impl Session {
     /// The session of a request with these `Cookie` header values (no I/O).
+    /// `insecure` tells whether the request came over plain HTTP to a host
+    /// a `Secure` cookie does not reach; asked only of a request that
+    /// brought no session id (one that did shows the cookie works).
     pub(crate) fn open<'a>(
         shared: &Arc<Shared>,
         cookie_headers: impl IntoIterator<Item = &'a [u8]>,
-        insecure: Option<Box<str>>,
+        insecure: impl FnOnce() -> Option<Box<str>>,
     ) -> Self {
+        let offered = lifecycle::open(shared, cookie_headers);
+        let insecure = if offered.candidates().is_empty() {
+            insecure()
+        } else {
+            None
+        };
         Session {
             inner: Arc::new(Inner {
-                offered: lifecycle::open(shared, cookie_headers),
+                offered,
                 shared: Arc::clone(shared),
                 accessed: AtomicBool::new(false),
                 state: Mutex::new(SessionState::new(shared.config.codec)),

@@ -105,7 +105,7 @@ impl Client {
             Transport::Bearer => format!("Bearer {c}"),
             _ => c,
         });
-        Session::open(&self.shared, header.iter().map(String::as_bytes), None)
+        Session::open(&self.shared, header.iter().map(String::as_bytes), || None)
     }
 
     /// Ends the request of `session` with a `200` response, as the

@@ -150,17 +150,19 @@ where
             .get_all(&*self.shared.config.id_headers.request)
             .map(HeaderValue::as_bytes);
         let headers = req.headers();
-        let insecure = crate::lifecycle::insecure_origin(
-            &self.shared.config,
-            headers
-                .get(actix_web::http::header::HOST)
-                .map(HeaderValue::as_bytes),
-            req.app_config().secure(),
-            headers
-                .get_all("x-forwarded-proto")
-                .chain(headers.get_all(actix_web::http::header::FORWARDED))
-                .map(HeaderValue::as_bytes),
-        );
+        let insecure = || {
+            crate::lifecycle::insecure_origin(
+                &self.shared.config,
+                headers
+                    .get(actix_web::http::header::HOST)
+                    .map(HeaderValue::as_bytes),
+                req.app_config().secure(),
+                headers
+                    .get_all("x-forwarded-proto")
+                    .chain(headers.get_all(actix_web::http::header::FORWARDED))
+                    .map(HeaderValue::as_bytes),
+            )
+        };
         let session = Session::open(&self.shared, cookies, insecure);
         req.extensions_mut().insert(session.clone());
         let res = self.service.call(req);

@@ -104,20 +104,22 @@ where
             .map(HeaderValue::as_bytes);
         let config = &self.shared.config;
         let headers = req.headers();
-        let host = headers
-            .get(http::header::HOST)
-            .map(HeaderValue::as_bytes)
-            .or_else(|| req.uri().authority().map(|a| a.as_str().as_bytes()));
-        let insecure = crate::lifecycle::insecure_origin(
-            config,
-            host,
-            req.uri().scheme() == Some(&http::uri::Scheme::HTTPS),
-            headers
-                .get_all("x-forwarded-proto")
-                .into_iter()
-                .chain(headers.get_all(http::header::FORWARDED))
-                .map(HeaderValue::as_bytes),
-        );
+        let insecure = || {
+            let host = headers
+                .get(http::header::HOST)
+                .map(HeaderValue::as_bytes)
+                .or_else(|| req.uri().authority().map(|a| a.as_str().as_bytes()));
+            crate::lifecycle::insecure_origin(
+                config,
+                host,
+                req.uri().scheme() == Some(&http::uri::Scheme::HTTPS),
+                headers
+                    .get_all("x-forwarded-proto")
+                    .into_iter()
+                    .chain(headers.get_all(http::header::FORWARDED))
+                    .map(HeaderValue::as_bytes),
+            )
+        };
         let session = Session::open(&self.shared, cookies, insecure);
         req.extensions_mut().insert(session.clone());
         // Call the service that was polled ready, leave a fresh clone in its place.
