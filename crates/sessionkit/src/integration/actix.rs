@@ -109,6 +109,7 @@ where
     fn new_transform(&self, service: S) -> Self::Future {
         ready(Ok(SessionMiddlewareService {
             service,
+            id_header: id_header(&self.shared.config),
             shared: Arc::clone(&self.shared),
         }))
     }
@@ -129,6 +130,8 @@ where
 #[derive(Debug)]
 pub struct SessionMiddlewareService<S> {
     service: S,
+    /// The request header the id arrives in, parsed once.
+    id_header: HeaderName,
     shared: Arc<Shared>,
 }
 
@@ -147,7 +150,7 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let cookies = req
             .headers()
-            .get_all(&*self.shared.config.id_headers.request)
+            .get_all(&self.id_header)
             .map(HeaderValue::as_bytes);
         let headers = req.headers();
         let insecure = || {
@@ -278,6 +281,12 @@ impl ResponseError for Error {
         append_headers(&Finish::handler_error(self), res.headers_mut());
         res
     }
+}
+
+/// The transport's request header (the config checked its name).
+fn id_header(config: &SessionConfig) -> HeaderName {
+    HeaderName::from_bytes(config.id_headers.request.as_bytes())
+        .unwrap_or(actix_web::http::header::COOKIE)
 }
 
 /// A header name of [`Finish::headers`]: the fixed ones without parsing,

@@ -52,6 +52,7 @@ impl<S> Layer<S> for SessionLayer {
     fn layer(&self, inner: S) -> Self::Service {
         SessionService {
             inner,
+            id_header: id_header(&self.shared.config),
             shared: Arc::clone(&self.shared),
         }
     }
@@ -61,6 +62,8 @@ impl<S> Layer<S> for SessionLayer {
 #[derive(Clone, Debug)]
 pub struct SessionService<S> {
     inner: S,
+    /// The request header the id arrives in, parsed once.
+    id_header: HeaderName,
     shared: Arc<Shared>,
 }
 
@@ -99,7 +102,7 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let cookies = req
             .headers()
-            .get_all(&*self.shared.config.id_headers.request)
+            .get_all(&self.id_header)
             .into_iter()
             .map(HeaderValue::as_bytes);
         let config = &self.shared.config;
@@ -215,6 +218,11 @@ mod extract {
                 .ok_or(Error::MissingMiddleware)
         }
     }
+}
+
+/// The transport's request header (the config checked its name).
+fn id_header(config: &SessionConfig) -> HeaderName {
+    HeaderName::from_bytes(config.id_headers.request.as_bytes()).unwrap_or(http::header::COOKIE)
 }
 
 /// A header name of [`Finish::headers`]: the fixed ones without parsing,
